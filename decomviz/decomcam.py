@@ -1,0 +1,229 @@
+"""DecomCAM (Yang et al., 2024), implemented from ../shared/ALGORITHM.md.
+
+Stage 1 (decompose): gradient-weighted activation maps of the top-P channels -> truncated SVD -> OSSMs.
+Stage 2 (integrate): each OSSM masks the image over a blurred reference; how much of the score it restores
+weights it in the final map. All pairs (image, prompt) are processed together on the model's device.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+
+from .cam import CAM, _check_choice, _check_int, gaussian_blur, pair_score
+from .explanation import Explanation, combine_ossms, minmax
+from .models import CLIPModel
+
+SIGN_RULES = ("gradcam", "both")
+WEIGHT_NORMS = ("max", "minmax")
+INTEGRATIONS = ("pixel", "none")
+UPSAMPLING = ("bilinear", "bicubic")
+REFERENCE_SIZE = 224  # blur_sigma is given in pixels at this input size and scaled with it
+_NULL_RTOL = 1e-6  # a singular value below this share of the largest is numerically zero
+
+
+@dataclass
+class Decomposition:
+    """Stage 1 for all pairs. Shapes: B images, T prompts, K components, P kept channels, n = h*w."""
+
+    alpha: torch.Tensor  # (B, T, C)
+    channels: torch.Tensor  # (B, T, P)
+    u: torch.Tensor  # (B, T, K, n), oriented
+    v: torch.Tensor  # (B, T, K, P), oriented
+    singular_values: torch.Tensor  # (B, T, K)
+    explained_variance: torch.Tensor  # (B, T, K)
+    gradcam: torch.Tensor  # (B, T, n): row sums of X
+    null: torch.Tensor  # (B, T, K) bool: numerically zero components
+
+    def spatial(self, sign: float = 1.0) -> torch.Tensor:
+        """u_k * sigma_k, (B, T, K, n), with null components zeroed."""
+        maps = sign * self.u * self.singular_values[..., None]
+        return maps.masked_fill(self.null[..., None], 0.0)
+
+
+def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
+              center: bool) -> Decomposition:
+    """Steps 1-5 of ALGORITHM.md. activations (B, C, h, w); gradients (B, T, C, h, w). All fp32."""
+    B, C, h, w = activations.shape
+    T = gradients.shape[1]
+    n = h * w
+    A = activations.reshape(B, 1, C, n).float()
+    G = gradients.reshape(B, T, C, n).float()
+    alpha = G.mean(dim=-1)  # (B, T, C)
+    P = min(top_channels, C)
+    alpha_kept, channels = alpha.topk(P, dim=-1, sorted=True)  # signed, descending
+    A_kept = A.expand(B, T, C, n).gather(2, channels[..., None].expand(B, T, P, n))  # (B, T, P, n)
+    X = (alpha_kept[..., None] * A_kept).transpose(-1, -2)  # (B, T, n, P): rows = grid cells
+    gradcam = X.sum(dim=-1)
+    if center:
+        X = X - X.mean(dim=-2, keepdim=True)
+    U, S, Vh = torch.linalg.svd(X, full_matrices=False)
+    K = min(n_components, S.shape[-1])
+    u, s, v = U[..., :K].transpose(-1, -2), S[..., :K], Vh[..., :K, :]
+    total = (S ** 2).sum(dim=-1, keepdim=True)
+    explained = torch.where(total > 0, s ** 2 / total.clamp_min(1e-30), torch.zeros_like(s))
+    null = s <= _NULL_RTOL * S[..., :1]
+    # Orient each component so that u_k sigma_k correlates positively with the Grad-CAM map.
+    spatial = u * s[..., None]
+    corr = ((spatial - spatial.mean(-1, keepdim=True)) * (gradcam - gradcam.mean(-1, keepdim=True))[..., None, :]).sum(-1)
+    sign = torch.sign(corr)
+    sign = torch.where(sign == 0, torch.sign(spatial.sum(-1)), sign)
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return Decomposition(alpha, channels, u * sign[..., None], v * sign[..., None], s, explained, gradcam, null)
+
+
+def integration_weights(contributions: torch.Tensor, threshold: float, norm: str) -> torch.Tensor:
+    """Step 10: w_k = max(d_k, 0) / max_j d_j (or min-max), zeroed below `threshold` (of the max)."""
+    d = contributions
+    top = d.amax(dim=-1, keepdim=True)
+    if norm == "max":
+        w = d.clamp_min(0) / top.clamp_min(1e-12)
+        w = torch.where(top > 0, w, torch.zeros_like(w))
+    else:
+        low = d.amin(dim=-1, keepdim=True)
+        span = top - low
+        w = torch.where(span > 0, (d - low) / span.clamp_min(1e-12), torch.zeros_like(d))
+    return torch.where(w < threshold, torch.zeros_like(w), w)
+
+
+class DecomCAM(CAM):
+    """DecomCAM: decomposition into orthogonal sub-saliency maps (OSSMs) and their integration.
+
+    Parameters
+    ----------
+    model : CLIPModel
+    n_components : K, number of singular components kept (clipped to the rank with a warning).
+    top_channels : P, channels kept by largest (signed) Grad-CAM weight alpha_c (clipped to C).
+    layer : layer to tap; default ``model.default_layer``.
+    center : centre each column of X before the SVD (PCA, as the authors' code) or not (plain SVD).
+    sign : "gradcam" (orient u_k to correlate with Grad-CAM) or "both" (score both orientations, keep the better).
+    blur_sigma : Gaussian sigma in pixels at 224 px for the reference image (scaled with the input size).
+    score : "cosine", "logit" or "softmax" (over the prompts of the call).
+    weight_threshold : weights below this share of the largest are set to 0.
+    weight_norm : "max" (w = max(d, 0) / max d) or "minmax" (the paper's figure).
+    integration : "pixel" (masked images, the method) or "none" (OSSMs weighted by singular value; ablation).
+    upsample : "bilinear" or "bicubic" for OSSMs to input resolution.
+    batch_size : masked images per forward pass.
+    autocast : None, "bf16" or "fp16" for the towers; the SVD always runs in fp32.
+
+    Calling it returns an `Explanation` with every intermediate (see ``decomviz.explanation.ARRAY_FIELDS``).
+    """
+
+    method = "decomcam"
+
+    def __init__(self, model: CLIPModel, n_components: int = 10, top_channels: int = 500,
+                 layer: Optional[str] = None, center: bool = True, sign: str = "gradcam",
+                 blur_sigma: float = 10.0, score: str = "cosine", weight_threshold: float = 0.01,
+                 weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
+                 batch_size: int = 32, autocast: Optional[str] = None):
+        super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast)
+        self.n_components = _check_int("n_components", n_components)
+        self.top_channels = _check_int("top_channels", top_channels)
+        if not isinstance(center, bool):
+            raise ValueError(f"center must be True or False, got {center!r}.")
+        self.center = center
+        self.sign = _check_choice("sign", sign, SIGN_RULES)
+        if not isinstance(blur_sigma, (int, float)) or isinstance(blur_sigma, bool) or not blur_sigma > 0:
+            raise ValueError(f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}.")
+        self.blur_sigma = float(blur_sigma)
+        if not isinstance(weight_threshold, (int, float)) or not 0 <= weight_threshold < 1:
+            raise ValueError(f"weight_threshold must be in [0, 1), got {weight_threshold!r}.")
+        self.weight_threshold = float(weight_threshold)
+        self.weight_norm = _check_choice("weight_norm", weight_norm, WEIGHT_NORMS)
+        self.integration = _check_choice("integration", integration, INTEGRATIONS)
+        self.upsample = _check_choice("upsample", upsample, UPSAMPLING)
+
+    # ----------------------------------------------------------------- the method
+    def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:
+        tapped = self._tapped(x, text)
+        B, C, h, w = tapped.activations.shape
+        self._warn_rank(C, h * w)
+        dec = decompose(tapped.activations, tapped.gradients, self.top_channels, self.n_components, self.center)
+        K = dec.u.shape[2]
+        out: Dict[str, torch.Tensor] = {}
+        flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1),
+                 "rank_deficient": dec.null.any(dim=-1)}
+
+        if self.integration == "pixel":
+            ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
+            ref_score = self._scores(self._embed_batched(lambda i, j: ref[i:j], B), text)  # (B, T)
+            if self.sign == "both":
+                spatial = torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)  # (B, T, 2K, n)
+            else:
+                spatial = dec.spatial()
+            ossms = self._upsampled(spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w), x.shape[-2:])
+            emb, masked = self._score_masked(x, ref, ossms, text)
+            d = masked - ref_score[..., None]
+            if self.sign == "both":
+                flip = d[..., K:] > d[..., :K]  # (B, T, K)
+                pick = lambda t: torch.where(flip.view(*flip.shape, *[1] * (t.ndim - 4)), t[:, :, K:], t[:, :, :K])
+                ossms, emb, masked, d = pick(ossms), pick(emb), pick(masked), pick(d)
+                sgn = torch.where(flip, -1.0, 1.0)[..., None]
+                dec.u, dec.v = dec.u * sgn, dec.v * sgn
+                out["flipped"] = flip
+            weights = integration_weights(d, self.weight_threshold, self.weight_norm)
+            flags["no_positive_contribution"] = d.amax(dim=-1) <= 0
+            out.update(contributions=d, masked_scores=masked, reference_score=ref_score, embeddings=emb,
+                       reference_images=self._pixels(ref))
+        else:
+            ossms = self._upsampled(dec.spatial().clamp_min(0).reshape(B, -1, K, h, w), x.shape[-2:])
+            top = dec.singular_values[..., :1]
+            weights = torch.where(top > 0, dec.singular_values / top.clamp_min(1e-30),
+                                  torch.zeros_like(dec.singular_values))
+        ossms_lowres = dec.spatial().clamp_min(0).reshape(B, -1, K, h, w)
+        saliency = combine_ossms(ossms, weights)
+        flags["empty_map"] = saliency.amax(dim=(-2, -1)) <= 0
+        flipped = out.pop("flipped", None)
+        if flipped is not None:
+            flags["sign_flipped"] = flipped.any(dim=-1)
+        arrays = dict(saliency=saliency, ossms=ossms, ossms_lowres=ossms_lowres, u=dec.u, v=dec.v,
+                      singular_values=dec.singular_values, explained_variance=dec.explained_variance,
+                      weights=weights, channels=dec.channels, alpha=dec.alpha,
+                      gradcam_lowres=dec.gradcam.reshape(B, -1, h, w), base_score=tapped.base_score, **out)
+        self._warn_flags(flags, prompts)
+        cpu = {k: val.detach().cpu() for k, val in arrays.items()}
+        return Explanation(method=self.method if self.integration == "pixel" else "decomcam-nointegration",
+                           prompts=prompts, images=None, flags={k: f.cpu() for k, f in flags.items()},
+                           params={"grid": [h, w], "n_channels": C, "n_components_used": K}, **cpu)
+
+    def _upsampled(self, maps: torch.Tensor, size) -> torch.Tensor:
+        up = self._upsample(maps, size, mode=self.upsample)
+        return up.clamp_min(0) if self.upsample == "bicubic" else up
+
+    def _score_masked(self, x, ref, ossms, text):
+        """Step 8-9: x_k = M_k x + (1 - M_k) r for every (b, t, k); returns embeddings and scores (B, T, K)."""
+        B, T, K, H, W = ossms.shape
+        masks = minmax(ossms).reshape(B * T * K, 1, H, W)
+        image_of = torch.arange(B, device=x.device).repeat_interleave(T * K)
+        prompt_of = torch.arange(T, device=x.device).repeat_interleave(K).repeat(B)
+
+        def batch(i, j):
+            m, b = masks[i:j], image_of[i:j]
+            return m * x[b] + (1 - m) * ref[b]
+
+        emb = self._embed_batched(batch, B * T * K)
+        scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
+        return emb.reshape(B, T, K, -1), scores.reshape(B, T, K)
+
+    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x * self.model.std + self.model.mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+    def _warn_rank(self, C: int, n: int) -> None:
+        rank = min(n - int(self.center), min(self.top_channels, C))
+        if self.n_components > rank:
+            warnings.warn(f"n_components={self.n_components} exceeds the rank of the {n} x "
+                          f"{min(self.top_channels, C)} matrix ({rank}); using {min(self.n_components, min(n, C, self.top_channels))} "
+                          "components (those beyond the rank have zero singular value and zero weight).",
+                          stacklevel=4)
+
+    @staticmethod
+    def _warn_flags(flags: Dict[str, torch.Tensor], prompts: List[str]) -> None:
+        none_pos = flags.get("no_positive_contribution")
+        if none_pos is not None and bool(none_pos.any()):
+            pairs = none_pos.nonzero().tolist()
+            warnings.warn(f"No component raised the score over the blurred reference for {len(pairs)} "
+                          f"(image, prompt) pair(s), e.g. image {pairs[0][0]} with {prompts[pairs[0][1]]!r}: their "
+                          "saliency is all zero; see exp.flags['no_positive_contribution'] and exp.contributions.",
+                          stacklevel=4)

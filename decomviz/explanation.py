@@ -1,0 +1,209 @@
+"""The Explanation: plain data (tensors + the protocol record) that figures and widgets read."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+
+# Array fields, with the shape each holds (B images, T prompts, K components, P channels, C all channels,
+# h x w the tapped grid, H x W the input, D the embedding width).
+ARRAY_FIELDS = {
+    "saliency": "(B, T, H, W) in [0, 1]",
+    "saliency_lowres": "(B, T, h, w) before upsampling and normalisation",
+    "images": "(B, H, W, 3) uint8: the pixels that were explained",
+    "base_score": "(B, T): s(x, t)",
+    "ossms": "(B, T, K, H, W): ReLU(u_k sigma_k), upsampled",
+    "ossms_lowres": "(B, T, K, h, w)",
+    "u": "(B, T, K, h*w): orthonormal left singular vectors (spatial)",
+    "v": "(B, T, K, P): right singular vectors (channel loadings over the kept channels)",
+    "singular_values": "(B, T, K)",
+    "explained_variance": "(B, T, K): share of the squared Frobenius norm of X",
+    "weights": "(B, T, K): integration weights w_k",
+    "contributions": "(B, T, K): d_k = s(x_k, t) - s(r, t)",
+    "masked_scores": "(B, T, K): s(x_k, t)",
+    "reference_score": "(B, T): s(r, t)",
+    "embeddings": "(B, T, K, D): image embeddings of the masked inputs f(x_k)",
+    "channels": "(B, T, P): kept channel indices, by descending alpha",
+    "alpha": "(B, T, C): Grad-CAM channel weights (mean gradient)",
+    "gradcam_lowres": "(B, T, h, w): row sums of X, the map that orients the singular vectors",
+    "reference_images": "(B, H, W, 3) uint8: the blurred reference r",
+}
+
+
+@dataclass
+class Explanation:
+    """Everything one call of a CAM method computed, for every (image, prompt) pair.
+
+    Only `saliency`, `images`, `prompts`, `method` and `params` are always present; DecomCAM fills the rest.
+    See `ARRAY_FIELDS` for the shape of each array. `flags` maps a condition (e.g.
+    "no_positive_contribution") to a (B, T) bool tensor; `params` is the protocol record.
+    """
+
+    method: str
+    prompts: List[str]
+    saliency: torch.Tensor
+    images: torch.Tensor
+    params: Dict[str, Any] = field(default_factory=dict)
+    flags: Dict[str, torch.Tensor] = field(default_factory=dict)
+    saliency_lowres: Optional[torch.Tensor] = None
+    base_score: Optional[torch.Tensor] = None
+    ossms: Optional[torch.Tensor] = None
+    ossms_lowres: Optional[torch.Tensor] = None
+    u: Optional[torch.Tensor] = None
+    v: Optional[torch.Tensor] = None
+    singular_values: Optional[torch.Tensor] = None
+    explained_variance: Optional[torch.Tensor] = None
+    weights: Optional[torch.Tensor] = None
+    contributions: Optional[torch.Tensor] = None
+    masked_scores: Optional[torch.Tensor] = None
+    reference_score: Optional[torch.Tensor] = None
+    embeddings: Optional[torch.Tensor] = None
+    channels: Optional[torch.Tensor] = None
+    alpha: Optional[torch.Tensor] = None
+    gradcam_lowres: Optional[torch.Tensor] = None
+    reference_images: Optional[torch.Tensor] = None
+
+    # ----------------------------------------------------------------- shape helpers
+    @property
+    def n_images(self) -> int:
+        return self.saliency.shape[0]
+
+    @property
+    def n_prompts(self) -> int:
+        return self.saliency.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return 0 if self.ossms is None else self.ossms.shape[2]
+
+    def __repr__(self) -> str:
+        B, T, H, W = self.saliency.shape
+        k = f", K={self.n_components}" if self.ossms is not None else ""
+        raised = [n for n, f in self.flags.items() if bool(f.any())]
+        fl = f", flags={raised}" if raised else ""
+        return f"Explanation({self.method}, B={B}, T={T}{k}, {H}x{W}, prompts={self.prompts!r}{fl})"
+
+    # ----------------------------------------------------------------- combining components
+    def combine(self, components: Union[None, int, Iterable[int], Iterable[bool], torch.Tensor] = None,
+                weighting: str = "integration") -> torch.Tensor:
+        """Saliency (B, T, H, W) from a subset of components, normalised as the full saliency is.
+
+        components: None (all), indices such as ``[0, 2]`` or ``range(3)``, or a boolean mask of length K.
+        weighting: "integration" (the weights w_k, as in the saliency), "singular" (sigma_k, the
+        no-integration ablation) or "uniform".
+        ``combine()`` equals ``saliency``.
+        """
+        if self.ossms is None:
+            raise ValueError(f"A {self.method} explanation has no components to combine; use DecomCAM.")
+        select = self.component_mask(components)
+        w = self.component_weights(weighting)
+        return combine_ossms(self.ossms, w * select.to(w.dtype))
+
+    def component_mask(self, components) -> torch.Tensor:
+        K = self.n_components
+        if components is None:
+            return torch.ones(K, dtype=torch.bool)
+        if isinstance(components, (int, np.integer)) and not isinstance(components, bool):
+            components = [int(components)]
+        sel = torch.as_tensor(list(components) if not isinstance(components, torch.Tensor) else components)
+        if sel.dtype == torch.bool:
+            if sel.shape != (K,):
+                raise ValueError(f"A boolean component mask needs length K={K}, got shape {tuple(sel.shape)}.")
+            return sel
+        if sel.numel() == 0:
+            return torch.zeros(K, dtype=torch.bool)
+        sel = sel.long().flatten()
+        if (sel < 0).any() or (sel >= K).any():
+            raise IndexError(f"Component indices must lie in 0..{K - 1}; got {sel.tolist()}.")
+        mask = torch.zeros(K, dtype=torch.bool)
+        mask[sel] = True
+        return mask
+
+    def component_weights(self, weighting: str = "integration") -> torch.Tensor:
+        if weighting == "integration":
+            return self.weights
+        if weighting == "singular":
+            return self.singular_values
+        if weighting == "uniform":
+            return torch.ones_like(self.singular_values)
+        raise ValueError(f"weighting must be 'integration', 'singular' or 'uniform', got {weighting!r}.")
+
+    # ----------------------------------------------------------------- selection
+    def select(self, image: int = 0, prompt: Union[int, str] = 0) -> "Explanation":
+        """The explanation of one (image, prompt) pair, as a B=1, T=1 Explanation."""
+        t = self.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
+        b = int(image)
+        if not (0 <= b < self.n_images) or not (0 <= t < self.n_prompts):
+            raise IndexError(f"Pair ({image}, {prompt}) is outside {self.n_images} images x {self.n_prompts} prompts.")
+        kw = {}
+        for f in fields(self):
+            val = getattr(self, f.name)
+            if f.name in ("images", "reference_images") and val is not None:
+                kw[f.name] = val[b:b + 1]
+            elif isinstance(val, torch.Tensor):
+                kw[f.name] = val[b:b + 1, t:t + 1]
+            elif f.name == "flags":
+                kw[f.name] = {k: v[b:b + 1, t:t + 1] for k, v in val.items()}
+            elif f.name == "prompts":
+                kw[f.name] = [self.prompts[t]]
+            else:
+                kw[f.name] = val
+        return Explanation(**kw)
+
+    # ----------------------------------------------------------------- figures
+    def figure(self, image: int = 0, prompt: Union[int, str] = 0, **kwargs):
+        """A plotly figure of one pair: image + overlay, OSSM strip with weights, spectrum."""
+        from .viz.figures import explanation_figure
+        return explanation_figure(self, image=image, prompt=prompt, **kwargs)
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write an .npz file (no pickles): every array plus the protocol record as JSON."""
+        arrays = {}
+        for name in ["saliency", *ARRAY_FIELDS]:
+            val = getattr(self, name)
+            if val is not None:
+                arrays[name] = val.detach().cpu().numpy()
+        for name, val in self.flags.items():
+            arrays[f"flag__{name}"] = val.detach().cpu().numpy()
+        meta = {"format": FORMAT_VERSION, "method": self.method, "prompts": self.prompts, "params": self.params}
+        arrays["__meta__"] = np.array(json.dumps(meta))
+        path = os.fspath(path)
+        tmp = path + ".tmp.npz"
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Explanation":
+        """Read a file written by `save`. Nothing in it is executed (allow_pickle=False)."""
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as data:
+                meta = json.loads(str(data["__meta__"]))
+                kw = {name: torch.from_numpy(data[name].copy()) for name in ARRAY_FIELDS if name in data.files}
+                kw["saliency"] = torch.from_numpy(data["saliency"].copy())
+                flags = {k[len("flag__"):]: torch.from_numpy(data[k].copy()) for k in data.files if k.startswith("flag__")}
+        except (KeyError, ValueError, OSError) as err:
+            raise ValueError(f"'{path}' is not a decomviz Explanation file ({err}).") from None
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"'{path}' has format {meta.get('format')}, this decomviz reads {FORMAT_VERSION}.")
+        return cls(method=meta["method"], prompts=list(meta["prompts"]), params=meta["params"], flags=flags, **kw)
+
+
+def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Min-max normalise over the last two dims; a constant map becomes all zeros (never NaN)."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    hi = maps.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    return torch.where(span > eps, (maps - lo) / span.clamp_min(eps), torch.zeros_like(maps))
+
+
+def combine_ossms(ossms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """L = minmax(ReLU(sum_k w_k OSSM_k)); ossms (..., K, H, W), weights (..., K)."""
+    summed = torch.einsum("...khw,...k->...hw", ossms, weights.to(ossms.dtype))
+    return minmax(summed.clamp_min(0))
