@@ -88,6 +88,13 @@ def integration_weights(contributions: torch.Tensor, threshold: float, norm: str
     return torch.where(w < threshold, torch.zeros_like(w), w)
 
 
+def _pick(flip: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    """From (B, T, 2K, ...) holding both orientations, the second half where `flip` (B, T, K) is set."""
+    K = flip.shape[-1]
+    cond = flip.reshape(*flip.shape, *[1] * (stacked.ndim - 3))
+    return torch.where(cond, stacked[:, :, K:], stacked[:, :, :K])
+
+
 class DecomCAM(CAM):
     """DecomCAM: decomposition into orthogonal sub-saliency maps (OSSMs) and their integration.
 
@@ -157,9 +164,8 @@ class DecomCAM(CAM):
             emb, masked = self._score_masked(x, ref, ossms, text)
             d = masked - ref_score[..., None]
             if self.sign == "both":
-                flip = d[..., K:] > d[..., :K]  # (B, T, K)
-                pick = lambda t: torch.where(flip.view(*flip.shape, *[1] * (t.ndim - 4)), t[:, :, K:], t[:, :, :K])
-                ossms, emb, masked, d = pick(ossms), pick(emb), pick(masked), pick(d)
+                flip = d[..., K:] > d[..., :K]  # (B, T, K): the negative orientation restores more
+                ossms, emb, masked, d = (_pick(flip, t) for t in (ossms, emb, masked, d))
                 sgn = torch.where(flip, -1.0, 1.0)[..., None]
                 dec.u, dec.v = dec.u * sgn, dec.v * sgn
                 out["flipped"] = flip
