@@ -28,15 +28,19 @@ class GradCAM(CAM):
 
 
 class GradCAMPlusPlus(GradCAM):
-    """Grad-CAM++ (Chattopadhay et al. 2018), with the usual exponential-score closed form for alpha."""
+    """Grad-CAM++ (Chattopadhay et al. 2018), with the usual exponential-score closed form for alpha.
+
+    The denominator carries the same small constant (1e-6) as the reference `grad-cam` package; with the small
+    gradients of cosine scores it matters, and keeping it makes the two implementations agree.
+    """
 
     method = "gradcam++"
+    eps = 1e-6
 
     def _map(self, A, G):
         g2, g3 = G ** 2, G ** 3
         sum_a = A.sum(dim=(-2, -1), keepdim=True)[:, None]
-        denom = 2 * g2 + sum_a * g3
-        aij = torch.where(G != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(G))
+        aij = torch.where(G != 0, g2 / (2 * g2 + sum_a * g3 + self.eps), torch.zeros_like(G))
         weights = (G.clamp_min(0) * aij).sum(dim=(-2, -1), keepdim=True)
         return (weights * A[:, None]).sum(dim=2).clamp_min(0)
 
