@@ -217,12 +217,12 @@ class DecomCAM(CAM):
         return ((x * self.model.std + self.model.mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     def _warn_rank(self, C: int, n: int) -> None:
-        rank = min(n - int(self.center), min(self.top_channels, C))
+        P = min(self.top_channels, C)
+        rank = min(n - int(self.center), P)
         if self.n_components > rank:
-            warnings.warn(f"n_components={self.n_components} exceeds the rank of the {n} x "
-                          f"{min(self.top_channels, C)} matrix ({rank}); using {min(self.n_components, min(n, C, self.top_channels))} "
-                          "components (those beyond the rank have zero singular value and zero weight).",
-                          stacklevel=4)
+            warnings.warn(f"n_components={self.n_components} exceeds the rank ({rank}) of the {n} x {P} matrix of "
+                          f"this layer; using {min(self.n_components, n, P)} components, of which those beyond the "
+                          "rank have zero singular value and zero weight.", stacklevel=4)
 
     @staticmethod
     def _warn_flags(flags: Dict[str, torch.Tensor], prompts: List[str]) -> None:

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import decomviz as dv
+from decomviz.cli import main
+from tests.conftest import make_image
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.fromarray(make_image(0)).save(path)
+    return path
+
+
+def test_explain_writes_selfcontained_html(image_path, tmp_path, tiny_dirs, capsys):
+    out = tmp_path / "report.html"
+    rc = main(["explain", str(image_path), "--prompt", "a red circle", "--prompt", "a blue square",
+               "--checkpoint", str(tiny_dirs["rn"]), "--n-components", "3", "--compare", "gradcam,eigencam",
+               "--out", str(out)])
+    assert rc == 0
+    html = out.read_text()
+    assert "<script" in html and "<script src=" not in html  # plotly.js inlined: works offline
+    assert html.count("plotly-graph-div") >= 4  # per prompt: DecomCAM figure + comparison
+    assert "a blue square" in html
+    err = capsys.readouterr().err
+    assert "decomcam: 2 prompt(s)" in err and "wrote" in err
+
+
+def test_explain_npz_roundtrip(image_path, tmp_path, tiny_dirs):
+    out = tmp_path / "e.npz"
+    assert main(["explain", str(image_path), "--prompt", "x", "--checkpoint", str(tiny_dirs["vit"]),
+                 "--method", "gradcam", "--out", str(out)]) == 0
+    exp = dv.Explanation.load(out)
+    assert exp.method == "gradcam" and exp.saliency.shape == (1, 1, 64, 64)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["MISSING", "--prompt", "x"], "not found"),
+    (["IMG", "--prompt", ""], "empty"),
+    (["IMG", "--prompt", "x", "--layer", "visual.nope"], "Valid layers"),
+    (["IMG", "--prompt", "x", "--n-components", "0"], "n_components"),
+    (["IMG", "--prompt", "x", "--model", "RN5000"], "Unknown model"),
+])
+def test_explain_bad_input_exits_2_with_message(image_path, tmp_path, tiny_dirs, capsys, args, msg):
+    args = [str(image_path) if a == "IMG" else str(tmp_path / "missing.png") if a == "MISSING" else a for a in args]
+    extra = [] if "--model" in args else ["--checkpoint", str(tiny_dirs["rn"])]
+    rc = main(["explain", *args, *extra, "--out", str(tmp_path / "r.html")])
+    assert rc == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "decomviz.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "explain" in out.stdout and "demo" in out.stdout
