@@ -155,13 +155,12 @@ class DecomCAM(CAM):
 
         if self.integration == "pixel":
             ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
-            ref_score = self._scores(self._embed_batched(lambda i, j: ref[i:j], B), text)  # (B, T)
             if self.sign == "both":
                 spatial = torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)  # (B, T, 2K, n)
             else:
                 spatial = dec.spatial()
             ossms = self._upsampled(spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w), x.shape[-2:])
-            emb, masked = self._score_masked(x, ref, ossms, text)
+            emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
             d = masked - ref_score[..., None]
             if self.sign == "both":
                 flip = d[..., K:] > d[..., :K]  # (B, T, K): the negative orientation restores more
@@ -199,19 +198,25 @@ class DecomCAM(CAM):
         return up.clamp_min(0) if self.upsample == "bicubic" else up
 
     def _score_masked(self, x, ref, ossms, text):
-        """Step 8-9: x_k = M_k x + (1 - M_k) r for every (b, t, k); returns embeddings and scores (B, T, K)."""
+        """Steps 8-9: x_k = M_k x + (1 - M_k) r for every (b, t, k), and the references r_b, in one stream of
+        batches. Returns masked-input embeddings (B, T, K, D), their scores (B, T, K) and s(r, t) (B, T)."""
         B, T, K, H, W = ossms.shape
         masks = minmax(ossms).reshape(B * T * K, 1, H, W)
         image_of = torch.arange(B, device=x.device).repeat_interleave(T * K)
         prompt_of = torch.arange(T, device=x.device).repeat_interleave(K).repeat(B)
 
-        def batch(i, j):
-            m, b = masks[i:j], image_of[i:j]
-            return m * x[b] + (1 - m) * ref[b]
+        def batch(i, j):  # items 0..B-1 are the references, then the masked inputs
+            parts = [ref[i:min(j, B)]] if i < B else []
+            lo, hi = max(i, B) - B, j - B
+            if hi > lo:
+                m, b = masks[lo:hi], image_of[lo:hi]
+                parts.append(m * x[b] + (1 - m) * ref[b])
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-        emb = self._embed_batched(batch, B * T * K)
-        scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
-        return emb.reshape(B, T, K, -1), scores.reshape(B, T, K)
+        emb = self._embed_batched(batch, B + B * T * K)
+        ref_score = self._scores(emb[:B], text)
+        scores = pair_score(emb[B:], text, prompt_of, self.score, self.model.logit_scale)
+        return emb[B:].reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         return ((x * self.model.std + self.model.mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)

@@ -206,7 +206,7 @@ def test_integration_weights_rules():
 def test_no_positive_contribution_is_flagged(tiny_rn, images, monkeypatch):
     cam = dv.DecomCAM(tiny_rn, n_components=3)
     monkeypatch.setattr(cam, "_score_masked", lambda x, ref, ossms, text: (
-        torch.zeros(*ossms.shape[:3], 32), torch.full(ossms.shape[:3], -5.0)))
+        torch.zeros(*ossms.shape[:3], 32), torch.full(ossms.shape[:3], -5.0), torch.zeros(ossms.shape[:2])))
     with pytest.warns(UserWarning, match="No component raised the score"):
         exp = cam(images, PROMPTS)
     assert exp.flags["no_positive_contribution"].all()

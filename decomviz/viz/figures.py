@@ -41,41 +41,42 @@ def _hide_axes(fig):
 
 def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_components: Optional[int] = None,
                        opacity: float = 0.5) -> go.Figure:
-    """One (image, prompt) pair: the image, the saliency overlay, the singular-value spectrum with weights and
-    contributions, and (DecomCAM) every OSSM with its weight and contribution."""
+    """One (image, prompt) pair: the image, the saliency overlay, the singular-value spectrum with weights, and
+    (DecomCAM) every OSSM with its weight w and contribution d."""
     b, t = _pair(exp, image, prompt)
     pixels = _np(exp.images[b])
     sal = _np(exp.saliency[b, t])
     K = exp.n_components if max_components is None else min(exp.n_components, max_components)
-    cols = max(3, min(K, 10)) if K else 2
-    rows = 1 + (-(-K // cols) if K else 0)
-    titles = ["image", f"{exp.method}: “{exp.prompts[t]}”"]
-    if K:
-        titles.append("spectrum and weights")
-        titles += [""] * (cols - 3)
-        for k in range(K):
-            titles.append(_component_title(exp, b, t, k))
-    specs = [[{"type": "xy"}] * cols for _ in range(rows)]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, specs=specs,
-                        horizontal_spacing=0.02, vertical_spacing=0.08,
-                        row_heights=[2] + [1] * (rows - 1) if rows > 1 else None)
+    cols = max(6, min(K, 10))
+    strip_rows = -(-K // cols) if K else 0
+    rows = 1 + strip_rows
+    spans = [cols // 3, cols // 3, cols - 2 * (cols // 3)] if K else [cols // 2, cols - cols // 2]
+    top = []
+    for span in spans:
+        top += [{"colspan": span}] + [None] * (span - 1)
+    specs = [top] + [[{}] * cols for _ in range(strip_rows)]
+    titles = ["image", f"{exp.method}: “{exp.prompts[t]}”"] + (["variance share (bars) and weight w (line)"] if K else [])
+    titles += [_component_title(exp, b, t, k) for k in range(K)]
+    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.015,
+                        vertical_spacing=0.1, row_heights=[3] + [1] * strip_rows if strip_rows else None)
     fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), 1, 1)
     for tr in overlay_traces(pixels, sal, opacity, showscale=True):
-        fig.add_trace(tr, 1, 2)
+        fig.add_trace(tr, 1, 1 + spans[0])
     if K:
-        _add_spectrum(fig, exp, b, t, row=1, col=3)
+        _add_spectrum(fig, exp, b, t, row=1, col=1 + spans[0] + spans[1])
         for k in range(K):
             r, c = 2 + k // cols, 1 + k % cols
-            fig.add_trace(go.Heatmap(z=_shrink(_np(exp.ossms[b, t, k]), STRIP_SIZE), colorscale=HEAT,
-                                     showscale=False, zmin=0, hovertemplate=f"OSSM {k + 1}<extra></extra>"), r, c)
-            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{(r - 1) * cols + c}", row=r, col=c)
+            fig.add_trace(go.Heatmap(z=_shrink(_np(exp.ossms[b, t, k]), STRIP_SIZE), colorscale=HEAT, showscale=False,
+                                     zmin=0, hovertemplate=f"OSSM {k + 1}: %{{z:.3f}}<extra></extra>"), r, c)
+            fig.update_yaxes(autorange="reversed", row=r, col=c)
     _hide_axes(fig)
     if K:
-        fig.update_xaxes(showticklabels=True, row=1, col=3)
-        fig.update_yaxes(showticklabels=True, row=1, col=3)
+        fig.update_xaxes(showticklabels=True, row=1, col=1 + spans[0] + spans[1])
+        fig.update_yaxes(showticklabels=True, row=1, col=1 + spans[0] + spans[1])
+    fig.update_annotations(font_size=11)
     score = "" if exp.base_score is None else f" · score {float(exp.base_score[b, t]):.4f}"
     fig.update_layout(title=f"{exp.method} · image {b} · “{exp.prompts[t]}”{score}",
-                      height=360 + 160 * (rows - 1), width=max(760, 130 * cols), margin=dict(l=10, r=10, t=70, b=10),
+                      height=380 + 150 * strip_rows, width=max(900, 110 * cols), margin=dict(l=10, r=10, t=70, b=10),
                       showlegend=False)
     return fig
 
@@ -83,7 +84,7 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
 def _component_title(exp, b, t, k) -> str:
     w = float(exp.weights[b, t, k]) if exp.weights is not None else float("nan")
     if exp.contributions is not None:
-        return f"#{k + 1} w={w:.2f} d={float(exp.contributions[b, t, k]):+.3f}"
+        return f"#{k + 1}: w={w:.2f}<br>d={float(exp.contributions[b, t, k]):+.3f}"
     return f"#{k + 1} w={w:.2f}"
 
 

@@ -1,0 +1,104 @@
+"""Speed of DecomCAM and the baselines, and DecomCAM's cost over its floor.
+
+    python benchmarks/bench_engine.py [--models RN50 ViT-B-16] [--repeats 3] [--device cpu]
+
+For each model (random weights for open_clip names; the bundled ones as they ship), at the model's input size:
+seconds per (image, prompt) pair for every method, and the floor measured in the same run: one forward of the
+image tower + one backward from the score to the tapped layer, plus K masked images in one forward batch
+(plus the blurred reference). Ratio = DecomCAM / floor (target <= 1.2).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import decomviz as dv
+from decomviz.cam import clip_score
+
+
+def _timeit(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _floor(model, x, text, K):
+    """Forward + backward to the tap, and K + 1 masked/reference images in one forward: the method's minimum."""
+    module = model.module(model.default_layer)
+    box = {}
+
+    def hook(m, i, o):
+        box["a"] = o.detach().requires_grad_(True)
+        return box["a"]
+
+    def run():
+        h = module.register_forward_hook(hook)
+        try:
+            s = clip_score(model.embed(x), text, "cosine", model.logit_scale)
+            torch.autograd.grad(s.sum(), box["a"])
+        finally:
+            h.remove()
+        with torch.no_grad():
+            model.embed(x.expand(K + 1, -1, -1, -1).contiguous())
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["RN50", "ViT-B-16"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--n-components", type=int, default=10)
+    ap.add_argument("--skip", nargs="*", default=[], help="methods to skip, e.g. scorecam")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {args.device or ('cuda' if torch.cuda.is_available() else 'cpu')}")
+    for name in args.models:
+        bundled = name in dv.models.BUNDLED
+        model = dv.load_model(name, pretrained=None, device=args.device) if not bundled else \
+            dv.load_model(name, device=args.device)
+        H, W = model.image_size
+        img = (rng.random((H, W, 3)) * 255).astype(np.uint8)
+        prompt = "a photo of a house"
+        x = model.prepare(img).tensor
+        text = model.encode_text([prompt])
+        K = args.n_components
+        floor = _timeit(_floor(model, x, text, K), args.repeats)
+        methods = {
+            "decomcam": dv.DecomCAM(model, n_components=K),
+            "decomcam (no integration)": dv.DecomCAM(model, n_components=K, integration="none"),
+            "gradcam": dv.GradCAM(model), "gradcam++": dv.GradCAMPlusPlus(model), "layercam": dv.LayerCAM(model),
+            "eigencam": dv.EigenCAM(model), "gscorecam": dv.GScoreCAM(model, batch_size=64),
+            "scorecam": dv.ScoreCAM(model, batch_size=64),
+        }
+        print(f"\n{name} ({model.source}), {H}x{W}, layer {model.default_layer}, K={K}")
+        print(f"  {'floor (fwd+bwd, K+1 masked fwd)':34s} {floor:8.3f} s")
+        for label, cam in methods.items():
+            if label.split(" ")[0] in args.skip:
+                continue
+            reps = 1 if label in ("scorecam", "gscorecam") else args.repeats
+            t = _timeit(lambda: cam(img, prompt), reps) if reps > 1 else _once(lambda: cam(img, prompt))
+            extra = f"   ratio to floor {t / floor:.2f}" if label == "decomcam" else ""
+            print(f"  {label:34s} {t:8.3f} s/pair{extra}", flush=True)
+
+
+def _once(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    main()

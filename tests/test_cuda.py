@@ -1,0 +1,61 @@
+"""CUDA checks. They run wherever a GPU is present; elsewhere they are skipped, saying why."""
+import numpy as np
+import pytest
+import torch
+
+import decomviz as dv
+from tests.conftest import make_image
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")]
+
+PROMPTS = ["a red circle", "a blue square"]
+
+
+def _corr(a, b):
+    return float(np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1])
+
+
+@pytest.fixture(scope="module", params=["RN50", "ViT-B-16"])
+def pair(request):
+    torch.manual_seed(0)
+    cpu = dv.load_model(request.param, pretrained=None, device="cpu")
+    gpu = dv.load_model(request.param, pretrained=None, device="cuda")
+    gpu.model.load_state_dict(cpu.model.state_dict())
+    return cpu, gpu
+
+
+def test_cpu_and_cuda_agree(pair):
+    cpu, gpu = pair
+    images = [make_image(0), make_image(1)]
+    a = dv.DecomCAM(cpu, n_components=5)(images, PROMPTS)
+    b = dv.DecomCAM(gpu, n_components=5)(images, PROMPTS)
+    assert torch.allclose(a.base_score, b.base_score, atol=1e-3)
+    assert torch.allclose(a.singular_values, b.singular_values, rtol=1e-2, atol=1e-4)
+    g = dv.GradCAM(cpu)(images, PROMPTS), dv.GradCAM(gpu)(images, PROMPTS)
+    assert _corr(g[0].saliency, g[1].saliency) > 0.99
+
+
+@pytest.mark.parametrize("autocast", ["bf16", "fp16"])
+def test_autocast_agrees_with_fp32(pair, autocast):
+    _, gpu = pair
+    images = [make_image(2), make_image(3)]
+    full = dv.GradCAM(gpu)(images, PROMPTS)
+    half = dv.GradCAM(gpu, autocast=autocast)(images, PROMPTS)
+    assert _corr(full.saliency, half.saliency) > 0.99
+    d32 = dv.DecomCAM(gpu, n_components=5)(images, PROMPTS)
+    d16 = dv.DecomCAM(gpu, n_components=5, autocast=autocast)(images, PROMPTS)
+    assert _corr(d32.ossms_lowres, d16.ossms_lowres) > 0.99
+    assert d16.u.dtype == torch.float32  # the SVD runs in fp32
+
+
+def test_gpu_memory_returns_to_start(pair):
+    _, gpu = pair
+    cam = dv.DecomCAM(gpu, n_components=5)
+    cam(make_image(0), PROMPTS)  # warm-up: allocator pools, cuDNN workspaces
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()
+    for i in range(3):
+        cam([make_image(i), make_image(i + 1)], PROMPTS)
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= start + 1024 * 1024
