@@ -7,9 +7,11 @@ from .explanation import Explanation
 from .cam import CAM
 from .decomcam import DecomCAM
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
+from . import metrics
+from .data import PartsWorld
 
 __all__ = [
     "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
-    "GScoreCAM",
+    "GScoreCAM", "metrics", "PartsWorld",
 ]

@@ -1,0 +1,86 @@
+"""Localisation metrics on ground-truth masks. Each takes single maps (H, W) or batches (..., H, W).
+
+Results come back as a `MetricResult`: the values plus the protocol record that makes them comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+REFERENCE_SIZE = 224
+
+
+@dataclass
+class MetricResult:
+    """Per-map values (shape of the batch dims) and the protocol record; `mean` over all maps."""
+
+    name: str
+    values: torch.Tensor
+    protocol: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.float().mean()) if self.values.numel() else float("nan")
+
+    def __float__(self) -> float:
+        return self.mean
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {self.mean:.4f} over {self.values.numel()} map(s) {self.protocol}"
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    if t.ndim < 2:
+        raise ValueError(f"{name} must be (H, W) or (..., H, W); got shape {tuple(t.shape)}.")
+    return t
+
+
+def _pair(saliency: ArrayLike, mask: ArrayLike):
+    s = _as_tensor(saliency, "saliency").float()
+    m = _as_tensor(mask, "mask").to(torch.bool).to(s.device)
+    if s.shape[-2:] != m.shape[-2:]:
+        raise ValueError(f"saliency {tuple(s.shape[-2:])} and mask {tuple(m.shape[-2:])} differ in size; resize "
+                         "the mask to the explained image (exp.images shows those pixels).")
+    s, m = torch.broadcast_tensors(s, m)
+    return s, m
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of (..., H, W) masks by a disc of `radius` pixels."""
+    if radius <= 0:
+        return mask
+    lead, (H, W) = mask.shape[:-2], mask.shape[-2:]
+    r = torch.arange(-radius, radius + 1, device=mask.device)
+    disc = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius ** 2).float()[None, None]
+    out = F.conv2d(mask.reshape(-1, 1, H, W).float(), disc, padding=radius) > 0
+    return out.reshape(*lead, H, W)
+
+
+def pointing_game(saliency: ArrayLike, mask: ArrayLike, tolerance: int = 15) -> MetricResult:
+    """Hit (1) when the arg-max of the saliency lies inside the mask dilated by `tolerance` pixels at 224 px
+    (scaled with the map size). Maps that are all zero count as misses."""
+    s, m = _pair(saliency, mask)
+    H, W = s.shape[-2:]
+    radius = int(round(tolerance * max(H, W) / REFERENCE_SIZE))
+    region = dilate(m, radius)
+    flat = s.reshape(*s.shape[:-2], H * W)
+    idx = flat.argmax(dim=-1, keepdim=True)
+    hit = region.reshape(*s.shape[:-2], H * W).gather(-1, idx)[..., 0]
+    hit = hit & (flat.amax(dim=-1) > 0)
+    return MetricResult("pointing_game", hit.float().cpu(), {"tolerance_px_at_224": tolerance, "radius_px": radius})
+
+
+def energy_pointing_game(saliency: ArrayLike, mask: ArrayLike) -> MetricResult:
+    """Share of the saliency mass inside the mask (0 for an all-zero map)."""
+    s, m = _pair(saliency, mask)
+    s = s.clamp_min(0)
+    total = s.sum(dim=(-2, -1))
+    inside = (s * m).sum(dim=(-2, -1))
+    share = torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+    return MetricResult("energy_pointing_game", share.cpu(), {})
