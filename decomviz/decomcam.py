@@ -88,6 +88,17 @@ def integration_weights(contributions: torch.Tensor, threshold: float, norm: str
     return torch.where(w < threshold, torch.zeros_like(w), w)
 
 
+def ossm_pooled(ossms_lowres: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """The activation vector under each OSSM: sum_cells OSSM_k(cell) A(:, cell) / sum OSSM_k, (B, T, K, C).
+
+    A component-level descriptor of what the layer sees in the component's region (zero for an empty OSSM).
+    """
+    B, T, K = ossms_lowres.shape[:3]
+    weights = ossms_lowres.reshape(B, T, K, -1)
+    weights = weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
+    return torch.einsum("btkn,bcn->btkc", weights, activations.reshape(B, activations.shape[1], -1))
+
+
 def _pick(flip: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
     """From (B, T, 2K, ...) holding both orientations, the second half where `flip` (B, T, K) is set."""
     K = flip.shape[-1]
@@ -178,6 +189,7 @@ class DecomCAM(CAM):
             weights = torch.where(top > 0, dec.singular_values / top.clamp_min(1e-30),
                                   torch.zeros_like(dec.singular_values))
         ossms_lowres = dec.spatial().clamp_min(0).reshape(B, -1, K, h, w)
+        pooled = ossm_pooled(ossms_lowres, tapped.activations)
         saliency = combine_ossms(ossms, weights)
         flags["empty_map"] = saliency.amax(dim=(-2, -1)) <= 0
         flipped = out.pop("flipped", None)
@@ -186,7 +198,8 @@ class DecomCAM(CAM):
         arrays = dict(saliency=saliency, ossms=ossms, ossms_lowres=ossms_lowres, u=dec.u, v=dec.v,
                       singular_values=dec.singular_values, explained_variance=dec.explained_variance,
                       weights=weights, channels=dec.channels, alpha=dec.alpha,
-                      gradcam_lowres=dec.gradcam.reshape(B, -1, h, w), base_score=tapped.base_score, **out)
+                      gradcam_lowres=dec.gradcam.reshape(B, -1, h, w), base_score=tapped.base_score,
+                      pooled=pooled, **out)
         self._warn_flags(flags, prompts)
         cpu = {k: val.detach().cpu() for k, val in arrays.items()}
         return Explanation(method=self.method if self.integration == "pixel" else "decomcam-nointegration",

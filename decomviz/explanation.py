@@ -29,6 +29,7 @@ ARRAY_FIELDS = {
     "masked_scores": "(B, T, K): s(x_k, t)",
     "reference_score": "(B, T): s(r, t)",
     "embeddings": "(B, T, K, D): image embeddings of the masked inputs f(x_k)",
+    "pooled": "(B, T, K, C): activations at the tap averaged under each OSSM",
     "channels": "(B, T, P): kept channel indices, by descending alpha",
     "alpha": "(B, T, C): Grad-CAM channel weights (mean gradient)",
     "gradcam_lowres": "(B, T, h, w): row sums of X, the map that orients the singular vectors",
@@ -64,6 +65,7 @@ class Explanation:
     masked_scores: Optional[torch.Tensor] = None
     reference_score: Optional[torch.Tensor] = None
     embeddings: Optional[torch.Tensor] = None
+    pooled: Optional[torch.Tensor] = None
     channels: Optional[torch.Tensor] = None
     alpha: Optional[torch.Tensor] = None
     gradcam_lowres: Optional[torch.Tensor] = None

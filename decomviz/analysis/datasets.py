@@ -1,0 +1,155 @@
+"""Datasets for extraction: each yields `Item`s (an id, an image or the error that stopped it, labels, parts)."""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..images import ImageInputError, to_rgb
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Item:
+    """One image of a dataset. `image` is None when it could not be read; `error` then says why."""
+
+    index: int
+    id: str
+    image: Any = None
+    labels: List[str] = field(default_factory=list)
+    prompts: Optional[List[str]] = None  # per-image prompts (CSV), else the extraction's prompt spec applies
+    parts: Dict[str, np.ndarray] = field(default_factory=dict)  # "class/part" -> bool mask (ground truth)
+    error: Optional[str] = None
+
+
+class PartsWorldItems:
+    """PartsWorld scenes as items, with every visible part's mask under "class/part"."""
+
+    def __init__(self, world):
+        self.world = world
+        self.part_vocabulary = [f"{c}/{p}" for c in world.classes for p in world.parts[c]]
+
+    def __len__(self):
+        return len(self.world)
+
+    def __getitem__(self, i: int) -> Item:
+        scene = self.world[i]
+        parts: Dict[str, np.ndarray] = {}
+        for part in scene.parts:
+            key = f"{scene.objects[part.object].label}/{part.name}"
+            parts[key] = parts[key] | part.mask if key in parts else part.mask
+        return Item(i, f"partsworld-{self.world.seed}-{i}", scene.image, [o.label for o in scene.objects],
+                    parts=parts)
+
+    def describe(self) -> Dict[str, Any]:
+        w = self.world
+        return {"kind": "partsworld", "n": len(w), "seed": w.seed, "size": w.size, "n_objects": list(w.n_objects)}
+
+
+class ImageFolderItems:
+    """An image folder whose sub-folder names are the classes (files in sorted order); unreadable files
+    become failed items instead of stopping the run."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"Image folder not found: '{self.root}'.")
+        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise ValueError(f"No image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under '{self.root}'.")
+        self.part_vocabulary: List[str] = []
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Item:
+        path = self.files[i]
+        rel = path.relative_to(self.root)
+        labels = [rel.parts[0]] if len(rel.parts) > 1 else []
+        return _read(Item(i, str(rel), labels=labels), path)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": "folder", "root": str(self.root), "n": len(self.files)}
+
+
+class CSVItems:
+    """A CSV with a `path` column (relative to the CSV's folder or absolute) and optional `prompt` and
+    `label` columns; several prompts for one image go in several rows or are separated by '|'."""
+
+    def __init__(self, csv_path):
+        self.csv_path = Path(csv_path)
+        if not self.csv_path.is_file():
+            raise FileNotFoundError(f"CSV not found: '{self.csv_path}'.")
+        with open(self.csv_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "path" not in rows[0]:
+            raise ValueError(f"'{self.csv_path}' needs a header with a 'path' column (and optionally 'prompt', 'label').")
+        grouped: Dict[str, Dict[str, List[str]]] = {}
+        for row in rows:
+            g = grouped.setdefault(row["path"], {"prompts": [], "labels": []})
+            if row.get("prompt"):
+                g["prompts"] += [p.strip() for p in row["prompt"].split("|") if p.strip()]
+            if row.get("label"):
+                g["labels"].append(row["label"].strip())
+        self.entries = list(grouped.items())
+        self.part_vocabulary: List[str] = []
+
+    def __len__(self):
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> Item:
+        path, g = self.entries[i]
+        full = Path(path) if os.path.isabs(path) else self.csv_path.parent / path
+        return _read(Item(i, path, labels=list(dict.fromkeys(g["labels"])), prompts=g["prompts"] or None), full)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": "csv", "path": str(self.csv_path), "n": len(self.entries)}
+
+
+def _read(item: Item, path: Path) -> Item:
+    try:
+        item.image = to_rgb(path)
+    except ImageInputError as err:
+        item.error = str(err)
+    return item
+
+
+def as_items(dataset):
+    """PartsWorld, a folder path, a CSV path, or an object already yielding Items."""
+    from ..data import PartsWorld
+    if isinstance(dataset, PartsWorld):
+        return PartsWorldItems(dataset)
+    if isinstance(dataset, (str, os.PathLike)):
+        path = Path(dataset)
+        if path.suffix.lower() == ".csv":
+            return CSVItems(path)
+        return ImageFolderItems(path)
+    if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and hasattr(dataset, "describe"):
+        return dataset
+    raise TypeError(f"Cannot extract from a {type(dataset).__name__}: pass a dv.PartsWorld, an image folder "
+                    "(sub-folders = classes) or a CSV file with a 'path' column.")
+
+
+def resolve_prompts(item: Item, prompts: Optional[Sequence[str]]) -> List[str]:
+    """The prompts of one item: its own (CSV), a fixed list, or a template filled with each of its labels."""
+    if item.prompts:
+        return list(item.prompts)
+    if prompts is None:
+        raise ValueError(f"Item {item.id} has no prompts of its own: pass prompts=[...] or a template such as "
+                         "'a photo of a {}'.")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    out: List[str] = []
+    for p in prompts:
+        if "{}" in p:
+            if not item.labels:
+                raise ValueError(f"Template {p!r} needs labels, but item {item.id} has none.")
+            out += [p.format(label) for label in dict.fromkeys(item.labels)]
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))

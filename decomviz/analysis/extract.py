@@ -1,0 +1,253 @@
+"""Dataset-scale extraction: DecomCAM over a dataset, one row per (image, prompt, component), to sharded Parquet.
+
+`explain_batch` is a pure function of (cam, items, prompts) -> columns, so any engine can map it over batches;
+`extract` only streams items through it and writes shards atomically (temporary name, then rename), with a
+manifest that makes a rerun resume after the last complete shard.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..decomcam import DecomCAM
+from ..models import _resize_center_crop
+from .datasets import Item, as_items, resolve_prompts
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTOR_COLUMNS = ("ossm", "embedding", "pooled", "loading", "part_overlap")
+
+
+def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarray]:
+    """Ground-truth part masks (V, H, W) at the explained crop, or None without ground truth."""
+    if not vocabulary or not item.parts:
+        return None
+    H, W = size
+    out = np.zeros((len(vocabulary), H, W), bool)
+    for v, key in enumerate(vocabulary):
+        mask = item.parts.get(key)
+        if mask is None:
+            continue
+        if mask.shape != (H, W):
+            im = Image.fromarray(mask.astype(np.uint8) * 255)
+            mask = _resize_center_crop(im, (H, W), Image.NEAREST) > 127
+        out[v] = mask
+    return out
+
+
+SCALAR_COLUMNS = {"singular_value": "singular_values", "explained_variance": "explained_variance",
+                  "weight": "weights", "contribution": "contributions", "masked_score": "masked_scores"}
+
+
+def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary: Sequence[str] = ()) -> Dict[str, Any]:
+    """Explain a batch of readable items; return columns with one entry per (image, prompt, component).
+
+    Items that share their prompt list are explained in one call. Pure: no I/O, no state.
+    """
+    groups: Dict[tuple, List[Item]] = {}
+    for item in items:
+        groups.setdefault(tuple(resolve_prompts(item, prompts)), []).append(item)
+    batches = []
+    for group_prompts, group in groups.items():
+        exp = cam([it.image for it in group], list(group_prompts))
+        B, T, K = exp.weights.shape
+        n = B * T * K
+        b_of = np.repeat(np.arange(B), T * K)
+        t_of = np.tile(np.repeat(np.arange(T), K), B)
+        cols: Dict[str, Any] = {
+            "image_index": [group[b].index for b in b_of], "image_id": [group[b].id for b in b_of],
+            "labels": ["|".join(group[b].labels) for b in b_of], "prompt": [group_prompts[t] for t in t_of],
+            "prompt_index": t_of.tolist(), "component": np.tile(np.arange(K), B * T).tolist()}
+        for col, field in SCALAR_COLUMNS.items():
+            cols[col] = getattr(exp, field).reshape(n).tolist()
+        for col, field in (("base_score", "base_score"), ("reference_score", "reference_score")):
+            cols[col] = getattr(exp, field)[:, :, None].expand(B, T, K).reshape(n).tolist()
+        loading = torch.zeros(B, T, K, exp.alpha.shape[-1])
+        loading.scatter_(3, exp.channels[:, :, None, :].expand(B, T, K, -1), exp.v)
+        cols["ossm"] = exp.ossms_lowres.reshape(n, -1).numpy()
+        cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
+        cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
+        cols["loading"] = loading.reshape(n, -1).numpy()
+        cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary).reshape(n, -1)
+        cols["grid"] = list(exp.params["grid"])
+        batches.append(cols)
+    return _concat(batches)
+
+
+def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str]) -> np.ndarray:
+    """Energy share of each full-resolution OSSM inside each ground-truth part, (B, T, K, V); V = 0 without."""
+    B, T, K, H, W = exp.ossms.shape
+    out = np.zeros((B, T, K, len(vocabulary) if any(it.parts for it in group) else 0), np.float32)
+    if out.shape[-1] == 0:
+        return out
+    for b, item in enumerate(group):
+        masks = _gt_masks(item, vocabulary, (H, W))
+        if masks is None:
+            continue
+        ossm = exp.ossms[b]
+        energy = ossm.sum(dim=(-2, -1))[..., None]  # (T, K, 1)
+        inside = torch.einsum("tkhw,vhw->tkv", ossm, torch.from_numpy(masks).float())
+        out[b] = torch.where(energy > 0, inside / energy.clamp_min(1e-12), torch.zeros_like(inside)).numpy()
+    return out
+
+
+def _to_table(columns: Dict[str, Any]):
+    import pyarrow as pa
+    arrays, names = [], []
+    for name, val in columns.items():
+        if name == "grid":
+            continue
+        if name in VECTOR_COLUMNS:
+            width = val.shape[1] if val.ndim == 2 else 0
+            flat = pa.array(val.reshape(-1), type=pa.float32())
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
+        else:
+            arrays.append(pa.array(val))
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _empty_columns() -> Dict[str, Any]:
+    out = {k: [] for k in ("image_index", "image_id", "labels", "prompt", "prompt_index", "component",
+                           "singular_value", "explained_variance", "weight", "contribution", "masked_score",
+                           "base_score", "reference_score")}
+    return out
+
+
+def _concat(batches: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out = _empty_columns()
+    vectors: Dict[str, List[np.ndarray]] = {k: [] for k in VECTOR_COLUMNS}
+    out["grid"] = next((c["grid"] for c in batches if "grid" in c), None)
+    for cols in batches:
+        for k in out:
+            if k != "grid":
+                out[k] += list(cols[k])
+        for k in VECTOR_COLUMNS:
+            if len(cols[k]):
+                vectors[k].append(cols[k])
+    for k in VECTOR_COLUMNS:
+        out[k] = np.concatenate(vectors[k]) if vectors[k] else np.zeros((0, 0), np.float32)
+    out["image_index"] = np.asarray(out["image_index"], np.int64)
+    return out
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _protocol(cam: DecomCAM) -> Dict[str, Any]:
+    import open_clip
+    from .. import __version__
+    return {"method": cam.method, **cam.get_params(), "model": cam.model.name, "model_source": cam.model.source,
+            "image_size": list(cam.model.image_size),
+            "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}}
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OSError(f"Cannot write the bank to '{out}': {err.strerror or err}. Choose a writable folder "
+                      "with out=...") from None
+
+
+def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 16, shard_size: int = 256,
+            num_workers: int = 0, progress: bool = True, overwrite: bool = False,
+            on_shard: Optional[Callable[[int], None]] = None):
+    """Run DecomCAM over a dataset and store one row per (image, prompt, component) in sharded Parquet.
+
+    dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
+    optional `prompt` / `label` columns. prompts: a list, or a template such as "a photo of a {}" filled with
+    each image's labels (CSV rows may carry their own). A rerun with the same arguments resumes after the last
+    complete shard; unreadable images are recorded as failed and skipped. Returns the `OSSMBank`.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+    from .bank import OSSMBank
+
+    if not isinstance(cam, DecomCAM) or cam.integration != "pixel":
+        raise TypeError("extract needs a dv.DecomCAM with pixel integration (it stores OSSMs, weights and the "
+                        "masked-input embeddings).")
+    for name, val in (("batch_size", batch_size), ("shard_size", shard_size)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive integer, got {val!r}.")
+    items = as_items(dataset)
+    out = Path(out)
+    _check_writable(out)
+    manifest_path = out / MANIFEST
+    header = {"format": FORMAT_VERSION, "protocol": _protocol(cam), "dataset": items.describe(),
+              "prompts": prompts, "shard_size": shard_size, "n_items": len(items),
+              "part_vocabulary": list(getattr(items, "part_vocabulary", []))}
+    manifest = {**header, "shards": {}, "complete": False}
+    if manifest_path.exists() and not overwrite:
+        old = json.loads(manifest_path.read_text())
+        diff = [k for k in header if old.get(k) != header[k]]
+        if diff:
+            raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
+                             "folder, or overwrite=True to start again.")
+        manifest = old
+    elif manifest_path.exists() and overwrite:
+        for f in out.glob("shard-*.parquet"):
+            f.unlink()
+    _atomic_write_json(manifest_path, manifest)
+
+    n_shards = -(-len(items) // shard_size)
+    pending = [s for s in range(n_shards)
+               if f"{s:05d}" not in manifest["shards"] or not (out / manifest["shards"][f"{s:05d}"]["file"]).exists()]
+    done_images = len(items) - sum(min(shard_size, len(items) - s * shard_size) for s in pending)
+    bar = tqdm(total=len(items), initial=done_images, unit="img", desc="extract", disable=not progress)
+    t_start, n_done = time.perf_counter(), 0
+    try:
+        for s in pending:
+            lo, hi = s * shard_size, min(len(items), (s + 1) * shard_size)
+            loader = DataLoader(Subset(items, range(lo, hi)), batch_size=batch_size, collate_fn=list,
+                                num_workers=num_workers)
+            batches, failed = [], []
+            for batch in loader:
+                good = [it for it in batch if it.error is None]
+                failed += [{"id": it.id, "index": it.index, "error": it.error} for it in batch if it.error]
+                if good:
+                    batches.append(explain_batch(cam, good, prompts, header["part_vocabulary"]))
+                n_done += len(batch)
+                bar.update(len(batch))
+                bar.set_postfix(img_per_s=f"{n_done / (time.perf_counter() - t_start):.1f}")
+            columns = _concat(batches)
+            name = f"shard-{s:05d}.parquet"
+            _write_shard(out / name, columns)
+            manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo,
+                                              "rows": int(len(columns["image_index"])), "failed": failed,
+                                              "grid": columns["grid"]}
+            _atomic_write_json(manifest_path, manifest)
+            if on_shard is not None:
+                on_shard(s)
+        manifest["complete"] = True
+        _atomic_write_json(manifest_path, manifest)
+    finally:
+        bar.close()
+    return OSSMBank(out)
+
+
+def _write_shard(path: Path, columns: Dict[str, Any]) -> None:
+    import pyarrow.parquet as pq
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        pq.write_table(_to_table(columns), tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise OSError(err.errno, f"Writing {path.name} failed: {reason}. The shards completed so far are intact; "
+                                 "free space (or choose another out=) and rerun to resume.") from None
