@@ -1,6 +1,6 @@
 """Dataset-scale analysis: extract OSSMs to an on-disk bank and read it back."""
 from .bank import OSSMBank
 from .datasets import CSVItems, ImageFolderItems, Item, PartsWorldItems
-from .extract import explain_batch, extract
+from .extraction import explain_batch, extract
 
 __all__ = ["OSSMBank", "extract", "explain_batch", "Item", "PartsWorldItems", "ImageFolderItems", "CSVItems"]

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .extract import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
+from .extraction import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
 
 
 class OSSMBank:
@@ -75,9 +75,11 @@ class OSSMBank:
 
     def to_pandas(self):
         """Scalar columns, one row per component (vectors are in the array attributes)."""
-        return self.table.drop_columns(list(VECTOR_COLUMNS)).to_pandas()
+        return self.table.drop_columns([c for c in VECTOR_COLUMNS if c in self.table.column_names]).to_pandas()
 
     def _vectors(self, name: str) -> np.ndarray:
+        if name not in self.table.column_names:
+            return np.zeros((len(self), 0), np.float32)
         col = self.table.column(name).combine_chunks()
         width = col.type.list_size
         return col.flatten().to_numpy(zero_copy_only=False).reshape(len(self), width)

@@ -107,6 +107,8 @@ def _to_table(columns: Dict[str, Any]):
             continue
         if name in VECTOR_COLUMNS:
             width = val.shape[1] if val.ndim == 2 else 0
+            if width == 0:  # e.g. no ground-truth parts: no column
+                continue
             flat = pa.array(val.reshape(-1), type=pa.float32())
             arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
         else:
