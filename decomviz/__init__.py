@@ -9,10 +9,10 @@ from .decomcam import DecomCAM
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from . import metrics
 from .data import PartsWorld
-from .analysis import OSSMBank, extract
+from .analysis import ComponentClusters, OSSMBank, extract
 
 __all__ = [
     "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
-    "GScoreCAM", "metrics", "PartsWorld", "OSSMBank", "extract",
+    "GScoreCAM", "metrics", "PartsWorld", "OSSMBank", "extract", "ComponentClusters",
 ]

@@ -2,5 +2,7 @@
 from .bank import OSSMBank
 from .datasets import CSVItems, ImageFolderItems, Item, PartsWorldItems
 from .extraction import explain_batch, extract
+from .clusters import ComponentClusters, PartReport, dominant_parts
 
-__all__ = ["OSSMBank", "extract", "explain_batch", "Item", "PartsWorldItems", "ImageFolderItems", "CSVItems"]
+__all__ = ["OSSMBank", "extract", "explain_batch", "Item", "PartsWorldItems", "ImageFolderItems", "CSVItems",
+           "ComponentClusters", "PartReport", "dominant_parts"]
