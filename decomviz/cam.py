@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .explanation import Explanation, minmax
 from .models import CLIPModel
-from .taps import tap
+from .taps import Tap, tap
 
 SCORES = ("cosine", "logit", "softmax")
 AUTOCAST = (None, "bf16", "fp16")
@@ -45,6 +45,7 @@ class Tapped:
     activations: torch.Tensor  # (B, C, h, w) fp32
     gradients: Optional[torch.Tensor]  # (B, T, C, h, w) fp32: d s(x_b, t) / d A_b
     base_score: torch.Tensor  # (B, T)
+    tap: Optional[Tap] = None  # the raw layer output, in the tower's layout (detached)
 
 
 def _check_int(name: str, value, minimum: int = 1) -> int:
@@ -136,10 +137,11 @@ class CAM:
             return self.model.embed(x)
 
     @torch.no_grad()
-    def _embed_batched(self, make_batch, n: int) -> torch.Tensor:
-        """Embeddings of n inputs produced chunk by chunk by ``make_batch(start, stop)``."""
-        return torch.cat([self._embed(make_batch(i, min(i + self.batch_size, n)))
-                          for i in range(0, n, self.batch_size)])
+    def _embed_batched(self, make_batch, n: int, embed=None) -> torch.Tensor:
+        """Embeddings of n inputs produced chunk by chunk by ``make_batch(start, stop)`` and passed to
+        ``embed`` (default: the whole image tower)."""
+        embed = embed or self._embed
+        return torch.cat([embed(make_batch(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)])
 
     def _scores(self, emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return clip_score(emb, text, self.score, self.model.logit_scale)
@@ -164,7 +166,8 @@ class CAM:
                 else:
                     (g,) = torch.autograd.grad(scores, t.raw, grad_outputs=selectors, is_grads_batched=True)
                 grads = t.grid(g).transpose(0, 1)  # (T, B, ...) -> (B, T, C, h, w)
-        return Tapped(acts.detach(), None if grads is None else grads.detach(), scores.detach())
+        t.raw = t.raw.detach()
+        return Tapped(acts.detach(), None if grads is None else grads.detach(), scores.detach(), t)
 
     def _upsample(self, maps: torch.Tensor, size, mode: str = "bilinear") -> torch.Tensor:
         """(..., h, w) -> (..., H, W)."""

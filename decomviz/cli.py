@@ -85,6 +85,52 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _dataset_from_arg(spec: str, objects: str):
+    import decomviz as dv
+    if spec.startswith("partsworld:"):
+        fields = spec.split(":")[1:]
+        try:
+            n = int(fields[0])
+            seed = int(fields[1]) if len(fields) > 1 else 0
+            lo, hi = (int(v) for v in objects.split(","))
+        except (ValueError, IndexError):
+            raise ValueError(f"Write PartsWorld datasets as partsworld:N[:SEED] with --objects lo,hi; got '{spec}'.") from None
+        return dv.PartsWorld(n, seed=seed, n_objects=(lo, hi))
+    return spec
+
+
+def cmd_extract(args) -> int:
+    import decomviz as dv
+    dataset = _dataset_from_arg(args.dataset, args.objects)
+    model = load_from_args(args)
+    cam = make_method("decomcam", model, n_components=args.n_components, top_channels=args.top_channels)
+    prompts = args.prompt or ["a photo of a {}"]
+    t0 = time.perf_counter()
+    bank = dv.extract(cam, dataset, prompts, out=args.out, batch_size=args.batch_size, shard_size=args.shard_size)
+    _log(f"[decomviz] {bank} in {time.perf_counter() - t0:.1f} s; {len(bank.failed)} image(s) failed")
+    for f in bank.failed[:20]:
+        _log(f"  failed: {f['id']}: {f['error']}")
+    return 0
+
+
+def cmd_cluster(args) -> int:
+    import decomviz as dv
+    from decomviz.viz.report import write_report
+    from decomviz.viz.cluster_figures import cluster_report_figures
+
+    bank = dv.OSSMBank(args.bank)
+    clusters = dv.ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
+                                    random_state=args.seed).fit(bank)
+    text = f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0) from {bank}"
+    if bank.part_vocabulary:
+        text += "\n\n" + clusters.part_report().table()
+    write_report(args.out, cluster_report_figures(bank, clusters), title=f"decomviz clusters: {bank.path.name}",
+                 preformatted=text)
+    print(text)
+    _log(f"[decomviz] wrote {args.out}")
+    return 0
+
+
 def _summary(results) -> str:
     lines = []
     for name, exp in results.items():
@@ -117,6 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default=None)
     demo.add_argument("--out", default="demo_report.html")
 
+    exr = sub.add_parser("extract", help="run DecomCAM over a dataset; write a resumable OSSM bank")
+    exr.add_argument("dataset", help="an image folder (sub-folders = classes), a CSV with a 'path' column, or "
+                                     "partsworld:N[:SEED] for N PartsWorld scenes")
+    exr.add_argument("--prompt", action="append", default=None,
+                     help="prompt or template such as 'a photo of a {}' (repeat for several; default: the template)")
+    _add_model_args(exr)
+    exr.add_argument("--n-components", type=int, default=None)
+    exr.add_argument("--top-channels", type=int, default=None)
+    exr.add_argument("--batch-size", type=int, default=16)
+    exr.add_argument("--shard-size", type=int, default=256)
+    exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi")
+    exr.add_argument("--out", required=True, help="folder of the bank (rerun to resume)")
+
+    cl = sub.add_parser("cluster", help="cluster the components of a bank; write an HTML report")
+    cl.add_argument("bank")
+    cl.add_argument("--n-clusters", type=int, default=12)
+    cl.add_argument("--method", default="kmeans", choices=["kmeans", "agglomerative", "hdbscan"])
+    cl.add_argument("--feature", default="embedding", choices=["embedding", "pooled", "loading", "ossm"])
+    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--out", required=True, help="clusters.html")
+
     sub.add_parser("train", help="train a bundled PartsWorld CLIP (see `decomviz train --help`)", add_help=False)
     return p
 
@@ -132,10 +199,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "explain":
             return cmd_explain(args)
+        if args.command == "extract":
+            return cmd_extract(args)
+        if args.command == "cluster":
+            return cmd_cluster(args)
         if args.command == "demo":
             from decomviz.demo import run_demo
             return run_demo(model=args.model, n_scenes=args.scenes, seed=args.seed, out=args.out, device=args.device)
-    except (ImageInputError, ModelLoadError, LayerError, ValueError, FileNotFoundError, IndexError) as err:
+    except (ImageInputError, ModelLoadError, LayerError, ValueError, TypeError, OSError, IndexError) as err:
         _log(f"decomviz {args.command}: error: {err}")
         return 2
     return 0

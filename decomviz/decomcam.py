@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 
 from .cam import CAM, _check_choice, _check_int, gaussian_blur, pair_score
 from .explanation import Explanation, combine_ossms, minmax
 from .models import CLIPModel
+from .taps import tap
 
 SIGN_RULES = ("gradcam", "both")
 WEIGHT_NORMS = ("max", "minmax")
-INTEGRATIONS = ("pixel", "none")
+INTEGRATIONS = ("pixel", "feature", "none")
 UPSAMPLING = ("bilinear", "bicubic")
 REFERENCE_SIZE = 224  # blur_sigma is given in pixels at this input size and scaled with it
 _NULL_RTOL = 1e-6  # a singular value below this share of the largest is numerically zero
@@ -121,7 +123,8 @@ class DecomCAM(CAM):
     score : "cosine", "logit" or "softmax" (over the prompts of the call).
     weight_threshold : weights below this share of the largest are set to 0.
     weight_norm : "max" (w = max(d, 0) / max d) or "minmax" (the paper's figure).
-    integration : "pixel" (masked images, the method) or "none" (OSSMs weighted by singular value; ablation).
+    integration : "pixel" (masked images, the method), "feature" (mask the tapped activations and run only the
+        rest of the tower; much cheaper, a different method) or "none" (OSSMs weighted by singular value; ablation).
     upsample : "bilinear" or "bicubic" for OSSMs to input resolution.
     batch_size : masked images per forward pass.
     autocast : None, "bf16" or "fp16" for the towers; the SVD always runs in fp32.
@@ -164,14 +167,18 @@ class DecomCAM(CAM):
         flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1),
                  "rank_deficient": dec.null.any(dim=-1)}
 
-        if self.integration == "pixel":
+        if self.integration in ("pixel", "feature"):
             ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
             if self.sign == "both":
                 spatial = torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)  # (B, T, 2K, n)
             else:
                 spatial = dec.spatial()
             ossms = self._upsampled(spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w), x.shape[-2:])
-            emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
+            if self.integration == "pixel":
+                emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
+            else:
+                lowres = spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w)
+                emb, masked, ref_score = self._score_masked_features(tapped, ref, lowres, text)
             d = masked - ref_score[..., None]
             if self.sign == "both":
                 flip = d[..., K:] > d[..., :K]  # (B, T, K): the negative orientation restores more
@@ -202,7 +209,8 @@ class DecomCAM(CAM):
                       pooled=pooled, **out)
         self._warn_flags(flags, prompts)
         cpu = {k: val.detach().cpu() for k, val in arrays.items()}
-        return Explanation(method=self.method if self.integration == "pixel" else "decomcam-nointegration",
+        method = {"pixel": self.method, "feature": "decomcam-feature", "none": "decomcam-nointegration"}
+        return Explanation(method=method[self.integration],
                            prompts=prompts, images=None, flags={k: f.cpu() for k, f in flags.items()},
                            params={"grid": [h, w], "n_channels": C, "n_components_used": K}, **cpu)
 
@@ -230,6 +238,25 @@ class DecomCAM(CAM):
         ref_score = self._scores(emb[:B], text)
         scores = pair_score(emb[B:], text, prompt_of, self.score, self.model.logit_scale)
         return emb[B:].reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
+
+    def _score_masked_features(self, tapped, ref, ossms_lowres, text):
+        """Feature-space integration (an option, not the paper's method): blend the tapped activations of the
+        image and of the blurred reference with each low-resolution mask, and run only the rest of the tower."""
+        B, T, K, h, w = ossms_lowres.shape
+        with tap(self.model, self.layer, requires_grad=False) as ref_tap, torch.no_grad():
+            ref_score = self._scores(self._embed(ref), text)
+        masks = minmax(ossms_lowres).reshape(B * T * K, h, w)
+        image_of = torch.arange(B, device=ref.device).repeat_interleave(T * K)
+        prompt_of = torch.arange(T, device=ref.device).repeat_interleave(K).repeat(B)
+
+        def tail(raw):
+            with self._autocast():
+                return F.normalize(self.model.forward_from(self.layer, raw).float(), dim=-1)
+
+        emb = self._embed_batched(lambda i, j: tapped.tap.blend(image_of[i:j], ref_tap.raw, masks[i:j]),
+                                  B * T * K, embed=tail)
+        scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
+        return emb.reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         return ((x * self.model.std + self.model.mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)

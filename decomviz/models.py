@@ -121,6 +121,25 @@ class CLIPModel:
         """Normalised image embeddings of a preprocessed batch (keeps whatever autograd context it is in)."""
         return F.normalize(self.model.encode_image(x).float(), dim=-1)
 
+    def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
+        """Run the image tower from the output of `layer` (in the tower's own layout) to the embedding
+        (not normalised). `forward_from(layer, tap.raw)` equals the full forward."""
+        layer = self.resolve_layer(layer)
+        v = self.visual
+        if self.kind == "resnet":
+            x = raw
+            for i in range(int(layer[-1]) + 1, 5):
+                x = getattr(v, f"layer{i}")(x)
+            return v.attnpool(x)
+        start = 0 if layer == "visual.ln_pre" else int(layer.rsplit(".", 1)[1]) + 1
+        x = raw
+        for block in v.transformer.resblocks[start:]:
+            x = block(x)
+        if not getattr(v.transformer, "batch_first", True):
+            x = x.transpose(0, 1)
+        pooled, _ = v._pool(x)
+        return pooled @ v.proj if v.proj is not None else pooled
+
     @torch.no_grad()
     def encode_image(self, images: Any, batch_size: int = 64) -> torch.Tensor:
         """L2-normalised image embeddings (B, D) of images given as anywhere else in the API."""

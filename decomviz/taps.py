@@ -58,6 +58,22 @@ class Tap:
         return patches.transpose(-1, -2).reshape(*lead, t.shape[-3], t.shape[-1], h, w)
 
 
+    def blend(self, index: torch.Tensor, other: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """In the tower's layout: M * raw[index] + (1 - M) * other[index] at the grid cells, for masks
+        (N, h, w) in [0, 1]; `other` is another raw output of the same layer (e.g. of the blurred reference).
+        ViT class/register tokens are kept from `raw`."""
+        if self.raw.ndim == 4:
+            m = masks[:, None].to(self.raw.dtype)
+            return m * self.raw[index] + (1 - m) * other[index]
+        bf = _batch_first(self.model)
+        a = self.raw[index] if bf else self.raw[:, index].transpose(0, 1)
+        o = other[index] if bf else other[:, index].transpose(0, 1)
+        n = masks.shape[-2] * masks.shape[-1]
+        m = masks.reshape(len(index), n, 1).to(a.dtype)
+        out = torch.cat([a[:, :-n], m * a[:, -n:] + (1 - m) * o[:, -n:]], dim=1)
+        return out if bf else out.transpose(0, 1)
+
+
 def _batch_first(model: CLIPModel) -> bool:
     transformer = getattr(model.visual, "transformer", None)
     return bool(getattr(transformer, "batch_first", True))

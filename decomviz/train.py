@@ -76,51 +76,63 @@ RECIPES: Dict[str, Dict[str, Any]] = {
 
 # ----------------------------------------------------------------------------------------------- captions
 
-def _phrase_variants(label: str, colors: Dict[str, str], rng: np.random.Generator) -> str:
-    """One object described at object level or at part level, at random."""
+def _join(phrases: List[str], rng: np.random.Generator) -> str:
+    joins = (" and ", " next to ", ", ")
+    text = phrases[0]
+    for ph in phrases[1:]:
+        text += joins[int(rng.integers(len(joins)))] + ph
+    return text
+
+
+def _part_level_phrase(label: str, colors: Dict[str, str], rng: np.random.Generator) -> str:
+    """One object described through its parts, or now and then by its name alone."""
     names = PARTS[label]
     r = rng.random()
-    if r < 0.3:                                              # "a house"
+    if r < 0.2:                                              # "a house"
         return object_phrase(label, {})
     if r < 0.65:                                             # "a house with a red roof (and a blue door)"
         k = int(rng.integers(1, min(2, len(names)) + 1))
         pick = sorted(rng.choice(len(names), size=k, replace=False).tolist())
         return object_phrase(label, {names[q]: colors[names[q]] for q in pick})
-    part = names[int(rng.integers(len(names)))]
-    if r < 0.85:                                             # "the (red) roof of a house"
-        col = colors[part] + " " if rng.random() < 0.5 else ""
-        return f"the {col}{part} of {object_phrase(label, {})}"
-    return f"{object_phrase(label, {part: colors[part]})}"   # "a house with a red roof"
+    part = names[int(rng.integers(len(names)))]               # "the (red) roof of a house"
+    col = colors[part] + " " if rng.random() < 0.6 else ""
+    return f"the {col}{part} of {object_phrase(label, {})}"
 
 
-def training_caption(scene: Scene, seed: int = 0) -> str:
-    """A varied caption for a training scene, fixed by (seed, scene.index).
+def training_captions(scene: Scene, seed: int = 0) -> tuple:
+    """Two captions for a training scene, fixed by (seed, scene.index): (object level, part level).
 
-    Mixes object-level phrasing ("a photo of a house and a car"), part-level phrasing ("the wheels of a car",
-    "a house with a red roof") and, now and then, a bare part ("a red roof").
+    Object level names every object: "a photo of a house and a car". Part level mixes "a house with a red
+    roof", "the wheels of a car", the scene's own PartsWorld caption and, now and then, a bare part
+    ("a red roof"). Training pairs each image with both, so class words and part words are both grounded.
     """
     rng = np.random.default_rng([seed, scene.index, 1])
     objs = scene.objects
+    order = list(range(len(objs)))
+    rng.shuffle(order)
+    obj_text = _join([object_phrase(objs[k].label, {}) for k in order], rng)
+    if rng.random() < 0.7:
+        obj_text = "a photo of " + obj_text
     r = rng.random()
-    if r < 0.08:                                             # a bare part of one object: "a red roof"
+    if r < 0.1:                                              # a bare part of one object: "a red roof"
         o = objs[int(rng.integers(len(objs)))]
         part = PARTS[o.label][int(rng.integers(len(PARTS[o.label])))]
         col = o.colors[part]
-        return f"{col} {part}" if part in _PLURAL_PARTS else f"{_article(col)} {col} {part}"
-    if r < 0.2:                                              # the scene's own canonical caption
-        text = scene.caption
+        part_text = f"{col} {part}" if part in _PLURAL_PARTS else f"{_article(col)} {col} {part}"
+    elif r < 0.25:                                           # the scene's own canonical caption
+        part_text = scene.caption
     else:
-        order = list(range(len(objs)))
         if rng.random() < 0.5:
             rng.shuffle(order)
-        phrases = [_phrase_variants(objs[k].label, objs[k].colors, rng) for k in order]
-        joins = [" and ", " next to ", ", "]
-        text = phrases[0]
-        for ph in phrases[1:]:
-            text += joins[int(rng.integers(len(joins)))] + ph
-    if rng.random() < 0.5:
-        text = "a photo of " + text
-    return text
+        part_text = _join([_part_level_phrase(objs[k].label, objs[k].colors, rng) for k in order], rng)
+    if rng.random() < 0.3:
+        part_text = "a photo of " + part_text
+    return obj_text, part_text
+
+
+def training_caption(scene: Scene, seed: int = 0) -> str:
+    """The part-level caption of :func:`training_captions`."""
+    return training_captions(scene, seed)[1]
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -134,10 +146,10 @@ def image_to_tensor(image, mean: Sequence[float] = MEAN, std: Sequence[float] = 
 
 
 class CaptionedScenes(torch.utils.data.Dataset):
-    """PartsWorld scenes as (image tensor, token ids) pairs for contrastive training."""
+    """PartsWorld scenes as (image tensor (3, H, W), token ids (n_captions, context)) for contrastive training."""
 
     def __init__(self, world: PartsWorld, tokenizer, caption_seed: int = 0,
-                 caption_fn: Callable[[Scene, int], str] = training_caption):
+                 caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions):
         self.world, self.tokenizer, self.caption_seed, self.caption_fn = world, tokenizer, caption_seed, caption_fn
 
     def __len__(self) -> int:
@@ -145,8 +157,8 @@ class CaptionedScenes(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         scene = self.world[i]
-        text = self.caption_fn(scene, self.caption_seed)
-        return image_to_tensor(scene.image), self.tokenizer([text])[0]
+        texts = list(self.caption_fn(scene, self.caption_seed))
+        return image_to_tensor(scene.image), self.tokenizer(texts)
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -295,8 +307,12 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             g["lr"] = _lr_at(step, steps, lr, recipe["warmup"])
         if is_resnet:
             images = images.contiguous(memory_format=torch.channels_last)
-        img_f, txt_f, scale = net(images, tokens)[:3]
-        loss = loss_fn(img_f, txt_f, scale)
+        nb, nc = tokens.shape[:2]
+        img_f = net.encode_image(images, normalize=True)
+        txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
+        scale = net.logit_scale.exp()
+        # each image against each of its captions (object level, part level), averaged
+        loss = sum(loss_fn(img_f, txt_f[k * nb:(k + 1) * nb], scale) for k in range(nc)) / nc
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -327,7 +343,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
         "train_scenes": {"class": "PartsWorld", "n": steps * batch_size, "seed": seed, "size": size,
-                         "n_objects": [1, 3], "captions": "decomviz.train.training_caption(scene, seed)"},
+                         "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "evals": evals,

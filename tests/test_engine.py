@@ -268,3 +268,33 @@ def test_select_and_figure(tiny_rn, images):
     heat = [tr for tr in fig.data if tr.type == "heatmap"]
     assert len(heat) == 1 + 3  # overlay + one thumbnail per OSSM
     assert np.allclose(np.asarray(heat[0].z), exp.saliency[1, 1].numpy())
+
+
+@pytest.mark.parametrize("fixture", ["tiny_rn", "tiny_vit", "vitb16"])
+def test_forward_from_tap_equals_full_forward(request, fixture):
+    model = request.getfixturevalue(fixture)
+    x = model.prepare([make_image(0), make_image(1)]).tensor
+    for layer in (model.default_layer, model.layers[0]):
+        with tap(model, layer, requires_grad=False) as t, torch.no_grad():
+            full = model.model.encode_image(x)
+        with torch.no_grad():
+            tail = model.forward_from(layer, t.raw)
+        assert torch.allclose(full, tail, atol=1e-4), layer
+
+
+@pytest.mark.parametrize("fixture", ["tiny_rn", "tiny_vit"])
+def test_feature_integration(request, fixture, images):
+    model = request.getfixturevalue(fixture)
+    feat = dv.DecomCAM(model, n_components=3, integration="feature")(images, PROMPTS)
+    pix = dv.DecomCAM(model, n_components=3)(images, PROMPTS)
+    assert feat.method == "decomcam-feature"
+    assert torch.allclose(feat.ossms, pix.ossms) and torch.allclose(feat.reference_score, pix.reference_score, atol=1e-5)
+    assert feat.contributions.shape == pix.contributions.shape and torch.isfinite(feat.saliency).all()
+    # a full mask restores the image's own score exactly: check the blend with all-ones masks
+    x = model.prepare(images).tensor
+    tapped = dv.GradCAM(model)._tapped(x, model.encode_text(PROMPTS), gradients=False)
+    h, w = tapped.activations.shape[-2:]
+    blended = tapped.tap.blend(torch.arange(2), torch.zeros_like(tapped.tap.raw), torch.ones(2, h, w))
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(model.forward_from(model.default_layer, blended), dim=-1)
+    assert torch.allclose(emb, model.embed(x), atol=1e-4)

@@ -1,0 +1,145 @@
+"""Small helpers shared by the widgets: messages, prompt parsing, the image gallery, uploads."""
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+STATUS_COLORS = {"info": "#444", "busy": "#1f5fa8", "ok": "#2b7a2b", "error": "#b3261e", "warn": "#8a5a00"}
+STATUS_ICONS = {"info": "", "busy": "⏳ ", "ok": "✓ ", "error": "⚠ ", "warn": "⚠ "}
+
+
+def message_html(text: str, kind: str = "info") -> str:
+    """A one-line coloured message for an ipywidgets.HTML status label (text is escaped)."""
+    color = STATUS_COLORS.get(kind, STATUS_COLORS["info"])
+    return (f'<span class="decomviz-status decomviz-{kind}" style="color:{color}">'
+            f"{STATUS_ICONS.get(kind, '')}{html.escape(text)}</span>")
+
+
+def parse_prompts(text: Union[str, Sequence[str], None]) -> List[str]:
+    """Prompts from a text box: one per line; a single line is split at commas.
+
+    ``"a house\\na red roof"`` and ``"a house, a red roof"`` both give ``["a house", "a red roof"]``. Empty
+    entries are dropped; a list is returned stripped. Raises ValueError with a message a user can act on
+    when nothing is left.
+    """
+    if text is None:
+        items: List[str] = []
+    elif isinstance(text, str):
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        items = [p.strip() for p in lines[0].split(",")] if len(lines) == 1 else lines
+    else:
+        items = [str(p).strip() for p in text]
+    items = [p for p in items if p]
+    if not items:
+        raise ValueError("Type at least one prompt (one per line, or separated by commas), e.g. 'a house'.")
+    return list(dict.fromkeys(items))  # keep order, drop duplicates
+
+
+def prompts_text(prompts: Sequence[str]) -> str:
+    return "\n".join(prompts)
+
+
+# ---------------------------------------------------------------------------------------------- gallery
+def _skimage_loader(name: str) -> Optional[Callable[[], np.ndarray]]:
+    try:
+        import skimage.data as data
+    except Exception:
+        return None
+    fn = getattr(data, name, None)
+    return fn if callable(fn) else None
+
+
+def _sklearn_images() -> Dict[str, Callable[[], np.ndarray]]:
+    try:
+        from sklearn.datasets import load_sample_image, load_sample_images
+        names = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in load_sample_images().filenames]
+    except Exception:
+        return {}
+    return {f"scikit-learn: {n.rsplit('.', 1)[0]}": (lambda n=n: load_sample_image(n)) for n in names}
+
+
+SKIMAGE_SAMPLES = (("astronaut", "astronaut"), ("chelsea", "cat (chelsea)"), ("coffee", "coffee"),
+                   ("rocket", "rocket"))
+
+
+def default_gallery(n_scenes: int = 6, seed: int = 2024, n_objects=(1, 2)) -> "OrderedDict[str, Dict[str, Any]]":
+    """Named images for the Explorer: PartsWorld scenes (with suggested prompts), then the sample photos that
+    scikit-image and scikit-learn ship, where those packages are installed. Images load lazily.
+
+    Returns name -> {"load": callable returning an image, "prompts": suggested prompts (may be empty)}.
+    """
+    out: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+    if n_scenes:
+        from ..data import PartsWorld, object_phrase
+        world = PartsWorld(n_scenes, seed=seed, n_objects=n_objects)
+        for i in range(n_scenes):
+            scene = world[i]
+            labels = list(dict.fromkeys(o.label for o in scene.objects))
+            name = f"PartsWorld {i}: {', '.join(labels)}"
+            prompts = [object_phrase(lb, {}) for lb in labels]
+            first = scene.objects[0]
+            part = next(iter(first.colors), None)
+            if part is not None:
+                prompts.append(f"the {part} of {object_phrase(first.label, {})}")
+            out[name] = {"load": (lambda s=scene: np.asarray(s.image)), "prompts": prompts, "caption": scene.caption}
+    for fn_name, label in SKIMAGE_SAMPLES:
+        fn = _skimage_loader(fn_name)
+        if fn is not None:
+            out[f"scikit-image: {label}"] = {"load": fn, "prompts": []}
+    for name, fn in _sklearn_images().items():
+        out[name] = {"load": fn, "prompts": []}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+def decode_upload(value: Any):
+    """(name, RGB PIL image) from an ipywidgets 8 FileUpload value (a tuple of dicts with name and content),
+    a single such dict, or raw bytes. Raises ImageInputError with a message a user can act on."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..images import ImageInputError, to_rgb
+
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise ImageInputError("No file was uploaded.")
+        value = value[-1]
+    if isinstance(value, dict):
+        name = str(value.get("name") or "upload")
+        content = value.get("content")
+    else:
+        name, content = "upload", value
+    if content is None:
+        raise ImageInputError(f"'{name}' has no content.")
+    data = bytes(content)
+    if not data:
+        raise ImageInputError(f"'{name}' is empty.")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return name, to_rgb(im)
+    except UnidentifiedImageError:
+        raise ImageInputError(f"Could not read '{name}' as an image: it is not a format PIL knows "
+                              "(try a PNG or JPEG).") from None
+    except ImageInputError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageInputError(f"Could not read '{name}' as an image: {err} (the file may be truncated).") from None
+
+
+def preview_png(pixels: np.ndarray, size: int = 160) -> bytes:
+    """PNG bytes of a small preview (longer side ``size``) for an ipywidgets.Image."""
+    from PIL import Image
+    im = Image.fromarray(np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8)))
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -1,0 +1,476 @@
+"""Explorer: choose an image, type prompts, pick a method and its knobs, run, and look at the result."""
+from __future__ import annotations
+
+import html
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+
+from ..baselines import METHODS
+from ..decomcam import DecomCAM
+from ..explanation import Explanation
+from ..images import ImageInputError, to_rgb
+from ..viz.figures import comparison_figure, explanation_figure, spectrum_figure
+from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png
+
+#: Method names as shown, by key. "decomcam" first, then the baselines of `decomviz.baselines.METHODS`.
+METHOD_LABELS = {"decomcam": "DecomCAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
+                 "eigencam": "EigenCAM", "scorecam": "Score-CAM", "gscorecam": "gScoreCAM"}
+KNOBS = ("layer", "n_components", "top_channels", "blur_sigma", "center", "sign", "score")
+
+
+class _Superseded(Exception):
+    """A newer run started: this one stops at the next check and its results are dropped."""
+
+
+@dataclass
+class Job:
+    """Everything one run needs, frozen when the run starts (later edits to the widgets do not affect it)."""
+
+    generation: int
+    image: np.ndarray
+    image_name: str
+    prompts: List[str]
+    methods: List[str]
+    knobs: Dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Explorer(widgets.VBox):
+    """Explain an image against prompts with DecomCAM or a baseline, from a notebook.
+
+    Parameters
+    ----------
+    model : a CLIPModel from `dv.load_model()`.
+    gallery : optional dict name -> image (PIL, path, array) added in front of the default gallery
+        (PartsWorld scenes, and the sample photos of scikit-image and scikit-learn where installed).
+    n_scenes, seed : how many PartsWorld scenes the gallery offers, and their seed.
+    prompts : initial prompts (default: suggested for the first gallery image).
+
+    Runs happen in a background thread, so the notebook stays responsive; starting a new run supersedes
+    the old one (its results are dropped). Plain methods, which the callbacks call and tests can call:
+    `set_image`, `set_upload`, `set_prompts`, `set_method`, `set_compare`, `set_knobs`, `run(wait=True)`,
+    `show_prompt`. Results: `explanations` (method -> Explanation), `explanation` (the chosen method's).
+    """
+
+    def __init__(self, model, gallery: Optional[Dict[str, Any]] = None, n_scenes: int = 6, seed: int = 2024,
+                 prompts: Union[None, str, Sequence[str]] = None):
+        from ..models import CLIPModel
+        if not isinstance(model, CLIPModel):
+            raise TypeError(f"Explorer needs a decomviz CLIPModel (from dv.load_model()), got {type(model).__name__}.")
+        self.model = model
+        self.gallery = default_gallery(n_scenes=n_scenes, seed=seed)
+        if gallery:
+            extra = {str(k): {"load": (lambda v=v: v), "prompts": []} for k, v in gallery.items()}
+            self.gallery = type(self.gallery)(list(extra.items()) + list(self.gallery.items()))
+        self.image: Optional[np.ndarray] = None
+        self.image_name = ""
+        self.explanations: Dict[str, Explanation] = {}
+        self.last_error: Optional[str] = None
+        self.dropped_runs = 0  # runs whose results arrived after a newer run had started
+        self.runs_started = 0
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._prompts_auto = prompts is None  # follow the gallery's suggestions until the user types
+        self._setting_prompts = False
+        self._shown_prompt = 0
+        self._setting_options = False
+
+        # ---------------------------------------------------------- widgets
+        wide = {"description_width": "110px"}
+        self.image_dropdown = widgets.Dropdown(options=list(self.gallery), description="image", style=wide,
+                                               layout=widgets.Layout(width="380px"))
+        self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="upload an image",
+                                         layout=widgets.Layout(width="380px"))
+        self.preview = widgets.Image(format="png", layout=widgets.Layout(width="160px", height="160px",
+                                                                         object_fit="contain"))
+        self.image_label = widgets.HTML()
+        self.prompts_box = widgets.Textarea(placeholder="one prompt per line, or separated by commas",
+                                            description="prompts", style=wide,
+                                            layout=widgets.Layout(width="380px", height="78px"))
+        self.method_dropdown = widgets.Dropdown(options=[(v, k) for k, v in METHOD_LABELS.items()],
+                                                value="decomcam", description="method", style=wide,
+                                                layout=widgets.Layout(width="380px"))
+        self.compare_select = widgets.SelectMultiple(
+            options=[(v, k) for k, v in METHOD_LABELS.items()], value=(), rows=4,
+            description="side by side", style=wide, layout=widgets.Layout(width="380px"),
+            tooltip="also run these methods and show all maps side by side (ctrl/cmd-click to pick several)")
+        self.layer_dropdown = widgets.Dropdown(options=list(model.layers), value=model.default_layer,
+                                               description="layer", style=wide, layout=widgets.Layout(width="380px"))
+        self.k_slider = widgets.IntSlider(value=10, min=1, max=32, description="K components", style=wide,
+                                          continuous_update=False, layout=widgets.Layout(width="380px"))
+        self.p_box = widgets.BoundedIntText(value=500, min=1, max=100_000, description="P channels", style=wide,
+                                            layout=widgets.Layout(width="220px"))
+        self.blur_slider = widgets.FloatSlider(value=10.0, min=0.5, max=40.0, step=0.5, description="blur σ (px)",
+                                               style=wide, continuous_update=False,
+                                               layout=widgets.Layout(width="380px"))
+        self.center_box = widgets.Checkbox(value=True, description="centre columns of X (PCA)", indent=False)
+        self.sign_dropdown = widgets.Dropdown(options=[("orient by Grad-CAM", "gradcam"), ("try both signs", "both")],
+                                              value="gradcam", description="sign rule", style=wide,
+                                              layout=widgets.Layout(width="380px"))
+        self.score_dropdown = widgets.Dropdown(options=["cosine", "logit", "softmax"], value="cosine",
+                                               description="score", style=wide, layout=widgets.Layout(width="380px"))
+        self.run_button = widgets.Button(description="Run", button_style="primary",
+                                         tooltip="explain the image (a new run replaces one in progress)",
+                                         layout=widgets.Layout(width="120px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
+        self.status = widgets.HTML(message_html("Pick an image, type prompts, press Run.", "info"))
+        self.prompt_dropdown = widgets.Dropdown(options=[], description="show prompt", style=wide,
+                                                layout=widgets.Layout(width="420px", display="none"))
+        self.results = widgets.VBox()
+
+        # ---------------------------------------------------------- callbacks (they only call methods)
+        self.image_dropdown.observe(lambda c: self.set_image(c["new"]), names="value")
+        self.upload.observe(lambda c: self.set_upload(c["new"]) if c["new"] else None, names="value")
+        self.prompts_box.observe(self._on_prompts_typed, names="value")
+        self.run_button.on_click(lambda _: self.run(wait=False))
+        self.prompt_dropdown.observe(self._on_prompt_picked, names="value")
+        self.method_dropdown.observe(lambda c: self._update_knob_visibility(), names="value")
+        self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
+
+        knobs = widgets.VBox([self.layer_dropdown, self.score_dropdown, self.k_slider, self.p_box, self.blur_slider,
+                              self.sign_dropdown, self.center_box])
+        self.knobs_box = widgets.Accordion([knobs], titles=("knobs",), selected_index=None,
+                                           layout=widgets.Layout(width="400px"))
+        left = widgets.VBox([self.image_dropdown, self.upload,
+                             widgets.HBox([self.preview, self.image_label], layout=widgets.Layout(align_items="center"))])
+        right = widgets.VBox([self.prompts_box, self.method_dropdown, self.compare_select, self.knobs_box])
+        super().__init__([
+            widgets.HTML("<b>decomviz Explorer</b> · explain an image against text prompts"),
+            widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap", grid_gap="20px")),
+            widgets.HBox([self.run_button, self.progress, self.status], layout=widgets.Layout(align_items="center")),
+            self.prompt_dropdown,
+            self.results,
+        ])
+        self.add_class("decomviz-explorer")
+
+        first = next(iter(self.gallery), None)
+        if first is not None:
+            self.set_image(first)
+        if prompts is not None:
+            self.set_prompts(prompts)
+
+    # ------------------------------------------------------------------ inputs
+    def set_image(self, image: Any, name: Optional[str] = None) -> bool:
+        """Use an image: a gallery name, or a PIL image / path / uint8 array. Returns False (and says why in the
+        widget) when it cannot be used; the previous image stays."""
+        suggested: List[str] = []
+        try:
+            if isinstance(image, str) and image in self.gallery:
+                entry = self.gallery[image]
+                pil = to_rgb(entry["load"]())
+                suggested = list(entry.get("prompts") or [])
+                name = image
+                if self.image_dropdown.value != image:
+                    self.image_dropdown.value = image  # its callback calls set_image(image) again: cheap
+                    return True
+            else:
+                pil = to_rgb(image)
+                name = name or (image if isinstance(image, str) else "your image")
+        except (ImageInputError, ValueError, OSError) as err:
+            self._message(f"Cannot use that image: {err}", "error")
+            return False
+        self.image = np.asarray(pil, dtype=np.uint8)
+        self.image_name = str(name)
+        self.preview.value = preview_png(self.image)
+        self.image_label.value = (f"<small>{html.escape(self.image_name)}<br>{self.image.shape[1]}×"
+                                  f"{self.image.shape[0]} px</small>")
+        if suggested and self._prompts_auto:
+            self._set_prompt_text("\n".join(suggested))
+        self._message(f"Image: {self.image_name}. Press Run.", "info")
+        return True
+
+    def set_upload(self, value: Any) -> bool:
+        """Use an uploaded file (the FileUpload widget's value, or bytes). Bad files give a message, not an
+        exception, and the previous image stays."""
+        try:
+            name, pil = decode_upload(value)
+        except ImageInputError as err:
+            self._message(str(err), "error")
+            return False
+        return self.set_image(pil, name=f"upload: {name}")
+
+    def set_prompts(self, prompts: Union[str, Sequence[str]]) -> None:
+        """Prompts as text (one per line or comma-separated) or a list; they replace any suggestion."""
+        text = prompts if isinstance(prompts, str) else "\n".join(str(p) for p in prompts)
+        self._prompts_auto = False
+        self._set_prompt_text(text)
+
+    @property
+    def prompts(self) -> List[str]:
+        """The prompts as parsed from the text box (ValueError with a message when there are none)."""
+        return parse_prompts(self.prompts_box.value)
+
+    def set_method(self, method: str) -> None:
+        if method not in METHOD_LABELS:
+            raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHOD_LABELS)}.")
+        self.method_dropdown.value = method
+
+    def set_compare(self, methods: Sequence[str]) -> None:
+        """Methods to run as well and show side by side with the chosen one (empty: none)."""
+        unknown = [m for m in methods if m not in METHOD_LABELS]
+        if unknown:
+            raise ValueError(f"Unknown method(s) {unknown}; choose from {', '.join(METHOD_LABELS)}.")
+        self.compare_select.value = tuple(methods)
+
+    def set_knobs(self, **knobs) -> None:
+        """layer, n_components, top_channels, blur_sigma, center, sign, score."""
+        targets = {"layer": self.layer_dropdown, "n_components": self.k_slider, "top_channels": self.p_box,
+                   "blur_sigma": self.blur_slider, "center": self.center_box, "sign": self.sign_dropdown,
+                   "score": self.score_dropdown}
+        for key, value in knobs.items():
+            if key not in targets:
+                raise ValueError(f"Unknown knob {key!r}; knobs are {', '.join(KNOBS)}.")
+            w = targets[key]
+            if isinstance(w, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText)) and \
+                    not (w.min <= value <= w.max):
+                w.max = max(w.max, value) if value > w.max else w.max
+                w.min = min(w.min, value) if value < w.min else w.min
+            w.value = value
+
+    @property
+    def knobs(self) -> Dict[str, Any]:
+        return {"layer": self.layer_dropdown.value, "n_components": int(self.k_slider.value),
+                "top_channels": int(self.p_box.value), "blur_sigma": float(self.blur_slider.value),
+                "center": bool(self.center_box.value), "sign": self.sign_dropdown.value,
+                "score": self.score_dropdown.value}
+
+    @property
+    def methods(self) -> List[str]:
+        """The chosen method first, then the side-by-side ones (no repeats)."""
+        return list(dict.fromkeys([self.method_dropdown.value, *self.compare_select.value]))
+
+    def make_cam(self, method: str, knobs: Optional[Dict[str, Any]] = None):
+        """The CAM object a run uses for `method` with the current knobs (validates them)."""
+        k = dict(self.knobs if knobs is None else knobs)
+        common = {"layer": k["layer"], "score": k["score"]}
+        if method == "decomcam":
+            return DecomCAM(self.model, n_components=k["n_components"], top_channels=k["top_channels"],
+                            center=k["center"], sign=k["sign"], blur_sigma=k["blur_sigma"], **common)
+        return METHODS[method](self.model, **common)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def explanation(self) -> Optional[Explanation]:
+        """The chosen method's explanation from the last completed run."""
+        if not self.explanations:
+            return None
+        return next(iter(self.explanations.values()))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, wait: bool = True, timeout: Optional[float] = None) -> Optional[Dict[str, Explanation]]:
+        """Explain the current image against the prompts with the chosen method(s).
+
+        The work runs in a background thread; a run started while another is going supersedes it. With
+        ``wait=True`` this returns the explanations once done (None if the run failed or was superseded).
+        Bad input (no prompt, bad knobs) is reported in the status line and returns None at once.
+        """
+        try:
+            if self.image is None:
+                raise ValueError("Pick an image from the list or upload one first.")
+            prompts = self.prompts
+            methods = self.methods
+            knobs = self.knobs
+            for m in methods:
+                self.make_cam(m, knobs)  # validate every knob before starting
+        except Exception as err:
+            self._message(str(err), "error")
+            return None
+        with self._lock:
+            self._generation += 1
+            job = Job(self._generation, self.image.copy(), self.image_name, prompts, methods, knobs)
+        self.runs_started += 1
+        self.progress.max = len(methods) + 1
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self._message(f"Run {job.generation}: starting…", "busy")
+        thread = threading.Thread(target=self._worker, args=(job,), name=f"decomviz-explorer-{job.generation}",
+                                  daemon=True)
+        self._thread = thread
+        thread.start()
+        if not wait:
+            return None
+        thread.join(timeout)
+        with self._lock:
+            current = job.generation == self._generation
+        return dict(self.explanations) if current and self.last_error is None and not thread.is_alive() else None
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Block until the latest run has finished."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def _worker(self, job: Job) -> None:
+        try:
+            results = self._compute(job)
+        except _Superseded:
+            with self._lock:
+                self.dropped_runs += 1
+            return
+        except Exception as err:  # reported in the widget; the widget stays usable
+            self._deliver_error(job, err)
+            return
+        self._deliver(job, results)
+
+    def _check(self, job: Job) -> None:
+        if job.generation != self._generation:
+            raise _Superseded()
+
+    def _compute(self, job: Job) -> Dict[str, Explanation]:
+        """The engine calls of one run (in the worker thread). Checks between methods whether it was superseded."""
+        out: Dict[str, Explanation] = {}
+        self._progress(job, 1, f"Run {job.generation}: preparing the image…")
+        for i, method in enumerate(job.methods):
+            self._check(job)
+            self._progress(job, 1 + i, f"Run {job.generation}: {METHOD_LABELS[method]} ({i + 1} of "
+                                       f"{len(job.methods)}) on {len(job.prompts)} prompt(s)…")
+            out[method] = self.make_cam(method, job.knobs)(job.image, job.prompts)
+        self._check(job)
+        return out
+
+    def _progress(self, job: Job, value: int, text: str) -> None:
+        with self._lock:
+            if job.generation != self._generation:
+                return
+            self.progress.value = value
+            self._message(text, "busy")
+
+    def _deliver(self, job: Job, results: Dict[str, Explanation]) -> bool:
+        with self._lock:
+            if job.generation != self._generation:
+                self.dropped_runs += 1
+                return False
+            self.explanations = results
+            self.last_error = None
+        try:
+            self._show_results(job)
+        except Exception as err:  # a figure failed: say so
+            self._deliver_error(job, err)
+            return False
+        with self._lock:
+            if job.generation == self._generation:
+                self.progress.value = self.progress.max
+                self.progress.bar_style = "success"
+                self._message(self._summary(job), self._summary_kind())
+        return True
+
+    def _deliver_error(self, job: Job, err: BaseException) -> None:
+        with self._lock:
+            if job.generation != self._generation:
+                self.dropped_runs += 1
+                return
+            self.last_error = f"{type(err).__name__}: {err}"
+            self.last_traceback = traceback.format_exc()
+            self.progress.bar_style = "danger"
+            self._message(f"Run {job.generation} failed: {err}", "error")
+
+    def _summary(self, job: Job) -> str:
+        secs = time.perf_counter() - job.started
+        names = ", ".join(METHOD_LABELS[m] for m in job.methods)
+        text = f"Run {job.generation} done in {secs:.1f} s: {names} on {len(job.prompts)} prompt(s)."
+        exp = self.explanation
+        if exp is not None:
+            flagged = [f for f, v in exp.flags.items() if bool(v.any()) and f in ("no_positive_contribution",
+                                                                                  "empty_map", "zero_gradient")]
+            if flagged:
+                text += " Note: " + "; ".join(_FLAG_TEXT.get(f, f) for f in flagged) + "."
+        return text
+
+    def _summary_kind(self) -> str:
+        exp = self.explanation
+        if exp is not None and any(bool(v.any()) for f, v in exp.flags.items()
+                                   if f in ("no_positive_contribution", "empty_map", "zero_gradient")):
+            return "warn"
+        return "ok"
+
+    # ------------------------------------------------------------------ showing
+    def _show_results(self, job: Job) -> None:
+        opts = [(p, i) for i, p in enumerate(job.prompts)]
+        self._shown_prompt = 0
+        self._setting_options = True
+        try:
+            self.prompt_dropdown.options = opts
+            self.prompt_dropdown.value = 0
+        finally:
+            self._setting_options = False
+        self.prompt_dropdown.layout.display = None if len(opts) > 1 else "none"
+        self.show_prompt(0)
+
+    def show_prompt(self, prompt: Union[int, str] = 0) -> None:
+        """Draw the figures of one prompt of the last run."""
+        exp = self.explanation
+        if exp is None:
+            return
+        t = exp.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
+        self._shown_prompt = t
+        figs: List[widgets.Widget] = [go.FigureWidget(explanation_figure(exp, 0, t))]
+        if exp.n_components:
+            spec = spectrum_figure(exp, 0, t)
+            spec.update_layout(title="singular-value spectrum σ_k, with weights w_k and contributions d_k",
+                               width=700)
+            figs.append(go.FigureWidget(spec))
+        if len(self.explanations) > 1:
+            named = {METHOD_LABELS.get(m, m): e for m, e in self.explanations.items()}
+            figs.append(go.FigureWidget(comparison_figure(named, 0, t)))
+        self.results.children = tuple(figs)
+
+    @property
+    def figures(self) -> List[go.FigureWidget]:
+        return [w for w in self.results.children if isinstance(w, go.FigureWidget)]
+
+    def scrubber(self, prompt: Union[int, str, None] = None):
+        """A ComponentScrubber over the last DecomCAM result (for the prompt on show), with this model."""
+        from .scrubber import ComponentScrubber
+        exp = self.explanations.get("decomcam")
+        if exp is None:
+            raise ValueError("Run DecomCAM first: the scrubber needs its components.")
+        return ComponentScrubber(exp, model=self.model, prompt=self._shown_prompt if prompt is None else prompt)
+
+    # ------------------------------------------------------------------ helpers
+    def _message(self, text: str, kind: str = "info") -> None:
+        self.status.value = message_html(text, kind)
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        import re
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
+
+    def _set_prompt_text(self, text: str) -> None:
+        self._setting_prompts = True
+        try:
+            self.prompts_box.value = text
+        finally:
+            self._setting_prompts = False
+
+    def _on_prompt_picked(self, change) -> None:
+        if not self._setting_options and change["new"] is not None:
+            self.show_prompt(change["new"])
+
+    def _on_prompts_typed(self, change) -> None:
+        if not self._setting_prompts:
+            self._prompts_auto = False
+
+    def _update_knob_visibility(self) -> None:
+        uses_decom = "decomcam" in self.methods
+        for w in (self.k_slider, self.p_box, self.blur_slider, self.sign_dropdown, self.center_box):
+            w.disabled = not uses_decom
+
+
+_FLAG_TEXT = {
+    "no_positive_contribution": "for some prompt no component raised the score over the blurred reference, so its "
+                                "map is empty",
+    "empty_map": "some maps are empty (nothing positive to show)",
+    "zero_gradient": "the score has zero gradient at this layer for some prompt",
+}
