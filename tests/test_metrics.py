@@ -50,3 +50,61 @@ def test_dilate_disc():
     m[0, 10, 10] = True
     d = dilate(m, 3)
     assert d.sum() == 29  # lattice points in a disc of radius 3
+
+
+def test_part_alignment_perfect_inverted_uniform():
+    parts = np.zeros((2, 20, 20), bool)
+    parts[0, :10] = True
+    parts[1, 10:] = True
+    perfect = parts.astype(float)
+    res = dv.metrics.part_alignment(perfect, parts)
+    assert res["ossm_alignment"].mean == pytest.approx(1.0) and res["part_coverage"].mean == 1.0
+    uniform = np.ones((1, 20, 20))
+    res = dv.metrics.part_alignment(uniform, parts)
+    assert res["ossm_alignment"].mean == pytest.approx(0.5) and res["part_coverage"].mean == 0.5
+    empty = np.zeros((1, 20, 20))
+    res = dv.metrics.part_alignment(empty, parts)
+    assert res["ossm_alignment"].values.numel() == 0 and res["part_coverage"].mean == 0.0
+
+
+def test_cluster_scores_known_values():
+    perfect = dv.metrics.cluster_scores([0, 0, 1, 1], ["a", "a", "b", "b"])
+    assert perfect == {"purity": 1.0, "nmi": pytest.approx(1.0), "ari": pytest.approx(1.0)}
+    mixed = dv.metrics.cluster_scores([0, 0, 0, 0], ["a", "a", "b", "b"])
+    assert mixed["purity"] == 0.5 and mixed["nmi"] == pytest.approx(0.0) and mixed["ari"] == pytest.approx(0.0)
+
+
+@pytest.fixture
+def explained(tiny_rn):
+    from tests.conftest import make_image
+    return dv.GradCAM(tiny_rn)([make_image(0), make_image(1)], ["a red circle", "a blue square"])
+
+
+def test_insertion_deletion_endpoints(tiny_rn, explained):
+    res = dv.metrics.insertion_deletion(tiny_rn, explained, steps=4)
+    ins, dele = res["insertion"], res["deletion"]
+    assert ins.values.shape == dele.values.shape == (2, 2)
+    # insertion ends at the full image and deletion starts there: both equal the explanation's base score
+    assert torch.allclose(ins.curves[..., -1], explained.base_score, atol=1e-4)
+    assert torch.allclose(dele.curves[..., 0], explained.base_score, atol=1e-4)
+    assert torch.allclose(ins.curves[..., 0], dele.curves[..., -1], atol=1e-5)  # both the blurred image
+    assert ins.protocol["steps"] == 4 and ins.protocol["method"] == "gradcam"
+    with pytest.raises(ValueError, match="steps"):
+        dv.metrics.insertion_deletion(tiny_rn, explained, steps=0)
+
+
+def test_confidence_change_full_map_changes_nothing(tiny_rn, explained):
+    explained.saliency = torch.ones_like(explained.saliency)
+    res = dv.metrics.confidence_change(tiny_rn, explained)
+    assert torch.allclose(res["average_drop"].values, torch.zeros(2, 2), atol=1e-4)
+    assert res["increase_in_confidence"].values.sum() == 0
+
+
+def test_sanity_check_randomisation_changes_maps(tiny_rn):
+    from tests.conftest import make_image
+    before = dv.GradCAM(tiny_rn)(make_image(0), "a red circle").saliency
+    res = dv.metrics.sanity_check(lambda m: dv.GradCAM(m), tiny_rn, [make_image(0)], ["a red circle"], steps=2)
+    assert res.values.shape == (2,) and res.protocol["randomised_from_top"][0] == "visual.attnpool"
+    assert (res.values < 0.9).all()
+    # the original model is untouched
+    assert torch.equal(dv.GradCAM(tiny_rn)(make_image(0), "a red circle").saliency, before)
