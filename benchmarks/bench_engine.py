@@ -10,47 +10,12 @@ image tower + one backward from the score to the tapped layer, plus K masked ima
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 import decomviz as dv
-from decomviz.cam import clip_score
-
-
-def _timeit(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _floor(model, x, text, K):
-    """Forward + backward to the tap, and K + 1 masked/reference images in one forward: the method's minimum."""
-    module = model.module(model.default_layer)
-    box = {}
-
-    def hook(m, i, o):
-        box["a"] = o.detach().requires_grad_(True)
-        return box["a"]
-
-    def run():
-        h = module.register_forward_hook(hook)
-        try:
-            s = clip_score(model.embed(x), text, "cosine", model.logit_scale)
-            torch.autograd.grad(s.sum(), box["a"])
-        finally:
-            h.remove()
-        with torch.no_grad():
-            model.embed(x.expand(K + 1, -1, -1, -1).contiguous())
-    return run
+from decomviz.bench import floor_seconds, timeit
 
 
 def main(argv=None):
@@ -75,7 +40,7 @@ def main(argv=None):
         x = model.prepare(img).tensor
         text = model.encode_text([prompt])
         K = args.n_components
-        floor = _timeit(_floor(model, x, text, K), args.repeats)
+        floor = floor_seconds(model, x, text, K, args.repeats)
         methods = {
             "decomcam": dv.DecomCAM(model, n_components=K),
             "decomcam (no integration)": dv.DecomCAM(model, n_components=K, integration="none"),
@@ -89,15 +54,9 @@ def main(argv=None):
             if label.split(" ")[0] in args.skip:
                 continue
             reps = 1 if label in ("scorecam", "gscorecam") else args.repeats
-            t = _timeit(lambda: cam(img, prompt), reps) if reps > 1 else _once(lambda: cam(img, prompt))
+            t = timeit(lambda: cam(img, prompt), reps)
             extra = f"   ratio to floor {t / floor:.2f}" if label == "decomcam" else ""
             print(f"  {label:34s} {t:8.3f} s/pair{extra}", flush=True)
-
-
-def _once(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", required=True, help="clusters.html")
 
     sub.add_parser("train", help="train a bundled PartsWorld CLIP (see `decomviz train --help`)", add_help=False)
+    sub.add_parser("bench", help="benchmarks on PartsWorld (see `decomviz bench --help`)", add_help=False)
     return p
 
 
@@ -193,6 +194,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] == "train":
         from decomviz import train
         return train.main(argv[1:]) or 0
+    if argv and argv[0] == "bench":
+        from decomviz import bench
+        return bench.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     from decomviz.images import ImageInputError
     from decomviz.models import LayerError, ModelLoadError

@@ -1,0 +1,298 @@
+"""`decomviz bench`: localisation, faithfulness, part alignment, ablations and speed on PartsWorld.
+
+Writes `results.json` and `results.md` into --out. `--quick` is the CI-sized run (a handful of scenes);
+the full run is what BENCHMARKS.md records.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from .cam import clip_score
+from .evaluation import OBJECT_TEMPLATE, PART_TEMPLATE, object_prompts
+
+QUICK = {"scenes": 6, "steps": 4, "scorecam_scenes": 2, "ablation_scenes": 4, "part_scenes": 4, "speed_repeats": 1}
+FULL = {"scenes": 500, "steps": 16, "scorecam_scenes": 60, "ablation_scenes": 200, "part_scenes": 200, "speed_repeats": 5}
+
+ABLATIONS = {
+    "P=50": {"top_channels": 50}, "P=200": {"top_channels": 200},
+    "K=3": {"n_components": 3}, "K=5": {"n_components": 5}, "K=20": {"n_components": 20},
+    "center=False": {"center": False}, "sign=both": {"sign": "both"}, "weight_norm=minmax": {"weight_norm": "minmax"},
+    "blur=5": {"blur_sigma": 5.0}, "blur=20": {"blur_sigma": 20.0},
+    "integration=feature": {"integration": "feature"}, "integration=none": {"integration": "none"},
+}
+
+
+def make_methods(model) -> Dict[str, object]:
+    import decomviz as dv
+    return {"decomcam": dv.DecomCAM(model), "decomcam (feature)": dv.DecomCAM(model, integration="feature"),
+            "decomcam (no integration)": dv.DecomCAM(model, integration="none"),
+            "gradcam": dv.GradCAM(model), "gradcam++": dv.GradCAMPlusPlus(model), "layercam": dv.LayerCAM(model),
+            "eigencam": dv.EigenCAM(model), "gscorecam": dv.GScoreCAM(model, batch_size=64),
+            "scorecam": dv.ScoreCAM(model, batch_size=64)}
+
+
+def _scenes(n, seed):
+    from .data import PartsWorld
+    world = PartsWorld(n * 2, seed=seed, n_objects=2)
+    out = []
+    for scene in world:
+        labels = [o.label for o in scene.objects]
+        if len(set(labels)) == len(labels):
+            out.append(scene)
+        if len(out) == n:
+            break
+    return out
+
+
+def _masks(scene, size):
+    import torch.nn.functional as F
+    m = torch.from_numpy(np.stack([o.mask for o in scene.objects])).float()
+    if tuple(m.shape[-2:]) != tuple(size):
+        m = F.interpolate(m[:, None], size=tuple(size), mode="nearest")[:, 0]
+    return m > 0.5
+
+
+def localisation_and_faithfulness(model, cams, scenes, steps, scorecam_scenes, log) -> Dict[str, Dict]:
+    from . import metrics
+    rows = {}
+    for name, cam in cams.items():
+        use = scenes[:scorecam_scenes] if name in ("scorecam",) else scenes
+        acc = {k: [] for k in ("pointing_game", "energy_pointing_game", "insertion_auc", "deletion_auc",
+                               "average_drop", "increase_in_confidence")}
+        seconds, pairs = 0.0, 0
+        for scene in use:
+            prompts = object_prompts(scene)
+            t0 = time.perf_counter()
+            exp = cam(scene.image, prompts)
+            seconds += time.perf_counter() - t0
+            pairs += len(prompts)
+            sal = exp.saliency[0]
+            m = _masks(scene, sal.shape[-2:])
+            acc["pointing_game"] += metrics.pointing_game(sal, m).values.tolist()
+            acc["energy_pointing_game"] += metrics.energy_pointing_game(sal, m).values.tolist()
+            faith = metrics.insertion_deletion(model, exp, steps=steps)
+            acc["insertion_auc"] += faith["insertion"].values.flatten().tolist()
+            acc["deletion_auc"] += faith["deletion"].values.flatten().tolist()
+            conf = metrics.confidence_change(model, exp)
+            acc["average_drop"] += conf["average_drop"].values.flatten().tolist()
+            acc["increase_in_confidence"] += conf["increase_in_confidence"].values.flatten().tolist()
+        rows[name] = {k: float(np.mean(v)) for k, v in acc.items()}
+        rows[name].update(pairs=pairs, seconds_per_pair=seconds / max(pairs, 1))
+        log(f"  {name:26s} pointing {rows[name]['pointing_game']:.3f}  energy {rows[name]['energy_pointing_game']:.3f}  "
+            f"ins {rows[name]['insertion_auc']:.4f}  del {rows[name]['deletion_auc']:.4f}  "
+            f"{rows[name]['seconds_per_pair']:.3f} s/pair  (n={pairs})")
+    return rows
+
+
+def part_alignment(model, scenes, log) -> Dict[str, Dict]:
+    import decomviz as dv
+    from . import metrics
+    cam = dv.DecomCAM(model)
+    out = {}
+    for kind in ("object prompts", "part prompts"):
+        align, cover = [], []
+        for scene in scenes:
+            obj = scene.objects[0]
+            part_masks = scene.part_masks(0)
+            names = [n for n, m in part_masks.items() if m.any()]
+            masks = torch.from_numpy(np.stack([part_masks[n] for n in names]))
+            prompts = [OBJECT_TEMPLATE.format(obj.label)] if kind == "object prompts" else \
+                [PART_TEMPLATE.format(part=n, label=obj.label) for n in names]
+            exp = cam(scene.image, prompts)
+            for t in range(len(prompts)):
+                keep = exp.weights[0, t] > 0
+                if not keep.any():
+                    continue
+                res = metrics.part_alignment(exp.ossms[0, t][keep], masks)
+                align += res["ossm_alignment"].values.tolist()
+                cover += res["part_coverage"].values.tolist()
+        out[kind] = {"ossm_alignment": float(np.mean(align)) if align else float("nan"),
+                     "part_coverage": float(np.mean(cover)) if cover else float("nan"), "n_ossms": len(align)}
+        log(f"  {kind:16s} OSSM energy in its best part {out[kind]['ossm_alignment']:.3f}, "
+            f"parts hit by some OSSM peak {out[kind]['part_coverage']:.3f} ({len(align)} OSSMs)")
+    return out
+
+
+def ablations(model, scenes, log) -> Dict[str, Dict]:
+    import decomviz as dv
+    from .evaluation import localise
+    variants = {"default": {}, **ABLATIONS}
+    cams = {name: dv.DecomCAM(model, **kw) for name, kw in variants.items()}
+    res = localise(cams, scenes)
+    out = {}
+    for name, r in res.items():
+        out[name] = {"knobs": variants[name], "pointing_game": r.pointing, "energy_pointing_game": r.mean_energy,
+                     "seconds_per_pair": r.seconds_per_pair, "pairs": len(r.hits)}
+        log(f"  {name:22s} pointing {r.pointing:.3f}  energy {r.mean_energy:.3f}  {r.seconds_per_pair:.3f} s/pair")
+    return out
+
+
+def floor_seconds(model, x, text, K: int, repeats: int) -> float:
+    """One forward of the tower + one backward from the score to the tapped layer, and K + 1 images
+    (the masked inputs and the reference) in one forward: the least any implementation of the method costs."""
+    module = model.module(model.default_layer)
+    box = {}
+
+    def hook(m, i, o):
+        box["a"] = o.detach().requires_grad_(True)
+        return box["a"]
+
+    def run():
+        h = module.register_forward_hook(hook)
+        try:
+            s = clip_score(model.embed(x), text, "cosine", model.logit_scale)
+            torch.autograd.grad(s.sum(), box["a"])
+        finally:
+            h.remove()
+        with torch.no_grad():
+            model.embed(x.expand(K + 1, -1, -1, -1).contiguous())
+    return timeit(run, repeats)
+
+
+def timeit(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def speed(model, cams, scene, repeats, log) -> Dict[str, float]:
+    import decomviz as dv
+    prompt = OBJECT_TEMPLATE.format(scene.objects[0].label)
+    x = model.prepare(scene.image).tensor
+    text = model.encode_text([prompt])
+    floor = floor_seconds(model, x, text, dv.DecomCAM(model).n_components, repeats)
+    out = {"floor": floor}
+    for name, cam in cams.items():
+        out[name] = timeit(lambda: cam(scene.image, prompt), 1 if "scorecam" in name else repeats)
+    out["decomcam_over_floor"] = out["decomcam"] / floor
+    out["decomcam (feature)_over_floor"] = out["decomcam (feature)"] / floor
+    out.update(_gradcam_package_speed(model, x, text, repeats))
+    log("  " + "  ".join(f"{k} {v:.3f}" for k, v in out.items()))
+    return out
+
+
+def _gradcam_package_speed(model, x, text, repeats) -> Dict[str, float]:
+    try:
+        import pytorch_grad_cam
+    except ImportError:
+        return {}
+    import torch.nn.functional as F
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model.model
+
+        def forward(self, inp):
+            return F.normalize(self.net.encode_image(inp).float(), dim=-1)
+
+    target = lambda out: (out * text[0]).sum()
+    reshape = None
+    if model.kind == "vit":
+        def reshape(t):
+            n = t.shape[1]
+            side = int(round((n - 1) ** 0.5))
+            return t[:, 1:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
+    out = {}
+    for name in ("GradCAM", "ScoreCAM"):
+        cam = getattr(pytorch_grad_cam, name)(model=Net(), target_layers=[model.module(model.default_layer)],
+                                              reshape_transform=reshape)
+        cam.batch_size = 64
+        out[f"grad-cam package {name}"] = timeit(
+            lambda: cam(input_tensor=x.clone().requires_grad_(True), targets=[target]), 1 if name == "ScoreCAM" else repeats)
+    return out
+
+
+def run_bench(models=("parts-rn", "parts-vit"), quick: bool = False, out="bench_results", seed: int = 7,
+              scenes: int = None, device=None, log=None) -> Dict:
+    import decomviz as dv
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    cfg = dict(QUICK if quick else FULL)
+    if scenes is not None:
+        cfg["scenes"] = scenes
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    results = {"mode": "quick" if quick else "full", "config": cfg, "seed": seed,
+               "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                           "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                           "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+               "models": {}}
+    scene_list = _scenes(cfg["scenes"], seed)
+    for name in models:
+        model = dv.load_model(name, device=device)
+        log(f"[bench] {name}: localisation and faithfulness on {len(scene_list)} two-object scenes")
+        cams = make_methods(model)
+        entry = {"layer": model.default_layer,
+                 "localisation": localisation_and_faithfulness(model, cams, scene_list, cfg["steps"],
+                                                               cfg["scorecam_scenes"], log)}
+        log(f"[bench] {name}: part alignment")
+        entry["part_alignment"] = part_alignment(model, scene_list[:cfg["part_scenes"]], log)
+        if name == models[0]:
+            log(f"[bench] {name}: ablations")
+            entry["ablations"] = ablations(model, scene_list[:cfg["ablation_scenes"]], log)
+        log(f"[bench] {name}: speed")
+        entry["speed"] = speed(model, cams, scene_list[0], cfg["speed_repeats"], log)
+        results["models"][name] = entry
+    results["seconds"] = time.perf_counter() - t_start
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text(to_markdown(results))
+    log(f"[bench] wrote {out / 'results.json'} and {out / 'results.md'} ({results['seconds']:.0f} s)")
+    return results
+
+
+def to_markdown(results: Dict) -> str:
+    lines = [f"Mode: {results['mode']}, scenes: {results['config']['scenes']}, seed {results['seed']}, "
+             f"machine: {results['machine']['processor']} ({results['machine']['device']}, "
+             f"{results['machine']['torch_threads']} threads), torch {results['machine']['torch']}.", ""]
+    for name, entry in results["models"].items():
+        lines += [f"### {name} (layer {entry['layer']})", "",
+                  "| method | pointing | energy | insertion AUC | deletion AUC | avg drop | increase | s/pair | pairs |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for m, r in entry["localisation"].items():
+            lines.append(f"| {m} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | {r['insertion_auc']:.4f} | "
+                         f"{r['deletion_auc']:.4f} | {r['average_drop']:.3f} | {r['increase_in_confidence']:.3f} | "
+                         f"{r['seconds_per_pair']:.3f} | {r['pairs']} |")
+        lines += ["", "| prompts | OSSM energy in best part | parts hit by an OSSM peak | OSSMs |", "|---|---|---|---|"]
+        for kind, r in entry["part_alignment"].items():
+            lines.append(f"| {kind} | {r['ossm_alignment']:.3f} | {r['part_coverage']:.3f} | {r['n_ossms']} |")
+        if "ablations" in entry:
+            lines += ["", "| DecomCAM variant | pointing | energy | s/pair |", "|---|---|---|---|"]
+            for v, r in entry["ablations"].items():
+                lines.append(f"| {v} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | {r['seconds_per_pair']:.3f} |")
+        sp = entry["speed"]
+        lines += ["", "| speed (s per image-prompt pair) | s |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in sp.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="decomviz bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="CI-sized run")
+    ap.add_argument("--models", nargs="+", default=["parts-rn", "parts-vit"])
+    ap.add_argument("--scenes", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", default="bench_results")
+    args = ap.parse_args(argv)
+    res = run_bench(args.models, quick=args.quick, out=args.out, seed=args.seed, scenes=args.scenes, device=args.device)
+    print(to_markdown(res))
+    return 0
