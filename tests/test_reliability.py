@@ -1,0 +1,118 @@
+"""Faults, memory and untrusted files."""
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import decomviz as dv
+from decomviz.taps import hook_count
+from tests.conftest import make_image
+from tests.test_extract import _assert_same_bank
+
+pytestmark = pytest.mark.filterwarnings("ignore:No component raised")
+
+KILL = textwrap.dedent("""
+    import os, sys
+    import decomviz as dv
+    from decomviz.analysis import extraction
+    checkpoint, out, where, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    calls = {"n": 0}
+    def dying(original):
+        def wrapper(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == count:
+                os._exit(9)  # a hard kill: no cleanup, no finally blocks
+            return original(*a, **k)
+        return wrapper
+    if where == "replace":  # shard renames and manifest writes
+        extraction.os.replace = dying(os.replace)
+    else:  # in the middle of a shard, between batches
+        extraction.explain_batch = dying(extraction.explain_batch)
+    model = dv.load_model(checkpoint=checkpoint, device="cpu")
+    world = dv.PartsWorld(10, seed=11, n_objects=1, size=128)
+    dv.extract(dv.DecomCAM(model, n_components=2, top_channels=32), world, "a photo of a {}", out=out,
+               shard_size=3, batch_size=2, progress=False)
+""")
+
+
+@pytest.fixture(scope="module")
+def reference_bank(tiny_dirs, tmp_path_factory):
+    model = dv.load_model(checkpoint=tiny_dirs["rn"], device="cpu")
+    world = dv.PartsWorld(10, seed=11, n_objects=1, size=128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dv.extract(dv.DecomCAM(model, n_components=2, top_channels=32), world, "a photo of a {}",
+                          out=tmp_path_factory.mktemp("ref") / "bank", shard_size=3, batch_size=2, progress=False)
+
+
+# replace #1 is the first manifest write; then each shard: rename, manifest; batches: 2 per shard
+KILL_POINTS = [("replace", 1), ("replace", 2), ("replace", 3), ("replace", 4), ("replace", 7),
+               ("batch", 1), ("batch", 4), ("batch", 7)]
+
+
+@pytest.mark.parametrize("where,count", KILL_POINTS)
+def test_kill_anywhere_then_resume_gives_the_same_bank(tiny_dirs, tmp_path, reference_bank, where, count):
+    script = tmp_path / "kill.py"
+    script.write_text(KILL)
+    out = tmp_path / "bank"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, str(script), str(tiny_dirs["rn"]), str(out), where, str(count)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 9, run.stderr[-2000:]
+    model = dv.load_model(checkpoint=tiny_dirs["rn"], device="cpu")
+    resumed = dv.extract(dv.DecomCAM(model, n_components=2, top_channels=32),
+                         dv.PartsWorld(10, seed=11, n_objects=1, size=128), "a photo of a {}", out=out,
+                         shard_size=3, batch_size=2, progress=False)
+    _assert_same_bank(resumed, reference_bank)
+
+
+def test_resident_memory_flat_over_200_explanations(tiny_rn):
+    psutil = pytest.importorskip("psutil")
+    proc = psutil.Process()
+    cam = dv.DecomCAM(tiny_rn, n_components=4)
+    img = [make_image(0), make_image(1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(20):  # warm-up: allocator pools, oneDNN caches
+            cam(img, ["a red circle", "a dog"])
+        gc.collect()
+        start = proc.memory_info().rss
+        for i in range(200):
+            exp = cam(img, ["a red circle", f"prompt {i % 7}"])
+            del exp
+        gc.collect()
+    growth = proc.memory_info().rss - start
+    assert growth < 50 * 2 ** 20, f"resident memory grew by {growth / 2 ** 20:.1f} MB"
+    assert hook_count(tiny_rn.model) == 0
+
+
+def test_explanation_file_with_pickle_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    obj = np.empty(1, dtype=object)
+    obj[0] = Evil()
+    np.savez(tmp_path / "evil.npz", saliency=obj, __meta__=np.array('{"format": 1}'))
+    with pytest.raises(ValueError, match="not a decomviz Explanation"):
+        dv.Explanation.load(tmp_path / "evil.npz")
+    assert not marker.exists()
+    (tmp_path / "junk.npz").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError):
+        dv.Explanation.load(tmp_path / "junk.npz")
+    assert not marker.exists()
+
+
+def test_bank_manifest_garbage_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        dv.OSSMBank(tmp_path)
