@@ -101,6 +101,13 @@ def ossm_pooled(ossms_lowres: torch.Tensor, activations: torch.Tensor) -> torch.
     return torch.einsum("btkn,bcn->btkc", weights, activations.reshape(B, activations.shape[1], -1))
 
 
+def _pair_index(B: int, T: int, K: int, device):
+    """For items laid out (B, T, K) and flattened: the image and the prompt of each item."""
+    image_of = torch.arange(B, device=device).repeat_interleave(T * K)
+    prompt_of = torch.arange(T, device=device).repeat_interleave(K).repeat(B)
+    return image_of, prompt_of
+
+
 def _pick(flip: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
     """From (B, T, 2K, ...) holding both orientations, the second half where `flip` (B, T, K) is set."""
     K = flip.shape[-1]
@@ -163,56 +170,55 @@ class DecomCAM(CAM):
         self._warn_rank(C, h * w)
         dec = decompose(tapped.activations, tapped.gradients, self.top_channels, self.n_components, self.center)
         K = dec.u.shape[2]
-        out: Dict[str, torch.Tensor] = {}
-        flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1),
-                 "rank_deficient": dec.null.any(dim=-1)}
-
-        if self.integration in ("pixel", "feature"):
-            ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
-            if self.sign == "both":
-                spatial = torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)  # (B, T, 2K, n)
-            else:
-                spatial = dec.spatial()
-            ossms = self._upsampled(spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w), x.shape[-2:])
-            if self.integration == "pixel":
-                emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
-            else:
-                lowres = spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w)
-                emb, masked, ref_score = self._score_masked_features(tapped, ref, lowres, text)
-            d = masked - ref_score[..., None]
-            if self.sign == "both":
-                flip = d[..., K:] > d[..., :K]  # (B, T, K): the negative orientation restores more
-                ossms, emb, masked, d = (_pick(flip, t) for t in (ossms, emb, masked, d))
-                sgn = torch.where(flip, -1.0, 1.0)[..., None]
-                dec.u, dec.v = dec.u * sgn, dec.v * sgn
-                out["flipped"] = flip
-            weights = integration_weights(d, self.weight_threshold, self.weight_norm)
-            flags["no_positive_contribution"] = d.amax(dim=-1) <= 0
-            out.update(contributions=d, masked_scores=masked, reference_score=ref_score, embeddings=emb,
-                       reference_images=self._pixels(ref))
-        else:
+        flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1), "rank_deficient": dec.null.any(dim=-1)}
+        if self.integration == "none":
             ossms = self._upsampled(dec.spatial().clamp_min(0).reshape(B, -1, K, h, w), x.shape[-2:])
             top = dec.singular_values[..., :1]
             weights = torch.where(top > 0, dec.singular_values / top.clamp_min(1e-30),
                                   torch.zeros_like(dec.singular_values))
-        ossms_lowres = dec.spatial().clamp_min(0).reshape(B, -1, K, h, w)
-        pooled = ossm_pooled(ossms_lowres, tapped.activations)
+            extra: Dict[str, torch.Tensor] = {}
+        else:
+            ossms, weights, extra = self._integrate(x, text, tapped, dec, flags)
+        ossms_lowres = dec.spatial().clamp_min(0).reshape(B, -1, K, h, w)  # after any sign flips
         saliency = combine_ossms(ossms, weights)
         flags["empty_map"] = saliency.amax(dim=(-2, -1)) <= 0
-        flipped = out.pop("flipped", None)
-        if flipped is not None:
-            flags["sign_flipped"] = flipped.any(dim=-1)
         arrays = dict(saliency=saliency, ossms=ossms, ossms_lowres=ossms_lowres, u=dec.u, v=dec.v,
                       singular_values=dec.singular_values, explained_variance=dec.explained_variance,
                       weights=weights, channels=dec.channels, alpha=dec.alpha,
                       gradcam_lowres=dec.gradcam.reshape(B, -1, h, w), base_score=tapped.base_score,
-                      pooled=pooled, **out)
+                      pooled=ossm_pooled(ossms_lowres, tapped.activations), **extra)
         self._warn_flags(flags, prompts)
-        cpu = {k: val.detach().cpu() for k, val in arrays.items()}
         method = {"pixel": self.method, "feature": "decomcam-feature", "none": "decomcam-nointegration"}
-        return Explanation(method=method[self.integration],
-                           prompts=prompts, images=None, flags={k: f.cpu() for k, f in flags.items()},
-                           params={"grid": [h, w], "n_channels": C, "n_components_used": K}, **cpu)
+        return Explanation(method=method[self.integration], prompts=prompts, images=None,
+                           flags={k: f.cpu() for k, f in flags.items()},
+                           params={"grid": [h, w], "n_channels": C, "n_components_used": K},
+                           **{k: val.detach().cpu() for k, val in arrays.items()})
+
+    def _integrate(self, x, text, tapped, dec: Decomposition, flags):
+        """Stage 2 (steps 7-10). Returns the upsampled OSSMs, the weights and the integration's arrays;
+        with sign="both" it re-orients `dec` in place where the negative orientation restores more."""
+        h, w = tapped.activations.shape[-2:]
+        K = dec.u.shape[2]
+        ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
+        spatial = dec.spatial() if self.sign == "gradcam" else torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)
+        lowres = spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w)
+        ossms = self._upsampled(lowres, x.shape[-2:])
+        if self.integration == "pixel":
+            emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
+        else:
+            emb, masked, ref_score = self._score_masked_features(tapped, ref, lowres, text)
+        d = masked - ref_score[..., None]
+        if self.sign == "both":
+            flip = d[..., K:] > d[..., :K]  # (B, T, K)
+            ossms, emb, masked, d = (_pick(flip, t) for t in (ossms, emb, masked, d))
+            sign = torch.where(flip, -1.0, 1.0)[..., None]
+            dec.u, dec.v = dec.u * sign, dec.v * sign
+            flags["sign_flipped"] = flip.any(dim=-1)
+        flags["no_positive_contribution"] = d.amax(dim=-1) <= 0
+        weights = integration_weights(d, self.weight_threshold, self.weight_norm)
+        extra = dict(contributions=d, masked_scores=masked, reference_score=ref_score, embeddings=emb,
+                     reference_images=self._pixels(ref))
+        return ossms, weights, extra
 
     def _upsampled(self, maps: torch.Tensor, size) -> torch.Tensor:
         up = self._upsample(maps, size, mode=self.upsample)
@@ -223,8 +229,7 @@ class DecomCAM(CAM):
         batches. Returns masked-input embeddings (B, T, K, D), their scores (B, T, K) and s(r, t) (B, T)."""
         B, T, K, H, W = ossms.shape
         masks = minmax(ossms).reshape(B * T * K, 1, H, W)
-        image_of = torch.arange(B, device=x.device).repeat_interleave(T * K)
-        prompt_of = torch.arange(T, device=x.device).repeat_interleave(K).repeat(B)
+        image_of, prompt_of = _pair_index(B, T, K, x.device)
 
         def batch(i, j):  # items 0..B-1 are the references, then the masked inputs
             parts = [ref[i:min(j, B)]] if i < B else []
@@ -246,8 +251,7 @@ class DecomCAM(CAM):
         with tap(self.model, self.layer, requires_grad=False) as ref_tap, torch.no_grad():
             ref_score = self._scores(self._embed(ref), text)
         masks = minmax(ossms_lowres).reshape(B * T * K, h, w)
-        image_of = torch.arange(B, device=ref.device).repeat_interleave(T * K)
-        prompt_of = torch.arange(T, device=ref.device).repeat_interleave(K).repeat(B)
+        image_of, prompt_of = _pair_index(B, T, K, ref.device)
 
         def tail(raw):
             with self._autocast():
