@@ -206,7 +206,7 @@ def scrubber_figure(exp, image: int = 0, prompt: Union[int, str] = 0, selected: 
     pixels = _np(exp.images[b])
     combo = _np(exp.combine(torch.as_tensor(sel), weighting)[b, t])
     if round_to is not None:
-        combo = np.round(combo.astype(np.float32), round_to)
+        combo = np.round(combo.astype(np.float64), round_to)
     full = _np(exp.saliency[b, t])
     cols = max(K, 6)
     main_span = cols // 3
@@ -232,7 +232,11 @@ def scrubber_figure(exp, image: int = 0, prompt: Union[int, str] = 0, selected: 
     _hide_axes(fig)
     fig.update_xaxes(showticklabels=True, dtick=1, title_text="component", title_standoff=2, row=1,
                      col=1 + 2 * main_span)
-    fig.update_yaxes(showticklabels=True, row=1, col=1 + 2 * main_span)
+    fig.update_yaxes(showticklabels=True, showgrid=True, gridcolor="#eee", side="right", rangemode="tozero",
+                     row=1, col=1 + 2 * main_span)
+    bars_x = fig.get_subplot(1, 1 + 2 * main_span).xaxis
+    lo, hi = bars_x.domain
+    bars_x.domain = [lo + 0.03, hi - 0.03]  # room for the axis labels between the images and the bars
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_annotations(font_size=11)
     fig.update_layout(height=560, width=max(900, 100 * cols), margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
@@ -286,29 +290,26 @@ def alpha_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figure:
 
 
 def kept_channels_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opacity: float = 0.5) -> go.Figure:
-    """The kept channels' weights, and the Grad-CAM map their gradient-weighted activations add up to."""
+    """The Grad-CAM map that the kept channels' gradient-weighted activations add up to (the row sums of X):
+    on the tapped grid, and upsampled over the image."""
     b, t = _pair(exp, image, prompt)
-    chans = _np(exp.channels[b, t]).astype(int)
-    alpha = _np(exp.alpha[b, t]).astype(float)[chans]
+    P = exp.channels.shape[-1] if exp.channels is not None else "P"
     gc = _np(exp.gradcam_lowres[b, t]).astype(float)
     pixels = _np(exp.images[b])
     up = _upsample_np(np.clip(gc, 0, None), pixels.shape[:2])
-    fig = make_subplots(rows=1, cols=3, column_widths=[0.44, 0.28, 0.28], horizontal_spacing=0.04,
-                        subplot_titles=[f"α of the {len(chans)} kept channels", f"Grad-CAM map on the {gc.shape[0]}×"
-                                        f"{gc.shape[1]} grid", "… over the image"])
-    fig.add_trace(go.Bar(x=np.arange(1, len(chans) + 1), y=alpha, customdata=chans, marker_color=KEPT_COLOR,
-                         marker_line_width=0, name="kept alpha",
-                         hovertemplate="kept #%{x}: channel %{customdata}, α=%{y:.3g}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Heatmap(z=gc, colorscale="RdBu_r", zmid=0, showscale=False, name="gradcam grid",
-                             hovertemplate="cell (%{y}, %{x}): %{z:.3g}<extra></extra>"), 1, 2)
-    fig.add_trace(thumbnail_trace(pixels, minmax_np(up), opacity, size=None, name="gradcam overlay"), 1, 3)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x2", row=1, col=2)
-    for c in (2, 3):
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=c)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=1, col=c)
-    fig.update_xaxes(title_text="kept channel (by α)", row=1, col=1)
+    h, w = gc.shape
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06,
+                        subplot_titles=[f"Σ over the {P} kept channels of α_c·A_c ({h}×{w} grid)",
+                                        "the same, upsampled over the image"])
+    lim = float(np.abs(gc).max()) or 1.0
+    fig.add_trace(go.Heatmap(z=gc, colorscale="RdBu_r", zmin=-lim, zmax=lim, name="gradcam grid",
+                             colorbar=dict(x=0.455, len=0.8, thickness=10, exponentformat="e"),
+                             hovertemplate="cell (%{y}, %{x}): %{z:.3g}<extra></extra>"), 1, 1)
+    fig.add_trace(thumbnail_trace(pixels, minmax_np(up), opacity, size=None, name="gradcam overlay"), 1, 2)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", row=1, col=1)
+    _hide_axes(fig)
     fig.update_annotations(font_size=12)
-    fig.update_layout(height=360, width=980, margin=dict(l=10, r=10, t=40, b=10), showlegend=False, bargap=0,
+    fig.update_layout(height=400, width=800, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
                       plot_bgcolor="white")
     return fig
 
@@ -334,8 +335,9 @@ def svd_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figure:
     grid = exp.params.get("grid")
     shape = f"{grid[0] * grid[1]} grid cells × {exp.channels.shape[-1]} kept channels" if grid and \
         exp.channels is not None else "X"
-    fig.update_yaxes(title_text="σ_k", secondary_y=False)
-    fig.update_yaxes(title_text="cumulative share", tickformat=".0%", range=[0, 1.05], secondary_y=True)
+    fig.update_yaxes(title_text="σ_k", exponentformat="e", secondary_y=False)
+    fig.update_yaxes(title_text="cumulative share", tickformat=".0%", range=[0, 1.05], tickmode="array",
+                     tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False, secondary_y=True)
     fig.update_layout(title=f"spectrum of X ({shape}, {'centred' if exp.params.get('center') else 'not centred'})",
                       xaxis_title="component k", xaxis_dtick=1, height=360, width=900,
                       margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2),
@@ -371,8 +373,7 @@ def reference_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Fig
     sr = float(exp.reference_score[b, t])
     kind = exp.params.get("score", "score")
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.03,
-                        subplot_titles=[f"input x · s(x, t) = {sx:.4f}", f"blurred reference r (σ = "
-                                        f"{exp.params.get('blur_sigma', '?')} px at 224) · s(r, t) = {sr:.4f}"])
+                        subplot_titles=[f"input x · s(x, t) = {sx:.4f}", f"blurred reference r · s(r, t) = {sr:.4f}"])
     fig.add_trace(thumbnail_trace(_np(exp.images[b]), size=None, name="input"), 1, 1)
     fig.add_trace(thumbnail_trace(_np(exp.reference_images[b]), size=None, name="reference"), 1, 2)
     _hide_axes(fig)
@@ -413,8 +414,9 @@ def contributions_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go
     fig.add_trace(go.Scatter(x=ks, y=w, name="weight w_k", mode="lines+markers", line_color="#2e4057",
                              hovertemplate="w_%{x} = %{y:.2f}<extra></extra>"), secondary_y=True)
     fig.add_hline(y=0, line_color="#555", line_width=1)
-    fig.update_yaxes(title_text="d_k = s(x_k, t) − s(r, t)", secondary_y=False)
-    fig.update_yaxes(title_text="w_k", range=[-0.05, 1.05], secondary_y=True)
+    fig.update_yaxes(title_text="d_k = s(x_k, t) − s(r, t)", exponentformat="e", secondary_y=False)
+    fig.update_yaxes(title_text="w_k", range=[-0.05, 1.05], tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1],
+                     showgrid=False, secondary_y=True)
     fig.update_layout(title="what each component restores over the blurred reference, and its weight",
                       xaxis_title="component k", xaxis_dtick=1, height=360, width=900,
                       margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2), plot_bgcolor="white")
@@ -425,13 +427,13 @@ def final_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opacity: floa
     """The final saliency next to the plain Grad-CAM map (when the explanation holds it) for comparison."""
     b, t = _pair(exp, image, prompt)
     pixels = _np(exp.images[b])
-    panels = [("DecomCAM saliency L = minmax(ReLU(Σ w_k OSSM_k))", _np(exp.saliency[b, t]))]
+    panels = [("DecomCAM: ReLU(Σ w_k·OSSM_k), scaled to [0, 1]", _np(exp.saliency[b, t]))]
     if exp.gradcam_lowres is not None:
         gc = np.clip(_np(exp.gradcam_lowres[b, t]).astype(float), 0, None)
-        panels.append(("Grad-CAM of the kept channels, for comparison", minmax_np(_upsample_np(gc, pixels.shape[:2]))))
+        panels.append(("Grad-CAM (kept channels), to compare", minmax_np(_upsample_np(gc, pixels.shape[:2]))))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.03)
     for i, (name, heat) in enumerate(panels):
-        for tr in overlay_traces(pixels, np.round(heat.astype(np.float32), 4), opacity, showscale=(i == 0),
+        for tr in overlay_traces(pixels, np.round(heat.astype(np.float64), 4), opacity, showscale=(i == 0),
                                  name="saliency" if i == 0 else "gradcam"):
             if isinstance(tr, go.Image):
                 tr = go.Image(source=image_uri(pixels, None, "PNG"), hoverinfo="skip", name="image")
@@ -439,8 +441,8 @@ def final_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opacity: floa
         fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
     _hide_axes(fig)
     fig.update_traces(colorbar=dict(len=0.8, thickness=12), selector=dict(type="heatmap"))
-    fig.update_layout(title=f"“{exp.prompts[t]}”", height=420, width=380 * len(panels) + 60,
-                      margin=dict(l=10, r=10, t=70, b=10), showlegend=False)
+    fig.update_layout(title=f"“{exp.prompts[t]}”", height=440, width=400 * len(panels) + 80,
+                      margin=dict(l=20, r=10, t=80, b=10), showlegend=False)
     return fig
 
 

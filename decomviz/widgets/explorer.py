@@ -40,6 +40,8 @@ class Job:
     methods: List[str]
     knobs: Dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
+    stage: str = "starting"
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Explorer(widgets.VBox):
@@ -82,6 +84,7 @@ class Explorer(widgets.VBox):
         self._setting_prompts = False
         self._shown_prompt = 0
         self._setting_options = False
+        self._setting_dropdown = False
 
         # ---------------------------------------------------------- widgets
         wide = {"description_width": "110px"}
@@ -127,7 +130,7 @@ class Explorer(widgets.VBox):
         self.results = widgets.VBox()
 
         # ---------------------------------------------------------- callbacks (they only call methods)
-        self.image_dropdown.observe(lambda c: self.set_image(c["new"]), names="value")
+        self.image_dropdown.observe(self._on_image_picked, names="value")
         self.upload.observe(lambda c: self.set_upload(c["new"]) if c["new"] else None, names="value")
         self.prompts_box.observe(self._on_prompts_typed, names="value")
         self.run_button.on_click(lambda _: self.run(wait=False))
@@ -173,12 +176,23 @@ class Explorer(widgets.VBox):
                     return True
             else:
                 pil = to_rgb(image)
-                name = name or (image if isinstance(image, str) else "your image")
+                name = str(name or (image if isinstance(image, str) else "your image"))
+                if name in self.gallery:  # never shadow an entry of the gallery
+                    name = f"{name} ({sum(n.startswith(name) for n in self.gallery) + 1})"
         except (ImageInputError, ValueError, OSError) as err:
             self._message(f"Cannot use that image: {err}", "error")
             return False
         self.image = np.asarray(pil, dtype=np.uint8)
         self.image_name = str(name)
+        if self.image_name not in self.gallery:  # list it, so that the dropdown shows what is in use
+            arr = self.image
+            self.gallery[self.image_name] = {"load": (lambda a=arr: a), "prompts": []}
+            self._setting_dropdown = True
+            try:
+                self.image_dropdown.options = list(self.gallery)
+                self.image_dropdown.value = self.image_name
+            finally:
+                self._setting_dropdown = False
         self.preview.value = preview_png(self.image)
         self.image_label.value = (f"<small>{html.escape(self.image_name)}<br>{self.image.shape[1]}×"
                                   f"{self.image.shape[0]} px</small>")
@@ -195,6 +209,9 @@ class Explorer(widgets.VBox):
         except ImageInputError as err:
             self._message(str(err), "error")
             return False
+        finally:
+            if self.upload.value:  # ready for the next file (even the same one again)
+                self.upload.value = ()
         return self.set_image(pil, name=f"upload: {name}")
 
     def set_prompts(self, prompts: Union[str, Sequence[str]]) -> None:
@@ -229,10 +246,8 @@ class Explorer(widgets.VBox):
             if key not in targets:
                 raise ValueError(f"Unknown knob {key!r}; knobs are {', '.join(KNOBS)}.")
             w = targets[key]
-            if isinstance(w, (widgets.IntSlider, widgets.FloatSlider, widgets.BoundedIntText)) and \
-                    not (w.min <= value <= w.max):
-                w.max = max(w.max, value) if value > w.max else w.max
-                w.min = min(w.min, value) if value < w.min else w.min
+            if hasattr(w, "min") and isinstance(value, (int, float)):  # widen a slider's range rather than clip;
+                w.max, w.min = max(w.max, value), min(w.min, value)   # the run then validates the value
             w.value = value
 
     @property
@@ -298,6 +313,8 @@ class Explorer(widgets.VBox):
                                   daemon=True)
         self._thread = thread
         thread.start()
+        threading.Thread(target=self._tick, args=(job,), name=f"decomviz-explorer-tick-{job.generation}",
+                         daemon=True).start()
         if not wait:
             return None
         thread.join(timeout)
@@ -321,7 +338,17 @@ class Explorer(widgets.VBox):
         except Exception as err:  # reported in the widget; the widget stays usable
             self._deliver_error(job, err)
             return
+        finally:
+            job.done.set()
         self._deliver(job, results)
+
+    def _tick(self, job: Job, every: float = 1.0) -> None:
+        """While a run is busy, show how long it has been running (so a long run visibly progresses)."""
+        while not job.done.wait(every):
+            with self._lock:
+                if job.generation != self._generation or job.done.is_set():
+                    return
+                self._message(f"{job.stage} {time.perf_counter() - job.started:.0f} s", "busy")
 
     def _check(self, job: Job) -> None:
         if job.generation != self._generation:
@@ -341,6 +368,7 @@ class Explorer(widgets.VBox):
 
     def _progress(self, job: Job, value: int, text: str) -> None:
         with self._lock:
+            job.stage = text
             if job.generation != self._generation:
                 return
             self.progress.value = value
@@ -453,6 +481,10 @@ class Explorer(widgets.VBox):
             self.prompts_box.value = text
         finally:
             self._setting_prompts = False
+
+    def _on_image_picked(self, change) -> None:
+        if not self._setting_dropdown and change["new"] is not None:
+            self.set_image(change["new"])
 
     def _on_prompt_picked(self, change) -> None:
         if not self._setting_options and change["new"] is not None:

@@ -56,6 +56,9 @@ class ComponentScrubber(widgets.VBox):
         self.opacity = opacity
         self.last_measure: Optional[Dict[str, float]] = None
         K = self.n_components = explanation.n_components
+        self._ossms = self.pair.ossms[0, 0].double().numpy()  # (K, H, W), the only arrays a change touches
+        self._weights = {name: self.pair.component_weights(name)[0, 0].double().numpy()
+                         for name in WEIGHTINGS.values()}
         self._selected = np.ones(K, dtype=bool)
         self._syncing = False
         self._measured_for: Optional[tuple] = None
@@ -137,8 +140,22 @@ class ComponentScrubber(widgets.VBox):
         return self._selected.copy()
 
     def combination(self) -> np.ndarray:
-        """The map shown: ``explanation.combine(selected, weighting)`` of this pair, (H, W) in [0, 1]."""
-        return self.pair.combine(torch.as_tensor(self._selected), self.weighting)[0, 0].numpy()
+        """The map shown: ``explanation.combine(selected, weighting)`` of this pair, (H, W) in [0, 1].
+
+        Computed here with plain single-threaded numpy on this pair's OSSMs (the same formula as
+        `decomviz.explanation.combine_ossms`; the tests check they agree): a change must redraw in well under
+        50 ms even while other work (a training run, a background Explorer run) keeps every core busy, and
+        torch's intra-op thread pool slows tiny ops down by orders of magnitude under such contention.
+        """
+        w = self._weights[self.weighting] * self._selected
+        summed = np.zeros(self._ossms.shape[1:], dtype=np.float64)
+        for k in np.flatnonzero(w):
+            summed += w[k] * self._ossms[k]
+        np.maximum(summed, 0, out=summed)
+        lo, hi = summed.min(), summed.max()
+        if hi - lo > 1e-12:
+            return (summed - lo) / (hi - lo)
+        return np.zeros_like(summed)
 
     # ------------------------------------------------------------------ actions
     def set_k(self, k: int) -> None:
@@ -195,12 +212,12 @@ class ComponentScrubber(widgets.VBox):
 
     def redraw(self, weights: bool = False) -> None:
         """Push the current selection to the figure: heat map, bar colours, thumbnail dimming."""
-        combo = np.round(self.combination().astype(np.float32), _ROUND)
+        combo = np.round(self.combination(), _ROUND)
         with self.figure.batch_update():
             self._combo_trace.z = combo
             self._bars.marker.color = [KEPT_COLOR if s else OTHER_COLOR for s in self._selected]
             if weights:
-                self._bars.y = self.pair.component_weights(self.weighting)[0, 0].numpy().astype(float)
+                self._bars.y = self._weights[self.weighting]
             for thumb, on in zip(self._thumbs, self._selected):
                 op = 1.0 if on else 0.25
                 if thumb.opacity != op:
@@ -210,7 +227,7 @@ class ComponentScrubber(widgets.VBox):
     def _update_info(self) -> None:
         sel = self.selected
         K = self.n_components
-        w = self.pair.component_weights(self.weighting)[0, 0].numpy().astype(float)
+        w = self._weights[self.weighting]
         total = w.sum()
         share = w[sel].sum() / total if total > 0 else 0.0
         names = ", ".join(f"#{k + 1}" for k in sel) if sel else "none"
@@ -218,7 +235,7 @@ class ComponentScrubber(widgets.VBox):
         if self.pair.explained_variance is not None:
             extra = f" · {float(self.pair.explained_variance[0, 0, sel].sum()):.0%} of the variance of X"
         self.info.value = (f"<span class='decomviz-selection'>Showing {len(sel)} of {K} components ({names}) · "
-                           f"{share:.0%} of the total weight{extra}</span>")
+                           f"{share:.0%} of the total weight{extra}</span> · {_LEGEND}")
         if self._measured_for is not None and self._measured_for != (tuple(sel), self.weighting):
             self.result.value = self._scores_html(self.last_measure, stale=True)
 
@@ -278,7 +295,8 @@ class ComponentScrubber(widgets.VBox):
         kind = self.explanation.params.get("score", "cosine")
         parts = []
         if out is not None:
-            pct = "" if out["restored"] != out["restored"] else f" ({out['restored']:.0%} of the way from the reference)"
+            pct = "" if out["restored"] != out["restored"] else \
+                f" (recovers {out['restored']:.0%} of what blurring took away)"
             parts.append(f"<b>selection: <span class='decomviz-measured'>{out['score']:.4f}</span></b>{pct}")
         else:
             parts.append("<b>selection: press measure</b>")
@@ -304,6 +322,17 @@ class ComponentScrubber(widgets.VBox):
     def _on_toggle(self, k: int, change) -> None:
         if not self._syncing:
             self.toggle(k, change["new"])
+
+
+def _legend_html() -> str:
+    from ..viz.figures import heat_lut
+    lut = heat_lut()
+    stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in lut[::32].tolist() + [lut[-1].tolist()])
+    return (f"<span style='white-space:nowrap'>map: low <span style='display:inline-block;width:90px;height:10px;"
+            f"vertical-align:middle;background:linear-gradient(to right, {stops})'></span> high</span>")
+
+
+_LEGEND = _legend_html()
 
 
 def _scalar(t: Optional[torch.Tensor]) -> float:

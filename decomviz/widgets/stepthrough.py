@@ -138,8 +138,9 @@ class StepThrough(widgets.VBox):
                  "(red).",
                  lambda: F.alpha_figure(e)),
             Step("channels", "The kept channels",
-                 f"Each kept channel's activation map is multiplied by its α; these {P} gradient-weighted maps are "
-                 "the columns of a matrix X, and their sum is the Grad-CAM map.",
+                 f"Each kept channel's activation map, multiplied by its α, becomes one column of a matrix X with "
+                 f"one row per grid cell ({grid[0] * grid[1]} × {P}); adding up the columns gives this Grad-CAM "
+                 "map.",
                  lambda: F.kept_channels_figure(e)),
             Step("svd", "Decompose X",
                  f"A truncated SVD splits X into {K} orthogonal components, ordered by singular value σ_k; the "

@@ -1,0 +1,221 @@
+"""The component-scrubbing notebook as a user sees it: served by Voila, driven in Debian's Chromium.
+
+Only loopback addresses are used: Voila listens on 127.0.0.1, and every request the page makes elsewhere is
+aborted (and its console noise ignored). Screenshots go to the test's tmp folder and to tests/output/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "02_component_scrubbing.ipynb"
+CHROMIUM = "/usr/bin/chromium"
+OUTPUT = Path(__file__).resolve().parent / "output"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Debian chromium is missing at {CHROMIUM} "
+                       "(run `make browser` or `apt-get install chromium`); the browser tests need it"),
+]
+
+
+def _bundled_model_present() -> bool:
+    import decomviz
+    return (Path(decomviz.__file__).parent / "assets" / "parts-rn" / "open_clip_config.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:  # any HTTP answer means the server is up (the page itself would start a kernel: not polled)
+            with urllib.request.urlopen(url + "voila/static/", timeout=2):  # noqa: S310 - loopback only
+                return
+        except urllib.error.HTTPError:
+            return
+        except Exception:
+            time.sleep(0.3)
+    raise TimeoutError(f"voila did not answer at {url} within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory):
+    """Voila serving the scrubbing notebook on a free loopback port; killed (process group) on teardown."""
+    if not _bundled_model_present():
+        pytest.skip("the bundled model decomviz/assets/parts-rn is not there yet (the notebook loads it)")
+    port = _free_port()
+    logdir = tmp_path_factory.mktemp("voila")
+    log = logdir / "voila.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    voila = Path(sys.executable).with_name("voila")
+    cmd = [str(voila) if voila.exists() else sys.executable, *([] if voila.exists() else ["-m", "voila"]),
+           "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", str(NOTEBOOK)]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=str(NOTEBOOK.parent), stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_http(url, proc, log)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+# The scrubber's heat map, read from the plotly div in the page.
+READ_COMBINATION = """
+() => {
+  const root = document.querySelector('.decomviz-scrubber');
+  if (!root) return null;
+  for (const gd of root.querySelectorAll('.js-plotly-plot')) {
+    for (const tr of (gd.data || [])) {
+      if (tr.name === 'combination' && tr.z) {
+        let sum = 0, n = 0, max = 0;
+        for (const row of tr.z) { for (const v of row) { sum += v; n += 1; if (v > max) max = v; } }
+        return {sum: sum, n: n, max: max};
+      }
+    }
+  }
+  return null;
+}
+"""
+READ_SLIDER = """
+() => {
+  const root = document.querySelector('.decomviz-scrubber');
+  const r = root && root.querySelector('.widget-readout');
+  return r ? (r.textContent || r.value || '').trim() : null;
+}
+"""
+READ_TOGGLE_BARS = """
+() => {
+  const root = document.querySelector('.decomviz-scrubber');
+  for (const gd of root.querySelectorAll('.js-plotly-plot')) {
+    for (const tr of (gd.data || [])) {
+      if (tr.name === 'weights') return Array.from(tr.marker.color);
+    }
+  }
+  return null;
+}
+"""
+
+
+def _external(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    return url.startswith(("http://", "https://", "ws://", "wss://")) and host not in LOOPBACK
+
+
+def test_scrubber_page(voila_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    OUTPUT.mkdir(exist_ok=True)
+    console, blocked = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1700})
+
+            def route(r):
+                if _external(r.request.url):
+                    blocked.append(r.request.url)
+                    return r.abort()
+                return r.continue_()
+
+            page.route("**/*", route)
+            page.on("console", lambda m: console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+            page.on("pageerror", lambda e: console.append(("pageerror", str(e), "")))
+
+            page.goto(voila_url, wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_selector(".decomviz-scrubber .js-plotly-plot .heatmaplayer", timeout=120_000)
+            page.wait_for_function(READ_COMBINATION, timeout=30_000)
+            # the notebook's last cell resets the selection to all components; wait for the page to settle
+            page.wait_for_function("() => { const r = document.querySelector('.decomviz-scrubber .widget-readout');"
+                                   " return r && r.textContent.trim() !== ''; }", timeout=30_000)
+            time.sleep(1.0)
+            page.screenshot(path=str(tmp_path / "01_loaded.png"), full_page=True)
+            before = page.evaluate(READ_COMBINATION)
+            k_before = page.evaluate(READ_SLIDER)
+            assert before is not None and before["n"] > 0, "the scrubber's heat map has no data"
+
+            # The scrubber's slider is the first slider on the page: move it with the keyboard.
+            assert page.evaluate("() => !!document.querySelector('.widget-slider')"
+                                 ".closest('.decomviz-scrubber')"), "the first slider is not the scrubber's"
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            for _ in range(3):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(f"() => ({READ_SLIDER})() !== {k_before!r}", timeout=10_000)
+            k_after = page.evaluate(READ_SLIDER)
+            page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {before['sum']}; }}",
+                                   timeout=15_000)
+            after_slider = page.evaluate(READ_COMBINATION)
+            assert int(k_after) == int(k_before) - 3
+            assert after_slider["sum"] != before["sum"]
+            time.sleep(0.5)
+            page.screenshot(path=str(tmp_path / "02_slider.png"), full_page=True)
+
+            # Toggle component #1 off: the map and the bar colours change.
+            bars_before = page.evaluate(READ_TOGGLE_BARS)
+            page.locator(".decomviz-scrubber .widget-toggle-button", has_text="#1").first.click()
+            page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {after_slider['sum']}; }}",
+                                   timeout=15_000)
+            page.wait_for_function(f"() => JSON.stringify(({READ_TOGGLE_BARS})()) !== {json.dumps(json.dumps(bars_before))}",
+                                   timeout=15_000)
+            after_toggle = page.evaluate(READ_COMBINATION)
+            bars_after = page.evaluate(READ_TOGGLE_BARS)
+            assert after_toggle["sum"] != after_slider["sum"]
+            assert bars_after[0] == "#c5ccd3" and bars_before[0] == "#d1495b"  # #1 greyed out in the bar chart
+            time.sleep(0.5)
+            page.screenshot(path=str(tmp_path / "03_toggled.png"), full_page=True)
+            page.locator(".decomviz-scrubber").first.screenshot(path=str(tmp_path / "04_scrubber.png"))
+
+            # Measure: the score line shows a number for the selection.
+            page.locator(".decomviz-scrubber button", has_text="measure").first.click()
+            page.wait_for_selector(".decomviz-scrubber .decomviz-measured", timeout=30_000)
+            measured = page.locator(".decomviz-scrubber .decomviz-measured").first.inner_text()
+            float(measured)
+            page.screenshot(path=str(tmp_path / "05_measured.png"), full_page=True)
+        finally:
+            browser.close()
+    for png in tmp_path.glob("*.png"):
+        shutil.copy(png, OUTPUT / f"browser_{png.name}")
+
+    def benign(kind, text, url):
+        if kind not in ("error", "pageerror"):
+            return True
+        low = text.lower()
+        if any(_external(u) and (u in text or u == url) for u in blocked):
+            return True
+        if "failed to load resource" in low and _external(url):
+            return True
+        return False
+
+    errors = [(k, t, u) for k, t, u in console if not benign(k, t, u)]
+    assert not errors, f"errors in the browser console: {errors}"

@@ -1,0 +1,102 @@
+"""The training recipe (a tiny run) and the bundled PartsWorld CLIP folders (open_clip local-dir, offline)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+open_clip = pytest.importorskip("open_clip")
+
+from decomviz.data import PartsWorld, parse_caption  # noqa: E402
+from decomviz.train import ASSETS, RECIPES, load_local, main, train, training_caption, zero_shot_accuracy  # noqa: E402
+
+BUNDLED = ("parts-rn", "parts-vit")
+
+
+def test_training_captions_mix_levels_and_stay_true():
+    world = PartsWorld(200, seed=0, n_objects=(1, 3))
+    caps = [training_caption(world[i], seed=0) for i in range(200)]
+    assert caps == [training_caption(world[i], seed=0) for i in range(200)]           # deterministic
+    assert any(c.startswith("a photo of a ") for c in caps)
+    assert any(c.startswith("the ") or " the " in c for c in caps)                    # "the wheels of a car"
+    assert any(" with " in c for c in caps)
+    # every colour word in a caption is the true colour of that part of some object in the scene
+    for i, c in enumerate(caps):
+        scene = world[i]
+        truth = {(p, col) for o in scene.objects for p, col in o.colors.items()}
+        toks = c.replace(",", " ").split()
+        for a, b in zip(toks, toks[1:]):
+            if a in world.colors:
+                assert (b, a) in truth, c
+
+
+def test_short_training_run_lowers_loss(tmp_path):
+    rec = train("tiny-rn", steps=40, batch_size=16, seed=0, out=tmp_path / "tiny", eval_every=0,
+                progress=False, workers=0, final_eval=False)
+    losses = rec["losses"]
+    assert len(losses) == 40 and all(np.isfinite(losses))
+    assert np.mean(losses[-10:]) < np.mean(losses[:5]) - 0.3
+    # the folder is an open_clip local-dir model that loads offline
+    cfg = json.loads((tmp_path / "tiny" / "open_clip_config.json").read_text())
+    assert set(cfg) == {"model_cfg", "preprocess_cfg"}
+    model, preprocess, tok = load_local(tmp_path / "tiny")
+    x = preprocess(PartsWorld(1, seed=0, size=64)[0].image)[None]
+    assert model.encode_image(x).shape == (1, RECIPES["tiny-rn"]["model_cfg"]["embed_dim"])
+    record = json.loads((tmp_path / "tiny" / "training.json").read_text())
+    assert record["steps"] == 40 and record["seed"] == 0 and "command" in record
+
+
+def test_training_is_deterministic(tmp_path):
+    kw = dict(steps=6, batch_size=8, seed=3, eval_every=0, progress=False, workers=0, save=False)
+    a = train("tiny-rn", **kw)
+    b = train("tiny-rn", **kw)
+    assert a["losses"] == b["losses"]
+    sa, sb = a["model_object"].state_dict(), b["model_object"].state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_main_cli_options(tmp_path):
+    assert main(["--model", "tiny-rn", "--steps", "3", "--batch-size", "4", "--seed", "1", "--out",
+                 str(tmp_path / "m"), "--eval-every", "0", "--workers", "0", "--no-progress"]) == 0
+    rec = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert rec["command"].startswith("decomviz train --model tiny-rn --steps 3")
+    with pytest.raises(SystemExit):
+        main(["--model", "nope"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_loads_offline_and_classifies(name, monkeypatch):
+    folder = ASSETS / name
+    if not (folder / "open_clip_model.safetensors").exists():
+        pytest.fail(f"bundled model {name} is missing: run `decomviz train --model {name}`")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    assert (folder / "open_clip_model.safetensors").stat().st_size <= 20 * 1024 * 1024
+    model, preprocess, tokenizer = open_clip.create_model_and_transforms("local-dir:" + str(folder))[0::2] + (
+        open_clip.get_tokenizer("local-dir:" + str(folder)),)
+    model.eval()
+    assert next(model.parameters()).dtype == torch.float32
+    cfg = json.loads((folder / "open_clip_config.json").read_text())
+    vis = cfg["model_cfg"]["vision_cfg"]
+    with torch.no_grad():
+        x = torch.zeros(1, 3, 224, 224)
+        if name == "parts-rn":
+            assert isinstance(vis["layers"], list) and len(vis["layers"]) == 4
+            feats = {}
+            h = model.visual.layer4.register_forward_hook(lambda m, i, o: feats.setdefault("a", o))
+            model.encode_image(x)
+            h.remove()
+            assert feats["a"].shape[-2:] == (7, 7)
+        else:
+            assert vis["image_size"] // vis["patch_size"] == 7 and vis["layers"] >= 3
+            assert model.visual.grid_size == (7, 7)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    acc = zero_shot_accuracy(model, tokenizer, n=200, seed=424242, preprocess=preprocess)
+    assert acc >= 0.95, f"{name}: zero-shot accuracy {acc:.3f} on 200 fresh single-object scenes"
+    rec = json.loads((folder / "training.json").read_text())
+    assert rec["zero_shot_accuracy"] >= 0.95 and rec["command"].startswith("decomviz train")
