@@ -19,7 +19,7 @@ import torch
 from .cam import clip_score
 from .evaluation import OBJECT_TEMPLATE, PART_TEMPLATE, object_prompts
 
-QUICK = {"scenes": 6, "steps": 4, "scorecam_scenes": 2, "ablation_scenes": 4, "part_scenes": 4, "speed_repeats": 1}
+QUICK = {"scenes": 4, "steps": 4, "scorecam_scenes": 1, "ablation_scenes": 2, "part_scenes": 2, "speed_repeats": 1}
 FULL = {"scenes": 500, "steps": 16, "scorecam_scenes": 60, "ablation_scenes": 200, "part_scenes": 200, "speed_repeats": 5}
 
 ABLATIONS = {
@@ -54,8 +54,13 @@ def _scenes(n, seed):
 
 
 def _masks(scene, size):
+    return _resized(np.stack([o.mask for o in scene.objects]), size)
+
+
+def _resized(masks: np.ndarray, size) -> torch.Tensor:
+    """Boolean masks (N, H, W) at another size (nearest), as the explained image is."""
     import torch.nn.functional as F
-    m = torch.from_numpy(np.stack([o.mask for o in scene.objects])).float()
+    m = torch.from_numpy(masks).float()
     if tuple(m.shape[-2:]) != tuple(size):
         m = F.interpolate(m[:, None], size=tuple(size), mode="nearest")[:, 0]
     return m > 0.5
@@ -104,7 +109,7 @@ def part_alignment(model, scenes, log) -> Dict[str, Dict]:
             obj = scene.objects[0]
             part_masks = scene.part_masks(0)
             names = [n for n, m in part_masks.items() if m.any()]
-            masks = torch.from_numpy(np.stack([part_masks[n] for n in names]))
+            masks = _resized(np.stack([part_masks[n] for n in names]), model.image_size)
             prompts = [OBJECT_TEMPLATE.format(obj.label)] if kind == "object prompts" else \
                 [PART_TEMPLATE.format(part=n, label=obj.label) for n in names]
             exp = cam(scene.image, prompts)
