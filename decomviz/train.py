@@ -52,7 +52,10 @@ RECIPES: Dict[str, Dict[str, Any]] = {
             "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
             "text_cfg": dict(_TEXT_CFG),
         },
-        "steps": 900, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
+        "steps": 1400, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
+        # most steps at 112 px (4x cheaper), then the rest at the model's 224 px
+        "stages": [{"image_size": 112, "fraction": 0.78},
+                   {"image_size": 224, "fraction": 0.22, "lr_scale": 0.5, "warmup": 20}],
     },
     "parts-vit": {
         "model_cfg": {
@@ -241,11 +244,52 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str, Any]]:
+    """Split ``steps`` over the recipe's stages (image size, fraction of the steps, lr scale, warmup).
+
+    Stages before the last may train at a lower resolution (much cheaper on CPU); the last stage trains at
+    the model's own ``size``. Scenes of stage k come from ``PartsWorld(seed=seed + 10000 * k)``.
+    """
+    plan = recipe.get("stages") or [{"image_size": size, "fraction": 1.0}]
+    if plan[-1]["image_size"] != size:
+        raise ValueError("the last training stage must use the model's image size")
+    total = sum(st["fraction"] for st in plan)
+    out, used = [], 0
+    for k, st in enumerate(plan):
+        n = steps - used if k == len(plan) - 1 else int(round(steps * st["fraction"] / total))
+        n = max(n, 0)
+        used += n
+        out.append({"image_size": int(st["image_size"]), "steps": n,
+                    "lr_scale": float(st.get("lr_scale", 1.0)),
+                    "warmup": int(min(st.get("warmup", recipe["warmup"]), max(n // 5, 0))),
+                    "scene_seed_offset": 10000 * k})
+    return [st for st in out if st["steps"] > 0]
+
+
+def _resize_state_dict(state: Dict[str, torch.Tensor], model) -> Dict[str, torch.Tensor]:
+    """Adapt a CLIP state dict to ``model``'s input size: the grid part of the image tower's positional
+    embedding (ModifiedResNet ``attnpool.positional_embedding`` or ViT ``positional_embedding``) is
+    resized bicubically; the class-token row and every other weight are kept."""
+    import torch.nn.functional as F
+    state = dict(state)
+    target = model.state_dict()
+    for key in ("visual.attnpool.positional_embedding", "visual.positional_embedding"):
+        if key not in state or key not in target or state[key].shape == target[key].shape:
+            continue
+        src, dst = state[key], target[key]
+        g0, g1 = int(round(math.sqrt(src.shape[0] - 1))), int(round(math.sqrt(dst.shape[0] - 1)))
+        cls, grid = src[:1], src[1:].reshape(1, g0, g0, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid.float(), size=(g1, g1), mode="bicubic", align_corners=False)
+        state[key] = torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(g1 * g1, -1).to(src.dtype)], 0)
+    return state
+
+
 def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Optional[int] = None, seed: int = 0,
           out: Optional[os.PathLike] = None, lr: Optional[float] = None, eval_every: int = 100,
           progress: bool = True, threads: int = 2, workers: int = 1, eval_n: int = 200,
           deterministic: bool = True, save: bool = True, final_eval: bool = True,
-          command: Optional[str] = None) -> Dict[str, Any]:
+          command: Optional[str] = None,
+          caption_fn: Callable[[Scene, int], Sequence[str]] = None) -> Dict[str, Any]:
     """Train one recipe of :data:`RECIPES` and (``save=True``) write it as an open_clip local-dir folder.
 
     Returns the training record (also written to ``out/training.json``), with ``losses`` (one per step),
@@ -272,63 +316,72 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         command = (f"decomviz train --model {model} --steps {steps} --batch-size {batch_size} --seed {seed} "
                    f"--lr {lr:g} --out {shlex.quote(str(out))}")
 
+    stages = _plan_stages(recipe, steps, size)
+
     t_start = time.time()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    net = open_clip.CLIP(**model_cfg)
     is_resnet = isinstance(model_cfg["vision_cfg"]["layers"], (list, tuple))
-    if is_resnet:
-        net = net.to(memory_format=torch.channels_last)
-    net.train()
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
-
-    decay, no_decay = [], []
-    for name, p in net.named_parameters():
-        (decay if p.ndim >= 2 and "embedding" not in name and "logit_scale" not in name else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
     loss_fn = open_clip.ClipLoss()
 
-    world = PartsWorld(steps * batch_size, seed=seed, size=size, n_objects=(1, 3))
-    data = CaptionedScenes(world, tokenizer, caption_seed=seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
-                                         num_workers=workers, drop_last=True,
-                                         persistent_workers=False, prefetch_factor=4 if workers else None)
     losses: List[float] = []
     evals: List[Dict[str, float]] = []
     bar = tqdm(total=steps, desc=f"train {model}", disable=not progress, dynamic_ncols=True)
     step = 0
-    for images, tokens in loader:
-        if step >= steps:
-            break
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr, recipe["warmup"])
-        if is_resnet:
-            images = images.contiguous(memory_format=torch.channels_last)
-        nb, nc = tokens.shape[:2]
-        img_f = net.encode_image(images, normalize=True)
-        txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
-        scale = net.logit_scale.exp()
-        # each image against each of its captions (object level, part level), averaged
-        loss = sum(loss_fn(img_f, txt_f[k * nb:(k + 1) * nb], scale) for k in range(nc)) / nc
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            net.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss.detach()))
-        step += 1
-        post = {"loss": f"{np.mean(losses[-20:]):.3f}"}
-        if eval_every and (step % eval_every == 0 or step == steps):
-            acc = zero_shot_accuracy(net, tokenizer, n=eval_n, seed=seed + 1000, size=size)
-            evals.append({"step": step, "accuracy": acc})
-            net.train()
-        if evals:
-            post["zs_acc"] = f"{evals[-1]['accuracy']:.3f}"
-        bar.set_postfix(post)
-        bar.update(1)
+    net = None
+    for k, stage in enumerate(stages):
+        cfg_k = copy.deepcopy(model_cfg)
+        cfg_k["vision_cfg"]["image_size"] = stage["image_size"]
+        new = open_clip.CLIP(**cfg_k)
+        if net is not None:   # carry the weights over to the new input size
+            new.load_state_dict(_resize_state_dict(net.state_dict(), new))
+        net = new.to(memory_format=torch.channels_last) if is_resnet else new
+        net.train()
+        decay, no_decay = [], []
+        for name, p in net.named_parameters():
+            (decay if p.ndim >= 2 and "embedding" not in name and "logit_scale" not in name else no_decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+        world = PartsWorld(stage["steps"] * batch_size, seed=stage["scene_seed_offset"] + seed,
+                           size=stage["image_size"], n_objects=(1, 3))
+        data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
+                                             num_workers=workers, drop_last=True,
+                                             persistent_workers=False, prefetch_factor=4 if workers else None)
+        peak = lr * stage["lr_scale"]
+        for i, (images, tokens) in enumerate(loader):
+            if i >= stage["steps"]:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(i, stage["steps"], peak, stage["warmup"])
+            if is_resnet:
+                images = images.contiguous(memory_format=torch.channels_last)
+            nb, nc = tokens.shape[:2]
+            img_f = net.encode_image(images, normalize=True)
+            txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
+            scale = net.logit_scale.exp()
+            # each image against each of its captions (object level, part level), averaged
+            loss = sum(loss_fn(img_f, txt_f[j * nb:(j + 1) * nb], scale) for j in range(nc)) / nc
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                net.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss.detach()))
+            step += 1
+            post = {"px": stage["image_size"], "loss": f"{np.mean(losses[-20:]):.3f}"}
+            if eval_every and (step % eval_every == 0 or step == steps or i + 1 == stage["steps"]):
+                acc = zero_shot_accuracy(net, tokenizer, n=eval_n, seed=seed + 1000, size=stage["image_size"])
+                evals.append({"step": step, "image_size": stage["image_size"], "accuracy": acc})
+                net.train()
+            if evals:
+                post["zs_acc"] = f"{evals[-1]['accuracy']:.3f}"
+            bar.set_postfix(post)
+            bar.update(1)
+        del loader
     bar.close()
     train_time = time.time() - t_start
 
@@ -342,8 +395,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "lr": lr,
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
-        "train_scenes": {"class": "PartsWorld", "n": steps * batch_size, "seed": seed, "size": size,
-                         "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
+        "stages": stages,
+        "train_scenes": {"class": "PartsWorld", "n": steps * batch_size, "seed": "seed + 10000 * stage",
+                         "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "evals": evals,
