@@ -439,7 +439,7 @@ def test_explorer_bad_knob_is_reported(explorer):
     explorer.set_knobs(top_channels=0)
     assert explorer.run(wait=True) is None
     assert "top_channels" in explorer.status_text
-    explorer.set_knobs(top_channels=8)
+    explorer.set_knobs(top_channels=8, n_components=4)
     assert explorer.run(wait=True) is not None
     with pytest.raises(ValueError, match="knob"):
         explorer.set_knobs(colour="red")

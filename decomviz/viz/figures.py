@@ -414,9 +414,15 @@ def contributions_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go
     fig.add_trace(go.Scatter(x=ks, y=w, name="weight w_k", mode="lines+markers", line_color="#2e4057",
                              hovertemplate="w_%{x} = %{y:.2f}<extra></extra>"), secondary_y=True)
     fig.add_hline(y=0, line_color="#555", line_width=1)
-    fig.update_yaxes(title_text="d_k = s(x_k, t) − s(r, t)", exponentformat="e", secondary_y=False)
-    fig.update_yaxes(title_text="w_k", range=[-0.05, 1.05], tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1],
-                     showgrid=False, secondary_y=True)
+    # Align the axes so that w = 0 sits on d = 0 and w = 1 on the largest d: then w_k = d_k / max_j d_j is
+    # visible as the weight markers sitting on top of the positive bars.
+    top = float(d.max()) if d.size and d.max() > 0 else 1.0
+    low = min(float(d.min()) if d.size else 0.0, 0.0)
+    pad = 0.08
+    fig.update_yaxes(title_text="d_k = s(x_k, t) − s(r, t)", exponentformat="e",
+                     range=[low - pad * top, top * (1 + pad)], secondary_y=False)
+    fig.update_yaxes(title_text="w_k", range=[low / top - pad, 1 + pad], tickmode="array",
+                     tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False, secondary_y=True)
     fig.update_layout(title="what each component restores over the blurred reference, and its weight",
                       xaxis_title="component k", xaxis_dtick=1, height=360, width=900,
                       margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2), plot_bgcolor="white")

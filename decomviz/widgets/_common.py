@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import io
-import re
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -40,10 +39,6 @@ def parse_prompts(text: Union[str, Sequence[str], None]) -> List[str]:
     return list(dict.fromkeys(items))  # keep order, drop duplicates
 
 
-def prompts_text(prompts: Sequence[str]) -> str:
-    return "\n".join(prompts)
-
-
 # ---------------------------------------------------------------------------------------------- gallery
 def _skimage_loader(name: str) -> Optional[Callable[[], np.ndarray]]:
     try:
@@ -67,7 +62,7 @@ SKIMAGE_SAMPLES = (("astronaut", "astronaut"), ("chelsea", "cat (chelsea)"), ("c
                    ("rocket", "rocket"))
 
 
-def default_gallery(n_scenes: int = 6, seed: int = 2024, n_objects=(1, 2)) -> "OrderedDict[str, Dict[str, Any]]":
+def default_gallery(n_scenes: int = 8, seed: int = 2024, n_objects=(1, 2)) -> "OrderedDict[str, Dict[str, Any]]":
     """Named images for the Explorer: PartsWorld scenes (with suggested prompts), then the sample photos that
     scikit-image and scikit-learn ship, where those packages are installed. Images load lazily.
 
@@ -139,7 +134,3 @@ def preview_png(pixels: np.ndarray, size: int = 160) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

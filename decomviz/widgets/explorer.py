@@ -61,7 +61,7 @@ class Explorer(widgets.VBox):
     `show_prompt`. Results: `explanations` (method -> Explanation), `explanation` (the chosen method's).
     """
 
-    def __init__(self, model, gallery: Optional[Dict[str, Any]] = None, n_scenes: int = 6, seed: int = 2024,
+    def __init__(self, model, gallery: Optional[Dict[str, Any]] = None, n_scenes: int = 8, seed: int = 2024,
                  prompts: Union[None, str, Sequence[str]] = None):
         from ..models import CLIPModel
         if not isinstance(model, CLIPModel):

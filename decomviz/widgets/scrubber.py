@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import ipywidgets as widgets
 import numpy as np
