@@ -64,8 +64,7 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory):
     """Voila serving the scrubbing notebook on a free loopback port; killed (process group) on teardown."""
-    if not _bundled_model_present():
-        pytest.skip("the bundled model decomviz/assets/parts-rn is not there yet (the notebook loads it)")
+    assert _bundled_model_present(), "the bundled model decomviz/assets/parts-rn is missing (the notebook loads it)"
     port = _free_port()
     logdir = tmp_path_factory.mktemp("voila")
     log = logdir / "voila.log"
