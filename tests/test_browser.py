@@ -6,6 +6,7 @@ aborted (and its console noise ignored). Screenshots go to the test's tmp folder
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -182,7 +183,7 @@ def test_scrubber_page(voila_url, tmp_path):
 
             # Toggle component #1 off: the map and the bar colours change.
             bars_before = page.evaluate(READ_TOGGLE_BARS)
-            page.locator(".decomviz-scrubber .widget-toggle-button", has_text="#1").first.click()
+            page.locator(".decomviz-scrubber .widget-toggle-button", has_text=re.compile(r"^\s*#1\s*$")).first.click()
             page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {after_slider['sum']}; }}",
                                    timeout=15_000)
             page.wait_for_function(f"() => JSON.stringify(({READ_TOGGLE_BARS})()) !== {json.dumps(json.dumps(bars_before))}",
