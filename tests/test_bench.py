@@ -1,0 +1,26 @@
+"""`decomviz bench --quick` runs end to end on the bundled model and writes its JSON and markdown tables."""
+import json
+
+import pytest
+
+from decomviz.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def test_bench_quick(tmp_path, capsys):
+    assert main(["bench", "--quick", "--models", "parts-rn", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    entry = res["models"]["parts-rn"]
+    methods = {"decomcam", "decomcam (feature)", "decomcam (no integration)", "gradcam", "gradcam++", "layercam",
+               "eigencam", "gscorecam", "scorecam"}
+    assert set(entry["localisation"]) == methods
+    for row in entry["localisation"].values():
+        assert 0 <= row["pointing_game"] <= 1 and 0 <= row["energy_pointing_game"] <= 1
+        assert row["pairs"] > 0 and row["seconds_per_pair"] > 0
+    assert set(entry["part_alignment"]) == {"object prompts", "part prompts"}
+    assert {"default", "sign=both", "integration=feature", "center=False"} <= set(entry["ablations"])
+    assert entry["speed"]["floor"] > 0 and entry["speed"]["decomcam_over_floor"] > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| decomcam |" in md and "parts-rn" in md
+    assert "| decomcam |" in capsys.readouterr().out
