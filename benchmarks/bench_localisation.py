@@ -1,7 +1,7 @@
 """Pointing game on two-object PartsWorld scenes (issue 3): does the map of "a photo of a {class}" peak on
 that object?
 
-    python benchmarks/bench_localisation.py [--models parts-rn parts-vit] [--scenes 200] [--seed 7]
+    python benchmarks/bench_localisation.py [--models parts-rn] [--scenes 200] [--seed 7]
 
 Scenes whose two objects share a class are skipped. Prints one table per model.
 """
@@ -16,7 +16,7 @@ from decomviz.evaluation import format_table, localise
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["parts-rn", "parts-vit"])
+    ap.add_argument("--models", nargs="+", default=["parts-rn"])
     ap.add_argument("--scenes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
