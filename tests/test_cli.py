@@ -58,3 +58,20 @@ def test_explain_bad_input_exits_2_with_message(image_path, tmp_path, tiny_dirs,
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "decomviz.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "explain" in out.stdout and "demo" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["tiny", "corrupt", "rgba16"])
+def test_explain_unusual_files(tmp_path, tiny_dirs, capsys, kind):
+    path = tmp_path / f"{kind}.png"
+    if kind == "tiny":
+        Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(path)
+    elif kind == "corrupt":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    else:
+        Image.fromarray(np.full((20, 30), 60000, np.uint16)).save(path)
+    rc = main(["explain", str(path), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--method", "gradcam",
+               "--out", str(tmp_path / "r.npz")])
+    if kind == "corrupt":
+        assert rc == 2 and "corrupt" in capsys.readouterr().err
+    else:
+        assert rc == 0 and dv.Explanation.load(tmp_path / "r.npz").saliency.shape == (1, 1, 128, 128)

@@ -174,15 +174,16 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path):
 
 
 def test_pretrained_download_fails_fast_offline():
-    code = ("import decomviz as dv\n"
+    code = ("import time, decomviz as dv\n"
+            "t0 = time.perf_counter()\n"
             "try:\n    dv.load_model('RN50', pretrained='openai')\n"
-            "except dv.ModelLoadError as e:\n    print('MSG', e)\n")
+            "except dv.ModelLoadError as e:\n    print('SECONDS', time.perf_counter() - t0)\n    print('MSG', e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "MSG" in out.stdout, out.stderr
     assert "checkpoint=" in out.stdout and "HF_HUB_OFFLINE" in out.stdout
-    assert time.perf_counter() - t0 < 30  # includes interpreter + torch import; the failure itself is immediate
+    seconds = float(out.stdout.split("SECONDS")[1].split()[0])
+    assert seconds < 5, f"the offline failure took {seconds:.1f} s"
 
 
 def test_model_wrapper_api(tiny_rn, tiny_vit):
