@@ -1,0 +1,121 @@
+"""Issue 5 figures: extraction throughput and memory, and whether OSSMs follow parts better than controls.
+
+    python benchmarks/bench_extract.py throughput [--scenes 2000]
+    python benchmarks/bench_extract.py nmi [--scenes 1000] [--clusters 24]
+
+throughput: `dv.extract` over PartsWorld scenes (1-2 objects, prompt "a photo of a {}") with parts-rn; prints
+(image, prompt) pairs per second and the peak resident memory after each quarter of the run (flat = streaming).
+
+nmi: on the same kind of scenes, components from three sources are clustered (k-means on the activation vector
+pooled under each component map, L2-normalised) and compared with the ground-truth part holding most of each
+map's energy (NMI): DecomCAM's OSSMs; plain SVD of the same activations without gradient weighting (as
+EigenCAM); random orthonormal components. Same K, same positive-part maps, same clustering.
+"""
+import argparse
+import resource
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+import decomviz as dv
+from decomviz.analysis.clusters import dominant_parts
+from decomviz.analysis.datasets import PartsWorldItems
+from decomviz.decomcam import ossm_pooled
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def throughput(n: int) -> None:
+    model = dv.load_model()
+    cam = dv.DecomCAM(model)
+    world = dv.PartsWorld(n, seed=123, n_objects=(1, 2))
+    marks = []
+    with tempfile.TemporaryDirectory() as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        bank = dv.extract(cam, world, "a photo of a {}", out=out, shard_size=max(1, n // 8), progress=False,
+                          on_shard=lambda s: marks.append((s, time.perf_counter() - t0, peak_rss_mb())))
+        seconds = time.perf_counter() - t0
+        pairs = len(bank) // cam.n_components
+    print(f"{n} scenes, {pairs} (image, prompt) pairs, {len(bank)} rows in {seconds:.0f} s: "
+          f"{pairs / seconds:.1f} pairs/s, {n / seconds:.1f} images/s")
+    for s, t, rss in marks:
+        print(f"  after shard {s + 1}/{len(marks)} ({t:.0f} s): peak RSS {rss:.0f} MB")
+
+
+def _components(kind, A, K, rng):
+    """Control component maps (B, K, h, w), positive parts: plain SVD of the activations, or random."""
+    B, C, h, w = A.shape
+    X = A.reshape(B, C, h * w).transpose(1, 2)  # (B, n, C)
+    Xc = X - X.mean(dim=1, keepdim=True)
+    if kind == "plain svd":
+        U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
+        maps = U[..., :K] * S[:, None, :K]
+        ref = X.sum(-1, keepdim=True)
+        corr = ((maps - maps.mean(1, keepdim=True)) * (ref - ref.mean(1, keepdim=True))).sum(1, keepdim=True)
+        maps = torch.where(corr < 0, -maps, maps)
+    else:
+        q, _ = torch.linalg.qr(torch.from_numpy(rng.normal(size=(B, h * w, K))).float())
+        maps = q
+    return maps.clamp_min(0).transpose(1, 2).reshape(B, K, h, w)
+
+
+def nmi(n: int, n_clusters: int) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+    model = dv.load_model()
+    cam = dv.DecomCAM(model)
+    items = PartsWorldItems(dv.PartsWorld(n, seed=321, n_objects=1))
+    vocab = items.part_vocabulary
+    rng = np.random.default_rng(0)
+    feats = {k: [] for k in ("decomcam", "plain svd", "random")}
+    overlaps = {k: [] for k in feats}
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    for i in range(n):
+        item = items[i]
+        exp = cam(item.image, [f"a photo of a {item.labels[0]}"])
+        tapped = dv.GradCAM(model)._tapped(model.prepare(item.image).tensor, model.encode_text(exp.prompts),
+                                           gradients=False)
+        A = tapped.activations.cpu()
+        masks = torch.from_numpy(np.stack([item.parts.get(v, np.zeros(exp.saliency.shape[-2:], bool)) for v in vocab])).float()
+        sources = {"decomcam": exp.ossms_lowres[:, 0]}
+        for kind in ("plain svd", "random"):
+            sources[kind] = _components(kind, A, exp.n_components, rng)
+        for kind, low in sources.items():  # low: (1, K, h, w)
+            keep = low.flatten(2).amax(-1)[0] > 0
+            full = torch.nn.functional.interpolate(low, size=exp.saliency.shape[-2:], mode="bilinear",
+                                                   align_corners=False)[0][keep]
+            energy = full.sum((-2, -1), keepdim=True)
+            overlaps[kind].append((torch.einsum("khw,vhw->kv", full, masks) / energy[..., 0].clamp_min(1e-12)).numpy())
+            feats[kind].append(ossm_pooled(low[:, None], A)[0, 0][keep].numpy())
+    print(f"{n} single-object scenes, K={cam.n_components}, {n_clusters} k-means clusters on OSSM-pooled "
+          f"activations ({time.perf_counter() - t0:.0f} s)")
+    for kind in feats:
+        X = np.concatenate(feats[kind])
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        parts = dominant_parts(np.concatenate(overlaps[kind]), vocab)
+        labels = KMeans(n_clusters, n_init=10, random_state=0).fit_predict(X)
+        print(f"  {kind:10s} components {len(X):6d}  NMI with dominant parts {normalized_mutual_info_score(parts, labels):.3f}"
+              f"  background share {np.mean(parts == 'background'):.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["throughput", "nmi"])
+    ap.add_argument("--scenes", type=int, default=None)
+    ap.add_argument("--clusters", type=int, default=24)
+    args = ap.parse_args()
+    if args.what == "throughput":
+        throughput(args.scenes or 2000)
+    else:
+        nmi(args.scenes or 1000, args.clusters)
+
+
+if __name__ == "__main__":
+    main()
