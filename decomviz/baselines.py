@@ -5,7 +5,7 @@ into a low-resolution map (B, T, h, w); `CAM._finish` upsamples and normalises i
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import torch
 

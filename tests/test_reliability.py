@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 import decomviz as dv
 from decomviz.taps import hook_count

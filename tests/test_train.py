@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
-from decomviz.data import PartsWorld, parse_caption  # noqa: E402
+from decomviz.data import PartsWorld  # noqa: E402
 from decomviz.train import ASSETS, RECIPES, load_local, main, train, training_caption, zero_shot_accuracy  # noqa: E402
 
 BUNDLED = ("parts-rn",)  # parts-vit is not trained yet: see the issue note of issue 3

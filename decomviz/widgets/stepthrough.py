@@ -147,7 +147,7 @@ class StepThrough(widgets.VBox):
                  "line shows how much of X the first k of them explain.",
                  lambda: F.svd_figure(e)),
             Step("ossms", "Orthogonal sub-saliency maps",
-                 f"Each component's spatial part, ReLU(u_k σ_k) on the grid (top), upsampled to the image "
+                 "Each component's spatial part, ReLU(u_k σ_k) on the grid (top), upsampled to the image "
                  "(bottom), is one OSSM: a region the gradient-weighted channels agree on.",
                  lambda: F.ossm_grid_figure(e)),
         ]
