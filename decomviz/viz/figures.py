@@ -1,12 +1,15 @@
 """Plotly figure builders: data in, figure out, no state. They read an Explanation, never recompute it."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Union
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
+
+if TYPE_CHECKING:
+    from ..explanation import Explanation
 
 HEAT = "Turbo"
 STRIP_SIZE = 112  # OSSM thumbnails are drawn at this resolution to keep figures light
