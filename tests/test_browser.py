@@ -47,7 +47,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -153,7 +153,7 @@ def test_scrubber_page(voila_url, tmp_path):
             page.on("pageerror", lambda e: console.append(("pageerror", str(e), "")))
 
             page.goto(voila_url, wait_until="domcontentloaded", timeout=60_000)
-            page.wait_for_selector(".decomviz-scrubber .js-plotly-plot .heatmaplayer", timeout=120_000)
+            page.wait_for_selector(".decomviz-scrubber .js-plotly-plot .heatmaplayer", timeout=240_000)
             page.wait_for_function(READ_COMBINATION, timeout=30_000)
             # the notebook's last cell resets the selection to all components; wait for the page to settle
             page.wait_for_function("() => { const r = document.querySelector('.decomviz-scrubber .widget-readout');"
@@ -171,10 +171,10 @@ def test_scrubber_page(voila_url, tmp_path):
             handle.focus()
             for _ in range(3):
                 page.keyboard.press("ArrowLeft")
-            page.wait_for_function(f"() => ({READ_SLIDER})() !== {k_before!r}", timeout=10_000)
+            page.wait_for_function(f"() => ({READ_SLIDER})() !== {k_before!r}", timeout=60_000)
             k_after = page.evaluate(READ_SLIDER)
             page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {before['sum']}; }}",
-                                   timeout=15_000)
+                                   timeout=60_000)
             after_slider = page.evaluate(READ_COMBINATION)
             assert int(k_after) == int(k_before) - 3
             assert after_slider["sum"] != before["sum"]
@@ -185,9 +185,9 @@ def test_scrubber_page(voila_url, tmp_path):
             bars_before = page.evaluate(READ_TOGGLE_BARS)
             page.locator(".decomviz-scrubber .widget-toggle-button", has_text=re.compile(r"^\s*#1\s*$")).first.click()
             page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {after_slider['sum']}; }}",
-                                   timeout=15_000)
+                                   timeout=60_000)
             page.wait_for_function(f"() => JSON.stringify(({READ_TOGGLE_BARS})()) !== {json.dumps(json.dumps(bars_before))}",
-                                   timeout=15_000)
+                                   timeout=60_000)
             after_toggle = page.evaluate(READ_COMBINATION)
             bars_after = page.evaluate(READ_TOGGLE_BARS)
             assert after_toggle["sum"] != after_slider["sum"]
@@ -198,7 +198,7 @@ def test_scrubber_page(voila_url, tmp_path):
 
             # Measure: the score line shows a number for the selection.
             page.locator(".decomviz-scrubber button", has_text="measure").first.click()
-            page.wait_for_selector(".decomviz-scrubber .decomviz-measured", timeout=30_000)
+            page.wait_for_selector(".decomviz-scrubber .decomviz-measured", timeout=90_000)
             measured = page.locator(".decomviz-scrubber .decomviz-measured").first.inner_text()
             float(measured)
             page.screenshot(path=str(tmp_path / "05_measured.png"), full_page=True)
