@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Optional, Union
 
 import ipywidgets as widgets
 import numpy as np
@@ -37,7 +37,11 @@ def _swap(owner, attr: str, fig: go.Figure, container: widgets.Box) -> go.Figure
     setattr(owner, attr, new)
     if old is not None:
         container.children = tuple(new if w is old else w for w in container.children)
-        old.close()
+        # Closed one swap later: a view that was just taken off the page may still be talking to its model.
+        retired = owner.__dict__.setdefault("_retired", {})
+        if retired.get(attr) is not None:
+            retired[attr].close()
+        retired[attr] = old
     return new
 
 
