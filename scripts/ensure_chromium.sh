@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser tests drive Debian's Chromium through playwright (never `playwright install`: it downloads).
+# The browser tests drive Debian's Chromium through playwright; playwright's own browser download is never used (it fails here).
 set -euo pipefail
 if [[ -x /usr/bin/chromium ]]; then exit 0; fi
 if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
