@@ -57,6 +57,35 @@ def test_bank_rows_agree_with_explanation(tiny_rn, world, tmp_path):
     assert bank.part_overlap[rows.index.to_numpy()][:, own].sum() > 0
 
 
+def test_pairs_sharing_a_prompt_share_engine_calls(tiny_rn, world, monkeypatch):
+    """A template filled with each scene's labels gives scenes different prompt lists; pairs are still
+    batched by prompt: one engine call per distinct prompt (batch_size large enough), rows in image order."""
+    from decomviz.analysis.datasets import as_items
+    from decomviz.analysis.extraction import explain_batch
+    items = [as_items(world)[i] for i in range(len(world))]
+    calls = []
+    cam = _cam(tiny_rn)
+    original = type(cam).__call__
+    monkeypatch.setattr(type(cam), "__call__", lambda self, images, prompts: calls.append((len(images), prompts))
+                        or original(self, images, prompts))
+    cols = explain_batch(cam, items, "a photo of a {}", batch_size=64)
+    distinct = {f"a photo of a {o.label}" for i in range(len(world)) for o in world[i].objects}
+    assert len(calls) == len(distinct) and sum(n for n, _ in calls) == sum(len({o.label for o in world[i].objects})
+                                                                          for i in range(len(world)))
+    keys = list(zip(cols["image_index"], cols["prompt_index"], cols["component"]))
+    assert keys == sorted(keys)
+    calls.clear()
+    explain_batch(cam, items, "a photo of a {}", batch_size=2)
+    assert all(n <= 2 for n, _ in calls)
+
+
+def test_resuming_needs_the_same_scenes(tiny_rn, tmp_path):
+    kw = dict(out=tmp_path / "b", shard_size=6, progress=False)
+    dv.extract(_cam(tiny_rn), dv.PartsWorld(4, seed=5, size=128), "a photo of a {}", **kw)
+    with pytest.raises(ValueError, match="different dataset"):
+        dv.extract(_cam(tiny_rn), dv.PartsWorld(4, seed=5, size=128, distractors=False), "a photo of a {}", **kw)
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     import decomviz as dv

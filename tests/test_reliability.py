@@ -32,8 +32,8 @@ KILL = textwrap.dedent("""
         return wrapper
     if where == "replace":  # shard renames and manifest writes
         extraction.os.replace = dying(os.replace)
-    else:  # in the middle of a shard, between batches
-        extraction.explain_batch = dying(extraction.explain_batch)
+    else:  # in the middle of a shard, between engine calls
+        dv.DecomCAM.__call__ = dying(dv.DecomCAM.__call__)
     model = dv.load_model(checkpoint=checkpoint, device="cpu")
     world = dv.PartsWorld(10, seed=11, n_objects=1, size=128)
     dv.extract(dv.DecomCAM(model, n_components=2, top_channels=32), world, "a photo of a {}", out=out,
@@ -51,9 +51,10 @@ def reference_bank(tiny_dirs, tmp_path_factory):
                           out=tmp_path_factory.mktemp("ref") / "bank", shard_size=3, batch_size=2, progress=False)
 
 
-# replace #1 is the first manifest write; then each shard: rename, manifest; batches: 2 per shard
+# replace #1 is the first manifest write; then each shard: rename, manifest. Engine calls: at least one per
+# shard (4 shards), more where a shard's scenes ask for different prompts
 KILL_POINTS = [("replace", 1), ("replace", 2), ("replace", 3), ("replace", 4), ("replace", 7),
-               ("batch", 1), ("batch", 4), ("batch", 7)]
+               ("call", 1), ("call", 2), ("call", 4)]
 
 
 @pytest.mark.parametrize("where,count", KILL_POINTS)

@@ -48,7 +48,11 @@ class PartsWorldItems:
 
     def describe(self) -> Dict[str, Any]:
         w = self.world
-        return {"kind": "partsworld", "n": len(w), "seed": w.seed, "size": w.size, "n_objects": list(w.n_objects)}
+        # every constructor argument: a rerun into the same folder must not resume a bank of other scenes
+        return {"kind": "partsworld", "n": len(w), "seed": w.seed, "size": w.size, "n_objects": list(w.n_objects),
+                "distractors": w.distractors, "classes": list(w.classes), "rotation": w.rotation,
+                "scale": None if w.scale is None else list(w.scale), "flip": w.flip,
+                "caption_parts": list(w.caption_parts)}
 
 
 class ImageFolderItems:

@@ -47,39 +47,72 @@ SCALAR_COLUMNS = {"singular_value": "singular_values", "explained_variance": "ex
                   "weight": "weights", "contribution": "contributions", "masked_score": "masked_scores"}
 
 
-def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary: Sequence[str] = ()) -> Dict[str, Any]:
-    """Explain a batch of readable items; return columns with one entry per (image, prompt, component).
+def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary: Sequence[str] = (),
+                  batch_size: Optional[int] = None,
+                  progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
+    """Explain readable items; return columns with one entry per (image, prompt, component).
 
-    Items that share their prompt list are explained in one call. Pure: no I/O, no state.
+    Pairs are grouped by prompt, so that images with different prompt lists (a template filled with each
+    scene's labels) still share engine calls; each call explains up to `batch_size` images against one prompt.
+    Rows come back ordered by (image, prompt, component). `progress(done, total)` is called with pair counts.
+    Pure: no I/O, no state.
     """
-    groups: Dict[tuple, List[Item]] = {}
-    for item in items:
-        groups.setdefault(tuple(resolve_prompts(item, prompts)), []).append(item)
-    batches = []
-    for group_prompts, group in groups.items():
-        exp = cam([it.image for it in group], list(group_prompts))
-        B, T, K = exp.weights.shape
-        n = B * T * K
-        b_of = np.repeat(np.arange(B), T * K)
-        t_of = np.tile(np.repeat(np.arange(T), K), B)
-        cols: Dict[str, Any] = {
-            "image_index": [group[b].index for b in b_of], "image_id": [group[b].id for b in b_of],
-            "labels": ["|".join(group[b].labels) for b in b_of], "prompt": [group_prompts[t] for t in t_of],
-            "prompt_index": t_of.tolist(), "component": np.tile(np.arange(K), B * T).tolist()}
-        for col, field in SCALAR_COLUMNS.items():
-            cols[col] = getattr(exp, field).reshape(n).tolist()
-        for col, field in (("base_score", "base_score"), ("reference_score", "reference_score")):
-            cols[col] = getattr(exp, field)[:, :, None].expand(B, T, K).reshape(n).tolist()
-        loading = torch.zeros(B, T, K, exp.alpha.shape[-1])
-        loading.scatter_(3, exp.channels[:, :, None, :].expand(B, T, K, -1), exp.v)
-        cols["ossm"] = exp.ossms_lowres.reshape(n, -1).numpy()
-        cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
-        cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
-        cols["loading"] = loading.reshape(n, -1).numpy()
-        cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary).reshape(n, -1)
-        cols["grid"] = list(exp.params["grid"])
-        batches.append(cols)
-    return _concat(batches)
+    by_prompt: Dict[str, List[tuple]] = {}
+    for pos, item in enumerate(items):
+        for t, prompt in enumerate(resolve_prompts(item, prompts)):
+            by_prompt.setdefault(prompt, []).append((pos, t))
+    total = sum(len(v) for v in by_prompt.values())
+    step = batch_size or max(total, 1)
+    batches, done = [], 0
+    for prompt, pairs in by_prompt.items():
+        for lo in range(0, len(pairs), step):
+            chunk = pairs[lo:lo + step]
+            group = [items[pos] for pos, _ in chunk]
+            exp = cam([it.image for it in group], [prompt])
+            batches.append(_columns(exp, group, [t for _, t in chunk], prompt, part_vocabulary))
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    return _sort_rows(_concat(batches))
+
+
+def _columns(exp, group: Sequence[Item], prompt_index: Sequence[int], prompt: str,
+             part_vocabulary: Sequence[str]) -> Dict[str, Any]:
+    """Rows of one single-prompt Explanation of `group`: (image, component) in order."""
+    B, _, K = exp.weights.shape
+    n = B * K
+    b_of = np.repeat(np.arange(B), K)
+    cols: Dict[str, Any] = {
+        "image_index": [group[b].index for b in b_of], "image_id": [group[b].id for b in b_of],
+        "labels": ["|".join(group[b].labels) for b in b_of], "prompt": [prompt] * n,
+        "prompt_index": [int(prompt_index[b]) for b in b_of], "component": np.tile(np.arange(K), B).tolist()}
+    for col, field in SCALAR_COLUMNS.items():
+        cols[col] = getattr(exp, field).reshape(n).tolist()
+    for col in ("base_score", "reference_score"):
+        cols[col] = getattr(exp, col)[:, :, None].expand(B, 1, K).reshape(n).tolist()
+    loading = torch.zeros(B, 1, K, exp.alpha.shape[-1])
+    loading.scatter_(3, exp.channels[:, :, None, :].expand(B, 1, K, -1), exp.v)
+    cols["ossm"] = exp.ossms_lowres.reshape(n, -1).numpy()
+    cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
+    cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
+    cols["loading"] = loading.reshape(n, -1).numpy()
+    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary).reshape(n, -1)
+    cols["grid"] = list(exp.params["grid"])
+    return cols
+
+
+def _sort_rows(columns: Dict[str, Any]) -> Dict[str, Any]:
+    order = np.lexsort((np.asarray(columns["component"]), np.asarray(columns["prompt_index"]),
+                        np.asarray(columns["image_index"])))
+    out: Dict[str, Any] = {}
+    for k, v in columns.items():
+        if k == "grid":
+            out[k] = v
+        elif isinstance(v, np.ndarray):
+            out[k] = v[order] if len(v) == len(order) else v
+        else:
+            out[k] = [v[i] for i in order]
+    return out
 
 
 def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str]) -> np.ndarray:
@@ -217,16 +250,26 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
             lo, hi = s * shard_size, min(len(items), (s + 1) * shard_size)
             loader = DataLoader(Subset(items, range(lo, hi)), batch_size=batch_size, collate_fn=list,
                                 num_workers=num_workers)
-            batches, failed = [], []
+            # a shard's images are held together (shard_size bounds memory) so that pairs sharing a prompt,
+            # wherever they are in the shard, go through the engine in one call
+            good, failed = [], []
             for batch in loader:
-                good = [it for it in batch if it.error is None]
+                good += [it for it in batch if it.error is None]
                 failed += [{"id": it.id, "index": it.index, "error": it.error} for it in batch if it.error]
-                if good:
-                    batches.append(explain_batch(cam, good, prompts, header["part_vocabulary"]))
-                n_done += len(batch)
-                bar.update(len(batch))
+            bar.update(len(failed))
+            n_done += len(failed)
+            shown = [0]
+
+            def advance(done_pairs, total_pairs, n_good=len(good)):
+                nonlocal n_done
+                now = n_good * done_pairs // total_pairs
+                bar.update(now - shown[0])
+                n_done += now - shown[0]
+                shown[0] = now
                 bar.set_postfix(img_per_s=f"{n_done / (time.perf_counter() - t_start):.1f}")
-            columns = _concat(batches)
+
+            columns = explain_batch(cam, good, prompts, header["part_vocabulary"], batch_size=batch_size,
+                                    progress=advance) if good else _concat([])
             name = f"shard-{s:05d}.parquet"
             _write_shard(out / name, columns)
             manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo,
