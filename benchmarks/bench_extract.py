@@ -12,6 +12,7 @@ map's energy (NMI): DecomCAM's OSSMs; plain SVD of the same activations without 
 EigenCAM); random orthonormal components. Same K, same positive-part maps, same clustering.
 """
 import argparse
+import ctypes
 import resource
 import tempfile
 import time
@@ -30,6 +31,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """Resident memory now, after handing freed heap pages back to the OS (glibc malloc_trim) so that allocator
+    slack is not mistaken for retained data (Linux /proc; the peak where /proc is missing)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
 def throughput(n: int) -> None:
     model = dv.load_model()
     cam = dv.DecomCAM(model)
@@ -39,13 +54,13 @@ def throughput(n: int) -> None:
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         bank = dv.extract(cam, world, "a photo of a {}", out=out, shard_size=max(1, n // 8), progress=False,
-                          on_shard=lambda s: marks.append((s, time.perf_counter() - t0, peak_rss_mb())))
+                          on_shard=lambda s: marks.append((s, time.perf_counter() - t0, rss_mb(), peak_rss_mb())))
         seconds = time.perf_counter() - t0
         pairs = len(bank) // cam.n_components
     print(f"{n} scenes, {pairs} (image, prompt) pairs, {len(bank)} rows in {seconds:.0f} s: "
           f"{pairs / seconds:.1f} pairs/s, {n / seconds:.1f} images/s")
-    for s, t, rss in marks:
-        print(f"  after shard {s + 1}/{len(marks)} ({t:.0f} s): peak RSS {rss:.0f} MB")
+    for s, t, rss, peak in marks:
+        print(f"  after shard {s + 1}/{len(marks)} ({t:.0f} s): RSS {rss:.0f} MB, peak so far {peak:.0f} MB")
 
 
 def _components(kind, A, K, rng):

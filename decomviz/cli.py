@@ -31,7 +31,7 @@ def make_method(name: str, model, **knobs):
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="bundled name (parts-rn, parts-vit) or an open_clip name (RN50, ...)")
+    p.add_argument("--model", default=None, help="bundled name (parts-rn) or an open_clip name (RN50, ...)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag (downloads once, then cached)")
     p.add_argument("--checkpoint", default=None, help="local weights file (.safetensors/.pt) or open_clip folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -42,7 +42,8 @@ def load_from_args(args):
     name = args.model
     if name is None:
         name = None if args.checkpoint and Path(args.checkpoint).is_dir() else dv.models.DEFAULT_MODEL
-    if args.pretrained is None and args.checkpoint is None and name not in dv.models.BUNDLED:
+    if args.pretrained is None and args.checkpoint is None and name not in dv.models.BUNDLED \
+            and name not in dv.models.NOT_BUNDLED:
         _log(f"note: no --pretrained or --checkpoint given: {name} gets random weights.")
     return dv.load_model(name, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
 

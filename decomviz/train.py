@@ -324,16 +324,6 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     is_resnet = isinstance(model_cfg["vision_cfg"]["layers"], (list, tuple))
-    teacher = None
-    if recipe.get("teacher"):
-        # a trained model whose text tower this one shares (frozen) and whose image embeddings it learns from
-        tdir = Path(recipe["teacher"]) if os.sep in str(recipe["teacher"]) else ASSETS / recipe["teacher"]
-        if not (tdir / "open_clip_model.safetensors").exists():
-            raise FileNotFoundError(f"recipe {model!r} learns from {tdir}, which has no weights: train it first "
-                                    f"(decomviz train --model {recipe['teacher']})")
-        teacher = load_local(tdir)[0].requires_grad_(False)
-        if hasattr(teacher.visual, "layer4"):
-            teacher = teacher.to(memory_format=torch.channels_last)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
     loss_fn = open_clip.ClipLoss()
 
@@ -348,20 +338,10 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         new = open_clip.CLIP(**cfg_k)
         if net is not None:   # carry the weights over to the new input size
             new.load_state_dict(_resize_state_dict(net.state_dict(), new))
-        elif teacher is not None:   # share the teacher's text tower and temperature, frozen
-            text_state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("visual.")}
-            missing = new.load_state_dict(text_state, strict=False)
-            if missing.unexpected_keys:
-                raise ValueError(f"teacher text tower does not fit: {missing.unexpected_keys[:5]}")
-            for name, p in new.named_parameters():
-                if not name.startswith("visual."):
-                    p.requires_grad_(False)
         net = new.to(memory_format=torch.channels_last) if is_resnet else new
         net.train()
         decay, no_decay = [], []
         for name, p in net.named_parameters():
-            if not p.requires_grad:
-                continue
             (decay if p.ndim >= 2 and "embedding" not in name and "logit_scale" not in name else no_decay).append(p)
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
@@ -381,17 +361,10 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                 images = images.contiguous(memory_format=torch.channels_last)
             nb, nc = tokens.shape[:2]
             img_f = net.encode_image(images, normalize=True)
-            with torch.set_grad_enabled(teacher is None):
-                txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
+            txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
             scale = net.logit_scale.exp()
             # each image against each of its captions (object level, part level), averaged
             loss = sum(loss_fn(img_f, txt_f[j * nb:(j + 1) * nb], scale) for j in range(nc)) / nc
-            if teacher is not None and recipe.get("distill", 0.0) > 0 and \
-                    stage["image_size"] == _image_size(teacher):
-                with torch.no_grad():
-                    t_img = teacher.encode_image(images, normalize=True)
-                # match the teacher's image embeddings: contrastively (which image is which) and in direction
-                loss = loss + recipe["distill"] * (loss_fn(img_f, t_img, scale) + (1 - (img_f * t_img).sum(1)).mean())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -423,8 +396,6 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
         "stages": stages,
-        "teacher": recipe.get("teacher"),
-        "distill": recipe.get("distill", 0.0),
         "train_scenes": {"class": "PartsWorld", "n": steps * batch_size, "seed": "seed + 10000 * stage",
                          "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),

@@ -11,9 +11,8 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
 from decomviz.data import PartsWorld  # noqa: E402
+from decomviz.models import BUNDLED  # noqa: E402
 from decomviz.train import ASSETS, RECIPES, load_local, main, train, training_caption, zero_shot_accuracy  # noqa: E402
-
-BUNDLED = ("parts-rn",)  # parts-vit is not trained yet: see the issue note of issue 3
 
 
 def test_training_captions_mix_levels_and_stay_true():
