@@ -1,5 +1,6 @@
 """`decomviz bench --quick` runs end to end on the bundled model and writes its JSON and markdown tables."""
 import json
+import math
 
 import pytest
 
@@ -18,6 +19,8 @@ def test_bench_quick(tmp_path, capsys):
     for row in entry["localisation"].values():
         assert 0 <= row["pointing_game"] <= 1 and 0 <= row["energy_pointing_game"] <= 1
         assert row["pairs"] > 0 and row["seconds_per_pair"] > 0
+        assert 0 < row["faithfulness_pairs"] <= row["pairs"] and 0 <= row["empty_maps"] <= row["pairs"]
+        assert all(map(math.isfinite, (row["insertion_auc"], row["deletion_auc"], row["average_drop"])))
     assert set(entry["part_alignment"]) == {"object prompts", "part prompts"}
     assert {"default", "sign=both", "integration=feature", "center=False"} <= set(entry["ablations"])
     assert entry["speed"]["floor"] > 0 and entry["speed"]["decomcam_over_floor"] > 0

@@ -53,7 +53,7 @@ def test_notebook_runs(path):
     run = copy.deepcopy(nb)
     # A first cell (only in this in-memory copy) reports which interpreter the kernel runs.
     run.cells.insert(0, nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
-    client = nbclient.NotebookClient(run, timeout=300, kernel_name="python3", allow_errors=False,
+    client = nbclient.NotebookClient(run, timeout=900, kernel_name="python3", allow_errors=False,
                                      resources={"metadata": {"path": str(path.parent)}})
     env_before = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the kernel inherits it: no network, ever
