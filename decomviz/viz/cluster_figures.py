@@ -124,8 +124,13 @@ class BankImages:
                 raise ValueError("Only PartsWorld banks can re-render their scenes.")
             from ..data import PartsWorld
             d = self.dataset
+            # banks made before every argument was recorded fall back to PartsWorld's defaults
+            extra = {k: d[k] for k in ("distractors", "classes", "rotation", "flip") if k in d}
+            for k in ("scale", "caption_parts"):
+                if d.get(k) is not None:
+                    extra[k] = tuple(d[k])
             self._world = PartsWorld(int(d["n"]), seed=int(d["seed"]), size=int(d["size"]),
-                                     n_objects=tuple(d["n_objects"]))
+                                     n_objects=tuple(d["n_objects"]), **extra)
         return self._world
 
     def _load(self, i: int):
