@@ -24,8 +24,10 @@ from .evaluation import OBJECT_TEMPLATE, PART_TEMPLATE, object_prompts
 # explanation: on a 2-core CPU the full run scores faithfulness on the first `faithfulness_scenes` scenes only.
 QUICK = {"scenes": 4, "steps": 4, "faithfulness_scenes": 4, "scorecam_scenes": 1, "ablation_scenes": 2,
          "part_scenes": 2, "speed_repeats": 1}
-FULL = {"scenes": 500, "steps": 16, "faithfulness_scenes": 100, "scorecam_scenes": 60, "ablation_scenes": 150,
+FULL = {"scenes": 500, "steps": 16, "faithfulness_scenes": 100, "scorecam_scenes": 60, "ablation_scenes": 100,
         "part_scenes": 200, "speed_repeats": 5}
+
+SCORE_METHODS = ("scorecam", "gscorecam")
 
 ABLATIONS = {
     "P=50": {"top_channels": 50}, "P=200": {"top_channels": 200},
@@ -73,13 +75,13 @@ def _resized(masks: np.ndarray, size) -> torch.Tensor:
 
 def localisation_and_faithfulness(model, cams, scenes, steps, scorecam_scenes, log,
                                   faithfulness_scenes=None) -> Dict[str, Dict]:
-    """Pointing and energy on every scene; faithfulness on the first `faithfulness_scenes`; ScoreCAM (one
-    forward per channel) on the first `scorecam_scenes` only."""
+    """Pointing and energy on every scene; faithfulness on the first `faithfulness_scenes`; ScoreCAM and
+    GScoreCAM (one forward per channel: 300-500 per pair) on the first `scorecam_scenes` only."""
     from . import metrics
     n_faith = len(scenes) if faithfulness_scenes is None else faithfulness_scenes
     rows = {}
     for name, cam in cams.items():
-        use = scenes[:scorecam_scenes] if name in ("scorecam",) else scenes
+        use = scenes[:scorecam_scenes] if name in SCORE_METHODS else scenes
         acc = {k: [] for k in ("pointing_game", "energy_pointing_game", "insertion_auc", "deletion_auc",
                                "average_drop", "increase_in_confidence")}
         seconds, pairs, empty = 0.0, 0, 0
