@@ -57,13 +57,14 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         "stages": [{"image_size": 112, "fraction": 0.78},
                    {"image_size": 224, "fraction": 0.22, "lr_scale": 0.5, "warmup": 20}],
     },
+    # far beyond the 2-core CPU budget: trained on a GPU (--device cuda --workers 15), see BENCHMARKS.md
     "parts-vit": {
         "model_cfg": {
             "embed_dim": 128,
-            "vision_cfg": {"image_size": 224, "layers": 4, "width": 192, "head_width": 32, "patch_size": 32},
+            "vision_cfg": {"image_size": 224, "layers": 6, "width": 192, "head_width": 64, "patch_size": 16},
             "text_cfg": dict(_TEXT_CFG),
         },
-        "steps": 1500, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup": 100,
+        "steps": 6000, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "warmup": 300,
     },
     # a very small model on 64 px scenes: for tests and smoke runs only (not bundled)
     "tiny-rn": {
@@ -182,7 +183,8 @@ def zero_shot_accuracy(model, tokenizer, n: int = 200, seed: int = 12345, classe
     if size is None:
         size = _image_size(model)
     world = PartsWorld(n, seed=seed, size=size, n_objects=1, classes=list(classes))
-    text = model.encode_text(tokenizer([template.format(c) for c in classes]), normalize=True)
+    device = next(model.parameters()).device
+    text = model.encode_text(tokenizer([template.format(c) for c in classes]).to(device), normalize=True)
     correct, preds = 0, []
     for start in range(0, n, batch_size):
         scenes = [world[i] for i in range(start, min(start + batch_size, n))]
@@ -190,7 +192,7 @@ def zero_shot_accuracy(model, tokenizer, n: int = 200, seed: int = 12345, classe
             x = torch.stack([preprocess(s.image) for s in scenes])
         else:
             x = torch.stack([image_to_tensor(s.image) for s in scenes])
-        f = model.encode_image(x, normalize=True)
+        f = model.encode_image(x.to(device), normalize=True)
         p = (f @ text.T).argmax(1).tolist()
         preds += p
         correct += sum(int(classes[k] == s.objects[0].label) for k, s in zip(p, scenes))
@@ -289,13 +291,20 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
           progress: bool = True, threads: int = 2, workers: int = 1, eval_n: int = 200,
           deterministic: bool = True, save: bool = True, final_eval: bool = True,
           command: Optional[str] = None,
-          caption_fn: Callable[[Scene, int], Sequence[str]] = None) -> Dict[str, Any]:
+          caption_fn: Callable[[Scene, int], Sequence[str]] = None,
+          device: str = "cpu", max_seconds: Optional[float] = None) -> Dict[str, Any]:
     """Train one recipe of :data:`RECIPES` and (``save=True``) write it as an open_clip local-dir folder.
 
     Returns the training record (also written to ``out/training.json``), with ``losses`` (one per step),
     ``evals`` (step, zero-shot accuracy on held-out single-object scenes of seed ``seed + 1000``) and, when
     ``final_eval``, ``zero_shot_accuracy``: the accuracy of the saved folder reloaded through open_clip's
     local-dir path on ``eval_n`` scenes of seed ``seed + 2000``.
+
+    ``device="cuda"`` trains on the GPU (bf16 autocast for the towers, fp32 weights and loss); scenes are
+    still drawn on the CPU by ``workers`` processes. ``max_seconds`` ends training early (the record says
+    ``stopped_early``; each stage takes at least one step) and still saves and evaluates what was trained;
+    each stage gets the share of the time that it has of the steps, and its learning rate anneals on whichever
+    runs out first, so a time-boxed run still ends at a low learning rate (but is no longer deterministic).
     """
     import open_clip
     from tqdm.auto import tqdm
@@ -308,6 +317,10 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     lr = float(recipe["lr"] if lr is None else lr)
     if steps < 1 or batch_size < 2:
         raise ValueError("steps must be >= 1 and batch_size >= 2")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; train with device='cpu'")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     out = Path(out) if out is not None else ASSETS / model
     model_cfg = copy.deepcopy(recipe["model_cfg"])
     size = model_cfg["vision_cfg"]["image_size"]
@@ -328,17 +341,19 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     loss_fn = open_clip.ClipLoss()
 
     losses: List[float] = []
+    lrs: List[float] = []
     evals: List[Dict[str, float]] = []
     bar = tqdm(total=steps, desc=f"train {model}", disable=not progress, dynamic_ncols=True)
     step = 0
     net = None
+    stopped_early = False
     for k, stage in enumerate(stages):
         cfg_k = copy.deepcopy(model_cfg)
         cfg_k["vision_cfg"]["image_size"] = stage["image_size"]
         new = open_clip.CLIP(**cfg_k)
         if net is not None:   # carry the weights over to the new input size
             new.load_state_dict(_resize_state_dict(net.state_dict(), new))
-        net = new.to(memory_format=torch.channels_last) if is_resnet else new
+        net = (new.to(memory_format=torch.channels_last) if is_resnet else new).to(device)
         net.train()
         decay, no_decay = [], []
         for name, p in net.named_parameters():
@@ -350,18 +365,31 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
-                                             persistent_workers=False, prefetch_factor=4 if workers else None)
+                                             persistent_workers=False, prefetch_factor=4 if workers else None,
+                                             pin_memory=device.type == "cuda")
         peak = lr * stage["lr_scale"]
+        t_stage = time.time()
+        budget = None if max_seconds is None else max_seconds * stage["steps"] / steps
         for i, (images, tokens) in enumerate(loader):
             if i >= stage["steps"]:
                 break
+            elapsed = time.time() - t_stage
+            if budget is not None and i > 0 and elapsed > budget:
+                stopped_early = True
+                break
+            images = images.to(device, non_blocking=True)
+            tokens = tokens.to(device, non_blocking=True)
+            # a time-boxed stage anneals on whichever runs out first, its steps or its share of the time
+            at = i if budget is None else max(i, int(stage["steps"] * elapsed / budget))
+            lrs.append(_lr_at(at, stage["steps"], peak, stage["warmup"]))
             for g in opt.param_groups:
-                g["lr"] = _lr_at(i, stage["steps"], peak, stage["warmup"])
+                g["lr"] = lrs[-1]
             if is_resnet:
                 images = images.contiguous(memory_format=torch.channels_last)
             nb, nc = tokens.shape[:2]
-            img_f = net.encode_image(images, normalize=True)
-            txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True)
+            with autocast:
+                img_f = net.encode_image(images, normalize=True).float()
+                txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True).float()
             scale = net.logit_scale.exp()
             # each image against each of its captions (object level, part level), averaged
             loss = sum(loss_fn(img_f, txt_f[j * nb:(j + 1) * nb], scale) for j in range(nc)) / nc
@@ -400,9 +428,12 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                          "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
+        "lrs": [float(f"{v:.4g}") for v in lrs],
         "evals": evals,
         "eval_scenes": {"n": eval_n, "seed": seed + 1000, "n_objects": 1, "template": ZERO_SHOT_TEMPLATE},
         "train_seconds": round(train_time, 1),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "stopped_early": stopped_early,
         "threads": threads,
         "workers": workers,
         "deterministic": deterministic,
@@ -414,6 +445,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "cpu_count": os.cpu_count(),
     }
     if save:
+        net = net.cpu()
         path = save_model(net, model_cfg, out)
         record["weights_bytes"] = path.stat().st_size
         record["weights_dtype"] = "float16"
@@ -444,6 +476,9 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     p.add_argument("--eval-every", type=int, default=100, help="steps between zero-shot evaluations (0: off)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes drawing scenes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (scenes are drawn on the CPU either way)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop training after this long, then save and evaluate what was trained")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -459,7 +494,8 @@ def run_args(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> 
     command = "decomviz train " + " ".join(shlex.quote(a) for a in (argv or []))
     rec = train(model=args.model, steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=args.out,
                 lr=args.lr, eval_every=args.eval_every, progress=not args.no_progress, threads=args.threads,
-                workers=args.workers, command=command.strip())
+                workers=args.workers, command=command.strip(), device=args.device,
+                max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     out = args.out or str(ASSETS / args.model)
     acc = rec.get("zero_shot_accuracy")
     print(f"saved {out}: final loss {rec['final_loss']:.4f}, zero-shot accuracy "

@@ -59,3 +59,13 @@ def test_gpu_memory_returns_to_start(pair):
         cam([make_image(i), make_image(i + 1)], PROMPTS)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= start + 1024 * 1024
+
+
+def test_training_runs_on_the_gpu(tmp_path):
+    from decomviz.train import load_local, train
+    rec = train("tiny-rn", steps=12, batch_size=8, seed=0, out=tmp_path / "gpu", eval_every=6, progress=False,
+                workers=0, final_eval=False, device="cuda")
+    assert rec["device"] == torch.cuda.get_device_name() and len(rec["losses"]) == 12
+    assert all(np.isfinite(rec["losses"])) and len(rec["evals"]) == 2
+    model, preprocess, _ = load_local(tmp_path / "gpu")          # saved from the GPU, loads on the CPU
+    assert next(model.parameters()).device.type == "cpu"
