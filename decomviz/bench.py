@@ -245,10 +245,11 @@ def _gradcam_package_speed(model, x, text, repeats) -> Dict[str, float]:
     return out
 
 
-def run_bench(models=("parts-rn",), quick: bool = False, out="bench_results", seed: int = 7,
+def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
               scenes: int = None, device=None, log=None) -> Dict:
     import decomviz as dv
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    models = tuple(dv.models.BUNDLED if models is None else models)
     cfg = dict(QUICK if quick else FULL)
     if scenes is not None:
         cfg["scenes"] = scenes
@@ -317,7 +318,7 @@ def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="decomviz bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
-    ap.add_argument("--models", nargs="+", default=["parts-rn"], help="bundled model names")
+    ap.add_argument("--models", nargs="+", default=None, help="bundled model names (default: all of them)")
     ap.add_argument("--scenes", type=int, default=None)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--device", default=None)

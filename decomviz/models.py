@@ -20,10 +20,9 @@ from PIL import Image
 from .images import ImageInputError, load_images
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-BUNDLED = ("parts-rn",)
+BUNDLED = ("parts-rn", "parts-vit")
 # recipes of decomviz.train that are not shipped, with the reason a user gets when asking for them
-NOT_BUNDLED = {"parts-vit": "its ViT recipe does not reach the 95 % zero-shot target within the 20-minute CPU "
-                            "training budget (see BENCHMARKS.md)"}
+NOT_BUNDLED = {"tiny-rn": "it is a 64-px recipe for tests and smoke runs"}
 DEFAULT_MODEL = "parts-rn"
 _TEXT_CACHE_SIZE = 4096
 

@@ -1,4 +1,4 @@
-"""`decomviz bench --quick` runs end to end on the bundled model and writes its JSON and markdown tables."""
+"""`decomviz bench --quick` runs end to end on both bundled models and writes its JSON and markdown tables."""
 import json
 import math
 
@@ -10,8 +10,10 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def test_bench_quick(tmp_path, capsys):
-    assert main(["bench", "--quick", "--models", "parts-rn", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["models"]) == {"parts-rn", "parts-vit"}
+    assert set(res["models"]["parts-vit"]["localisation"]) == set(res["models"]["parts-rn"]["localisation"])
     entry = res["models"]["parts-rn"]
     methods = {"decomcam", "decomcam (feature)", "decomcam (no integration)", "gradcam", "gradcam++", "layercam",
                "eigencam", "gscorecam", "scorecam"}
@@ -25,5 +27,5 @@ def test_bench_quick(tmp_path, capsys):
     assert {"default", "sign=both", "integration=feature", "center=False"} <= set(entry["ablations"])
     assert entry["speed"]["floor"] > 0 and entry["speed"]["decomcam_over_floor"] > 0
     md = (tmp_path / "results.md").read_text()
-    assert "| decomcam |" in md and "parts-rn" in md
+    assert "| decomcam |" in md and "### parts-rn" in md and "### parts-vit" in md
     assert "| decomcam |" in capsys.readouterr().out

@@ -134,8 +134,8 @@ def test_unknown_model_names(tmp_path):
     with pytest.raises(dv.ModelLoadError, match="open_clip_config.json"):
         dv.load_model("x", checkpoint=tmp_path)
     # a training recipe that is not shipped: say so, and how to train and load it
-    with pytest.raises(dv.ModelLoadError, match=r"'parts-vit' is not bundled.*decomviz train --model parts-vit"):
-        dv.load_model("parts-vit")
+    with pytest.raises(dv.ModelLoadError, match=r"'tiny-rn' is not bundled.*decomviz train --model tiny-rn"):
+        dv.load_model("tiny-rn")
 
 
 def test_checkpoint_files_load(tmp_path, tiny_dirs):
