@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from .attnpool import BlendedAttentionPool, is_attention_pool
 from .cam import CAM, _check_choice, _check_int, gaussian_blur, pair_score
 from .explanation import Explanation, combine_ossms, minmax
 from .models import CLIPModel
@@ -253,12 +254,28 @@ class DecomCAM(CAM):
         masks = minmax(ossms_lowres).reshape(B * T * K, h, w)
         image_of, prompt_of = _pair_index(B, T, K, ref.device)
 
-        def tail(raw):
-            with self._autocast():
-                return F.normalize(self.model.forward_from(self.layer, raw).float(), dim=-1)
+        pool = getattr(self.model.visual, "attnpool", None)
+        if self.layer == "visual.layer4" and pool is not None and is_attention_pool(pool):
+            # the tail is the attention pool alone: blend its projections instead of running it per mask
+            blended = BlendedAttentionPool(pool, tapped.tap.raw, ref_tap.raw)
 
-        emb = self._embed_batched(lambda i, j: tapped.tap.blend(image_of[i:j], ref_tap.raw, masks[i:j]),
-                                  B * T * K, embed=tail)
+            def make(i, j):
+                return image_of[i:j], masks[i:j]
+
+            def run(args):
+                return blended(*args)
+        else:
+            def make(i, j):
+                return tapped.tap.blend(image_of[i:j], ref_tap.raw, masks[i:j])
+
+            def run(raw):
+                return self.model.forward_from(self.layer, raw)
+
+        def tail(batch):
+            with self._autocast():
+                return F.normalize(run(batch).float(), dim=-1)
+
+        emb = self._embed_batched(make, B * T * K, embed=tail)
         scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
         return emb.reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
 

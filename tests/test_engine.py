@@ -297,3 +297,28 @@ def test_feature_integration(request, fixture, images):
     with torch.no_grad():
         emb = torch.nn.functional.normalize(model.forward_from(model.default_layer, blended), dim=-1)
     assert torch.allclose(emb, model.embed(x), atol=1e-4)
+
+
+def test_blended_attention_pool_equals_the_pool_on_each_blend(tiny_rn):
+    from decomviz.attnpool import BlendedAttentionPool
+    pool = tiny_rn.visual.attnpool
+    torch.manual_seed(0)
+    C = pool.positional_embedding.shape[1]
+    a, r = torch.randn(3, C, 4, 4), torch.randn(3, C, 4, 4)
+    index, masks = torch.tensor([2, 0, 0, 1, 2]), torch.rand(5, 4, 4)
+    masks[0] = 1.0   # all of a: the pool of a itself
+    masks[1] = 0.0   # all of r
+    with torch.no_grad():
+        want = pool(masks[:, None] * a[index] + (1 - masks[:, None]) * r[index])
+        got = BlendedAttentionPool(pool, a, r)(index, masks)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got[0], pool(a[2:3])[0], atol=1e-5)
+
+
+def test_feature_integration_fast_pool_matches_running_the_tail(tiny_rn, images, monkeypatch):
+    import decomviz.decomcam as decomcam_module
+    fast = dv.DecomCAM(tiny_rn, n_components=3, integration="feature")(images, PROMPTS)
+    monkeypatch.setattr(decomcam_module, "is_attention_pool", lambda module: False)   # the generic tail
+    slow = dv.DecomCAM(tiny_rn, n_components=3, integration="feature")(images, PROMPTS)
+    assert torch.allclose(fast.masked_scores, slow.masked_scores, atol=1e-5)
+    assert torch.allclose(fast.saliency, slow.saliency, atol=2e-3)   # maps of tiny score differences
