@@ -195,3 +195,25 @@ def test_bank_images_rerender_scenes_made_with_any_options(tiny_rn, tmp_path):
     shown = BankImages(bank).world
     for i in range(len(world)):
         assert np.array_equal(np.asarray(shown[i].image), np.asarray(world[i].image))
+
+
+def test_progress_turns_pair_counts_into_images():
+    from decomviz.analysis.extraction import _ImageProgress
+
+    class Bar:
+        n, postfix = 0, None
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, **kw):
+            self.postfix = kw
+
+    bar = Bar()
+    progress = _ImageProgress(bar)
+    progress.add(2)                        # two images that failed to load count as done
+    advance = progress.pairs_of(10)
+    advance(3, 6)
+    assert bar.n == 2 + 5
+    advance(6, 6)
+    assert bar.n == 2 + 10 and progress.done == 12 and "img_per_s" in bar.postfix

@@ -244,7 +244,7 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
                if f"{s:05d}" not in manifest["shards"] or not (out / manifest["shards"][f"{s:05d}"]["file"]).exists()]
     done_images = len(items) - sum(min(shard_size, len(items) - s * shard_size) for s in pending)
     bar = tqdm(total=len(items), initial=done_images, unit="img", desc="extract", disable=not progress)
-    t_start, n_done = time.perf_counter(), 0
+    images_done = _ImageProgress(bar)
     try:
         for s in pending:
             lo, hi = s * shard_size, min(len(items), (s + 1) * shard_size)
@@ -256,20 +256,9 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
             for batch in loader:
                 good += [it for it in batch if it.error is None]
                 failed += [{"id": it.id, "index": it.index, "error": it.error} for it in batch if it.error]
-            bar.update(len(failed))
-            n_done += len(failed)
-            shown = [0]
-
-            def advance(done_pairs, total_pairs, n_good=len(good)):
-                nonlocal n_done
-                now = n_good * done_pairs // total_pairs
-                bar.update(now - shown[0])
-                n_done += now - shown[0]
-                shown[0] = now
-                bar.set_postfix(img_per_s=f"{n_done / (time.perf_counter() - t_start):.1f}")
-
+            images_done.add(len(failed))
             columns = explain_batch(cam, good, prompts, header["part_vocabulary"], batch_size=batch_size,
-                                    progress=advance) if good else _concat([])
+                                    progress=images_done.pairs_of(len(good))) if good else _concat([])
             name = f"shard-{s:05d}.parquet"
             _write_shard(out / name, columns)
             manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo,
@@ -283,6 +272,29 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     finally:
         bar.close()
     return OSSMBank(out)
+
+
+class _ImageProgress:
+    """The extraction's bar counts images; within a shard, the engine reports pairs."""
+
+    def __init__(self, bar):
+        self.bar, self.done, self.start = bar, 0, time.perf_counter()
+
+    def add(self, n_images: int) -> None:
+        self.bar.update(n_images)
+        self.done += n_images
+        self.bar.set_postfix(img_per_s=f"{self.done / max(time.perf_counter() - self.start, 1e-9):.1f}")
+
+    def pairs_of(self, n_images: int) -> Callable[[int, int], None]:
+        """A ``progress(done_pairs, total_pairs)`` callback for a shard of ``n_images`` images."""
+        shown = 0
+
+        def advance(done_pairs: int, total_pairs: int) -> None:
+            nonlocal shown
+            now = n_images * done_pairs // total_pairs
+            self.add(now - shown)
+            shown = now
+        return advance
 
 
 def _write_shard(path: Path, columns: Dict[str, Any]) -> None:
