@@ -269,6 +269,14 @@ def test_select_and_figure(tiny_rn, images):
     assert np.allclose(np.asarray(heat[0].z), exp.saliency[1, 1].numpy())
 
 
+def test_figure_spectrum_ticks_stay_readable(tiny_rn, images):
+    exp = dv.DecomCAM(tiny_rn, n_components=12)(images[:1], PROMPTS[:1])
+    fig = exp.figure()
+    bar = next(tr for tr in fig.data if tr.type == "bar")
+    axis = fig.layout["xaxis" + bar.xaxis[1:]]
+    assert axis.dtick == 2 and axis.showticklabels            # 12 components: every other number
+
+
 @pytest.mark.parametrize("fixture", ["tiny_rn", "tiny_vit", "vitb16"])
 def test_forward_from_tap_equals_full_forward(request, fixture):
     model = request.getfixturevalue(fixture)

@@ -74,7 +74,9 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
             fig.update_yaxes(autorange="reversed", row=r, col=c)
     _hide_axes(fig)
     if K:
-        fig.update_xaxes(showticklabels=True, row=1, col=1 + spans[0] + spans[1])
+        # at most ~8 component numbers under the spectrum, which has a third of the figure's width
+        fig.update_xaxes(showticklabels=True, tick0=1, dtick=max(1, -(-exp.n_components // 8)),
+                         row=1, col=1 + spans[0] + spans[1])
         fig.update_yaxes(showticklabels=True, row=1, col=1 + spans[0] + spans[1])
     fig.update_annotations(font_size=11)
     score = "" if exp.base_score is None else f" · score {float(exp.base_score[b, t]):.4f}"
