@@ -179,7 +179,7 @@ def floor_seconds(model, x, text, K: int, repeats: int) -> float:
             h.remove()
         if K:
             with torch.no_grad():
-                model.embed(x.expand(K + 1, -1, -1, -1).contiguous())
+                model.embed(x.repeat(K + 1, 1, 1, 1))
     return timeit(run, repeats)
 
 
