@@ -53,6 +53,8 @@ def main(argv=None):
             "decomcam": dv.DecomCAM(model, n_components=K),
             "decomcam (no integration)": dv.DecomCAM(model, n_components=K, integration="none"),
             "decomcam (feature)": dv.DecomCAM(model, n_components=K, integration="feature"),
+            **({"decomcam (gesvda)": dv.DecomCAM(model, n_components=K, svd_driver="gesvda")}
+               if model.device.type == "cuda" else {}),
             "gradcam": dv.GradCAM(model), "gradcam++": dv.GradCAMPlusPlus(model), "layercam": dv.LayerCAM(model),
             "eigencam": dv.EigenCAM(model), "gscorecam": dv.GScoreCAM(model, batch_size=64),
             "scorecam": dv.ScoreCAM(model, batch_size=64),

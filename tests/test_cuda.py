@@ -69,3 +69,14 @@ def test_training_runs_on_the_gpu(tmp_path):
     assert all(np.isfinite(rec["losses"])) and len(rec["evals"]) == 2
     model, preprocess, _ = load_local(tmp_path / "gpu")          # saved from the GPU, loads on the CPU
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_approximate_svd_driver_agrees_with_the_default(pair):
+    _, gpu = pair
+    images = [make_image(4), make_image(5)]
+    exact = dv.DecomCAM(gpu, n_components=5)(images, PROMPTS)
+    fast = dv.DecomCAM(gpu, n_components=5, svd_driver="gesvda")(images, PROMPTS)
+    live = ~exact.flags["rank_deficient"]
+    assert torch.allclose(fast.singular_values, exact.singular_values, rtol=1e-3, atol=1e-6)
+    if bool(live.any()):
+        assert _corr(fast.ossms_lowres, exact.ossms_lowres) > 0.99

@@ -330,3 +330,10 @@ def test_feature_integration_fast_pool_matches_running_the_tail(tiny_rn, images,
     slow = dv.DecomCAM(tiny_rn, n_components=3, integration="feature")(images, PROMPTS)
     assert torch.allclose(fast.masked_scores, slow.masked_scores, atol=1e-5)
     assert torch.allclose(fast.saliency, slow.saliency, atol=2e-3)   # maps of tiny score differences
+
+
+def test_svd_driver_is_a_gpu_knob_ignored_on_the_cpu(tiny_rn, images):
+    default = dv.DecomCAM(tiny_rn, n_components=3)(images, PROMPTS)
+    gesvda = dv.DecomCAM(tiny_rn, n_components=3, svd_driver="gesvda")(images, PROMPTS)
+    assert torch.equal(default.singular_values, gesvda.singular_values) and torch.equal(default.saliency, gesvda.saliency)
+    assert gesvda.params["svd_driver"] == "gesvda"          # recorded in the protocol all the same
