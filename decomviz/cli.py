@@ -31,7 +31,7 @@ def make_method(name: str, model, **knobs):
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="bundled name (parts-rn) or an open_clip name (RN50, ...)")
+    p.add_argument("--model", default=None, help="bundled name (parts-rn, parts-vit) or an open_clip name (RN50, ...)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag (downloads once, then cached)")
     p.add_argument("--checkpoint", default=None, help="local weights file (.safetensors/.pt) or open_clip folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="report.html or explanation.npz")
 
     demo = sub.add_parser("demo", help="explain PartsWorld scenes with the bundled model; write an HTML report")
-    demo.add_argument("--model", default="parts-rn")
+    demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn or parts-vit")
     demo.add_argument("--scenes", type=int, default=4)
     demo.add_argument("--seed", type=int, default=2024)
     demo.add_argument("--device", default=None)
