@@ -1,4 +1,5 @@
-"""`decomviz bench`: localisation, faithfulness, part alignment, ablations and speed on PartsWorld.
+"""`decomviz bench`: localisation, faithfulness, part alignment, feature against pixel integration, ablations
+and speed on PartsWorld.
 
 Writes `results.json` and `results.md` into --out. `--quick` is the CI-sized run (a handful of scenes);
 the full run is what BENCHMARKS.md records.
@@ -145,6 +146,35 @@ def part_alignment(model, scenes, log) -> Dict[str, Dict]:
     return out
 
 
+def integration_agreement(model, scenes, log) -> Dict[str, float]:
+    """Feature-space against pixel-space integration on the same pairs. Both weigh the same OSSMs, so their
+    weights can be compared component by component, and their maps pixel by pixel."""
+    import decomviz as dv
+    pixel, feature = dv.DecomCAM(model), dv.DecomCAM(model, integration="feature")
+    acc = {"weight_correlation": [], "map_correlation": [], "same_top_component": [], "peaks_within_15px": []}
+    scale = model.image_size[0] / 224
+    for scene in scenes:
+        prompts = object_prompts(scene)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a, b = pixel(scene.image, prompts), feature(scene.image, prompts)
+        for t in range(len(prompts)):
+            wa, wb = a.weights[0, t], b.weights[0, t]
+            acc["same_top_component"].append(float(wa.argmax() == wb.argmax()))
+            if wa.std() > 0 and wb.std() > 0:
+                acc["weight_correlation"].append(float(torch.corrcoef(torch.stack([wa, wb]))[0, 1]))
+            sa, sb = a.saliency[0, t], b.saliency[0, t]
+            if sa.std() > 0 and sb.std() > 0:
+                acc["map_correlation"].append(float(torch.corrcoef(torch.stack([sa.flatten(), sb.flatten()]))[0, 1]))
+            W = sa.shape[-1]
+            pa, pb = divmod(int(sa.argmax()), W), divmod(int(sb.argmax()), W)
+            acc["peaks_within_15px"].append(float(np.hypot(pa[0] - pb[0], pa[1] - pb[1]) <= 15 * scale))
+    out = {k: float(np.mean(v)) if v else float("nan") for k, v in acc.items()}
+    out["pairs"] = len(acc["same_top_component"])
+    log("  " + "  ".join(f"{k} {v:.3f}" for k, v in out.items() if k != "pairs") + f"  ({out['pairs']} pairs)")
+    return out
+
+
 def ablations(model, scenes, log) -> Dict[str, Dict]:
     import decomviz as dv
     from .evaluation import localise
@@ -245,10 +275,20 @@ def _gradcam_package_speed(model, x, text, repeats) -> Dict[str, float]:
     return out
 
 
+SECTIONS = ("localisation", "part_alignment", "integration_agreement", "ablations", "speed")
+
+
 def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
-              scenes: int = None, device=None, log=None) -> Dict:
+              scenes: int = None, device=None, log=None, sections=None) -> Dict:
+    """Run the benchmark and write ``out/results.json`` and ``out/results.md``.
+
+    ``sections`` (a subset of :data:`SECTIONS`) reruns only those, on the scenes and settings recorded in an
+    existing ``out/results.json``, and updates it in place (e.g. the speed section after an engine change).
+    """
     import decomviz as dv
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    if sections is not None:
+        return _rerun_sections(models, sections, Path(out), device, log)
     models = tuple(dv.models.BUNDLED if models is None else models)
     cfg = dict(QUICK if quick else FULL)
     if scenes is not None:
@@ -256,34 +296,72 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    results = {"mode": "quick" if quick else "full", "config": cfg, "seed": seed,
-               "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                           "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    results = {"mode": "quick" if quick else "full", "config": cfg, "seed": seed, "machine": _machine(device),
                "models": {}}
     scene_list = _scenes(cfg["scenes"], seed)
     for name in models:
         model = dv.load_model(name, device=device)
-        log(f"[bench] {name}: localisation and faithfulness on {len(scene_list)} two-object scenes")
-        cams = make_methods(model)
-        entry = {"layer": model.default_layer,
-                 "localisation": localisation_and_faithfulness(model, cams, scene_list, cfg["steps"],
-                                                               cfg["scorecam_scenes"], log,
-                                                               cfg["faithfulness_scenes"])}
-        log(f"[bench] {name}: part alignment")
-        entry["part_alignment"] = part_alignment(model, scene_list[:cfg["part_scenes"]], log)
-        if name == models[0]:
-            log(f"[bench] {name}: ablations")
-            entry["ablations"] = ablations(model, scene_list[:cfg["ablation_scenes"]], log)
-        log(f"[bench] {name}: speed")
-        entry["speed"] = speed(model, cams, scene_list[0], cfg["speed_repeats"], log)
+        entry = {"layer": model.default_layer}
+        for section in SECTIONS:
+            if section != "ablations" or name == models[0]:
+                entry[section] = _section(section, model, name, scene_list, cfg, log)
         results["models"][name] = entry
     results["seconds"] = time.perf_counter() - t_start
+    _write(results, out, log)
+    return results
+
+
+def _section(section: str, model, name: str, scene_list, cfg: Dict, log):
+    log(f"[bench] {name}: {section.replace('_', ' ')}")
+    if section == "localisation":
+        return localisation_and_faithfulness(model, make_methods(model), scene_list, cfg["steps"],
+                                             cfg["scorecam_scenes"], log, cfg["faithfulness_scenes"])
+    if section == "part_alignment":
+        return part_alignment(model, scene_list[:cfg["part_scenes"]], log)
+    if section == "integration_agreement":
+        return integration_agreement(model, scene_list[:cfg["ablation_scenes"]], log)
+    if section == "ablations":
+        return ablations(model, scene_list[:cfg["ablation_scenes"]], log)
+    return speed(model, make_methods(model), scene_list[0], cfg["speed_repeats"], log)
+
+
+def _rerun_sections(models, sections, out: Path, device, log) -> Dict:
+    import decomviz as dv
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"Unknown bench section(s) {unknown}; choose from {', '.join(SECTIONS)}.")
+    path = out / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: rerunning sections updates an earlier run. Run "
+                                f"`decomviz bench --out {out}` first (or drop --sections).")
+    results = json.loads(path.read_text())
+    cfg = results["config"]
+    scene_list = _scenes(cfg["scenes"], results["seed"])
+    t_start = time.perf_counter()
+    for name in models or list(results["models"]):
+        model = dv.load_model(name, device=device)
+        entry = results["models"].setdefault(name, {"layer": model.default_layer})
+        for section in sections:
+            entry[section] = _section(section, model, name, scene_list, cfg, log)
+    results.setdefault("reruns", []).append({"sections": list(sections), "models": list(models or results["models"]),
+                                             "seconds": time.perf_counter() - t_start,
+                                             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                             "machine": _machine(device)})
+    _write(results, out, log)
+    return results
+
+
+def _machine(device) -> Dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _write(results: Dict, out: Path, log) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(to_markdown(results))
-    log(f"[bench] wrote {out / 'results.json'} and {out / 'results.md'} ({results['seconds']:.0f} s)")
-    return results
+    log(f"[bench] wrote {out / 'results.json'} and {out / 'results.md'}")
 
 
 def to_markdown(results: Dict) -> str:
@@ -303,6 +381,12 @@ def to_markdown(results: Dict) -> str:
         lines += ["", "| prompts | OSSM energy in best part | parts hit by an OSSM peak | OSSMs |", "|---|---|---|---|"]
         for kind, r in entry["part_alignment"].items():
             lines.append(f"| {kind} | {r['ossm_alignment']:.3f} | {r['part_coverage']:.3f} | {r['n_ossms']} |")
+        if "integration_agreement" in entry:
+            r = entry["integration_agreement"]
+            lines += ["", "| feature vs pixel integration | weight correlation | map correlation | same top component "
+                      "| peaks within 15 px | pairs |", "|---|---|---|---|---|---|",
+                      f"| | {r['weight_correlation']:.3f} | {r['map_correlation']:.3f} | {r['same_top_component']:.3f} "
+                      f"| {r['peaks_within_15px']:.3f} | {r['pairs']} |"]
         if "ablations" in entry:
             lines += ["", "| DecomCAM variant | pointing | energy | s/pair |", "|---|---|---|---|"]
             for v, r in entry["ablations"].items():
@@ -323,11 +407,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default="bench_results")
+    ap.add_argument("--sections", nargs="+", default=None, choices=SECTIONS,
+                    help="rerun only these sections of the run in --out and update its results")
     args = ap.parse_args(argv)
     with warnings.catch_warnings():
         # empty maps are counted in the localisation table ("empty maps"); one warning per call would drown the log
         warnings.filterwarnings("ignore", message="No component raised")
         res = run_bench(args.models, quick=args.quick, out=args.out, seed=args.seed, scenes=args.scenes,
-                        device=args.device)
+                        device=args.device, sections=args.sections)
     print(to_markdown(res))
     return 0

@@ -26,6 +26,21 @@ def test_bench_quick(tmp_path, capsys):
     assert set(entry["part_alignment"]) == {"object prompts", "part prompts"}
     assert {"default", "sign=both", "integration=feature", "center=False"} <= set(entry["ablations"])
     assert entry["speed"]["floor"] > 0 and entry["speed"]["decomcam_over_floor"] > 0
+    agree = entry["integration_agreement"]
+    assert agree["pairs"] > 0 and 0 <= agree["same_top_component"] <= 1 and -1 <= agree["map_correlation"] <= 1
+    assert "ablations" not in res["models"]["parts-vit"]           # the ablations run on the first model only
     md = (tmp_path / "results.md").read_text()
     assert "| decomcam |" in md and "### parts-rn" in md and "### parts-vit" in md
     assert "| decomcam |" in capsys.readouterr().out
+
+
+def test_bench_reruns_a_section_in_place(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="decomviz bench --out"):
+        main(["bench", "--sections", "speed", "--out", str(tmp_path)])
+    assert main(["bench", "--quick", "--models", "parts-rn", "--out", str(tmp_path)]) == 0
+    before = json.loads((tmp_path / "results.json").read_text())
+    assert main(["bench", "--sections", "integration_agreement", "--out", str(tmp_path)]) == 0
+    after = json.loads((tmp_path / "results.json").read_text())
+    assert after["reruns"][0]["sections"] == ["integration_agreement"] and after["reruns"][0]["models"] == ["parts-rn"]
+    assert after["models"]["parts-rn"]["localisation"] == before["models"]["parts-rn"]["localisation"]  # kept
+    assert after["config"] == before["config"] and "feature vs pixel" in (tmp_path / "results.md").read_text()
