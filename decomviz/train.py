@@ -424,7 +424,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
         "stages": stages,
-        "train_scenes": {"class": "PartsWorld", "n": steps * batch_size, "seed": "seed + 10000 * stage",
+        "train_scenes": {"class": "PartsWorld", "n": step * batch_size, "seed": "seed + 10000 * stage",
                          "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
