@@ -369,17 +369,19 @@ def to_markdown(results: Dict) -> str:
              f"machine: {results['machine']['processor']} ({results['machine']['device']}, "
              f"{results['machine']['torch_threads']} threads), torch {results['machine']['torch']}.", ""]
     for name, entry in results["models"].items():
-        lines += [f"### {name} (layer {entry['layer']})", "",
-                  "| method | pointing | energy | insertion AUC | deletion AUC | avg drop | increase | s/pair | pairs "
-                  "| faithfulness pairs | empty maps |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for m, r in entry["localisation"].items():
+        lines += [f"### {name} (layer {entry['layer']})"]
+        if "localisation" in entry:   # a model added by a rerun of other sections has only those
+            lines += ["", "| method | pointing | energy | insertion AUC | deletion AUC | avg drop | increase | s/pair "
+                      "| pairs | faithfulness pairs | empty maps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for m, r in entry.get("localisation", {}).items():
             lines.append(f"| {m} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | {r['insertion_auc']:.4f} | "
                          f"{r['deletion_auc']:.4f} | {r['average_drop']:.3f} | {r['increase_in_confidence']:.3f} | "
                          f"{r['seconds_per_pair']:.3f} | {r['pairs']} | {r.get('faithfulness_pairs', r['pairs'])} "
                          f"| {r.get('empty_maps', '')} |")
-        lines += ["", "| prompts | OSSM energy in best part | parts hit by an OSSM peak | OSSMs |", "|---|---|---|---|"]
-        for kind, r in entry["part_alignment"].items():
+        if "part_alignment" in entry:
+            lines += ["", "| prompts | OSSM energy in best part | parts hit by an OSSM peak | OSSMs |",
+                      "|---|---|---|---|"]
+        for kind, r in entry.get("part_alignment", {}).items():
             lines.append(f"| {kind} | {r['ossm_alignment']:.3f} | {r['part_coverage']:.3f} | {r['n_ossms']} |")
         if "integration_agreement" in entry:
             r = entry["integration_agreement"]
@@ -391,9 +393,9 @@ def to_markdown(results: Dict) -> str:
             lines += ["", "| DecomCAM variant | pointing | energy | s/pair |", "|---|---|---|---|"]
             for v, r in entry["ablations"].items():
                 lines.append(f"| {v} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | {r['seconds_per_pair']:.3f} |")
-        sp = entry["speed"]
-        lines += ["", "| speed (s per image-prompt pair) | s |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in sp.items()]
+        if "speed" in entry:
+            lines += ["", "| speed (s per image-prompt pair) | s |", "|---|---|"]
+            lines += [f"| {k} | {v:.3f} |" for k, v in entry["speed"].items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -404,16 +406,20 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
     ap.add_argument("--models", nargs="+", default=None, help="bundled model names (default: all of them)")
     ap.add_argument("--scenes", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=None, help="scene seed (default 7)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default="bench_results")
     ap.add_argument("--sections", nargs="+", default=None, choices=SECTIONS,
                     help="rerun only these sections of the run in --out and update its results")
     args = ap.parse_args(argv)
+    if args.sections and (args.quick or args.scenes is not None or args.seed is not None):
+        ap.error("--sections reruns with the settings recorded in --out's results.json; "
+                 "drop --quick, --scenes and --seed (or drop --sections for a new run).")
     with warnings.catch_warnings():
         # empty maps are counted in the localisation table ("empty maps"); one warning per call would drown the log
         warnings.filterwarnings("ignore", message="No component raised")
-        res = run_bench(args.models, quick=args.quick, out=args.out, seed=args.seed, scenes=args.scenes,
+        res = run_bench(args.models, quick=args.quick, out=args.out, seed=7 if args.seed is None else args.seed,
+                        scenes=args.scenes,
                         device=args.device, sections=args.sections)
     print(to_markdown(res))
     return 0

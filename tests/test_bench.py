@@ -44,3 +44,12 @@ def test_bench_reruns_a_section_in_place(tmp_path, capsys):
     assert after["reruns"][0]["sections"] == ["integration_agreement"] and after["reruns"][0]["models"] == ["parts-rn"]
     assert after["models"]["parts-rn"]["localisation"] == before["models"]["parts-rn"]["localisation"]  # kept
     assert after["config"] == before["config"] and "feature vs pixel" in (tmp_path / "results.md").read_text()
+    with pytest.raises(SystemExit):                                    # a rerun keeps the recorded settings
+        main(["bench", "--sections", "speed", "--quick", "--out", str(tmp_path)])
+    assert "drop --quick" in capsys.readouterr().err
+    # a model the run did not have gets only the rerun section, and the tables still render
+    results = json.loads((tmp_path / "results.json").read_text())
+    agree = results["models"]["parts-rn"]["integration_agreement"]
+    results["models"]["parts-rn-copy"] = {"layer": "visual.layer4", "integration_agreement": agree}
+    from decomviz.bench import to_markdown
+    assert "### parts-rn-copy" in to_markdown(results)
