@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import decomviz as dv
-from decomviz.bench import floor_seconds, timeit
+from decomviz.apps.bench import floor_seconds, timeit
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ import torch
 import decomviz as dv
 from decomviz.analysis.clusters import dominant_parts
 from decomviz.analysis.datasets import PartsWorldItems
-from decomviz.decomcam import ossm_pooled
+from decomviz.methods.decomcam import ossm_pooled
 
 
 def peak_rss_mb() -> float:

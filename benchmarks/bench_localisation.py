@@ -10,8 +10,8 @@ import time
 import warnings
 
 import decomviz as dv
-from decomviz.bench import _scenes
-from decomviz.evaluation import format_table, localise
+from decomviz.apps.evaluation import two_object_scenes
+from decomviz.apps.evaluation import format_table, localise
 
 
 def main(argv=None):
@@ -20,7 +20,7 @@ def main(argv=None):
     ap.add_argument("--scenes", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
-    scenes = _scenes(args.scenes, args.seed)
+    scenes = two_object_scenes(args.scenes, args.seed)
     for name in args.models:
         model = dv.load_model(name)
         cams = {"decomcam": dv.DecomCAM(model), "decomcam (no integration)": dv.DecomCAM(model, integration="none"),

@@ -1,18 +1,20 @@
-"""decomviz: DecomCAM saliency for CLIP-style models, made for notebooks."""
-__version__ = "0.1.0"
+"""decomviz: DecomCAM saliency for CLIP-style models, made for notebooks.
 
+This module is the public facade for users and applications; modules inside the library import from the
+module that defines a name, never from here.
+"""
+from ._version import __version__
 from .models import CLIPModel, LayerError, ModelLoadError, list_models, load_model
 from .images import ImageInputError
 from .explanation import Explanation
-from .cam import CAM
-from .decomcam import DecomCAM
-from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
+from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM,
+                      make_method)
 from . import metrics
 from .data import PartsWorld
 from .analysis import ComponentClusters, OSSMBank, extract
 
 __all__ = [
-    "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
+    "__version__", "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
-    "GScoreCAM", "metrics", "PartsWorld", "OSSMBank", "extract", "ComponentClusters",
+    "GScoreCAM", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract", "ComponentClusters",
 ]

@@ -9,6 +9,8 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import numpy as np
 import torch
 
+from .ops import atomic_write, minmax
+
 FORMAT_VERSION = 1
 
 # Array fields, with the shape each holds (B images, T prompts, K components, P channels, C all channels,
@@ -176,10 +178,8 @@ class Explanation:
             arrays[f"flag__{name}"] = val.detach().cpu().numpy()
         meta = {"format": FORMAT_VERSION, "method": self.method, "prompts": self.prompts, "params": self.params}
         arrays["__meta__"] = np.array(json.dumps(meta))
-        path = os.fspath(path)
-        tmp = path + ".tmp.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_write(path, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **arrays)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Explanation":
@@ -195,14 +195,6 @@ class Explanation:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"'{path}' has format {meta.get('format')}, this decomviz reads {FORMAT_VERSION}.")
         return cls(method=meta["method"], prompts=list(meta["prompts"]), params=meta["params"], flags=flags, **kw)
-
-
-def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Min-max normalise over the last two dims; a constant map becomes all zeros (never NaN)."""
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    hi = maps.amax(dim=(-2, -1), keepdim=True)
-    span = hi - lo
-    return torch.where(span > eps, (maps - lo) / span.clamp_min(eps), torch.zeros_like(maps))
 
 
 def combine_ossms(ossms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -111,3 +111,15 @@ def _array_to_rgb(arr: np.ndarray) -> Image.Image:
     if out.shape[-1] == 4:
         return _pil_to_rgb(Image.fromarray(np.ascontiguousarray(out), "RGBA"))
     return Image.fromarray(np.ascontiguousarray(out), "RGB")
+
+
+def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BICUBIC) -> np.ndarray:
+    """Resize the shorter side to ``size`` (H, W) and centre-crop, as CLIP's preprocessing does; (H, W, 3) uint8."""
+    H, W = size
+    w, h = im.size
+    scale = max(H / h, W / w)
+    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), resample, reducing_gap=3.0 if scale < 0.5 else None)
+    left, top = (nw - W) // 2, (nh - H) // 2
+    return np.asarray(im.crop((left, top, left + W, top + H)), dtype=np.uint8)

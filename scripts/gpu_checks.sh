@@ -14,6 +14,6 @@ $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_te
 $PY benchmarks/bench_engine.py --device cuda --models RN50 ViT-B-16 parts-rn --repeats 5 2>&1 | tee "$OUT/bench_engine_cuda.log"
 left=$(( BUDGET - ($(date +%s) - start) - 60 ))
 echo "training parts-vit for $left s"
-$PY -m decomviz.train --model parts-vit --device cuda --workers $(( $(nproc) - 1 )) --threads 4 --eval-every 500 \
+$PY -m decomviz.apps.train.cli --model parts-vit --device cuda --workers $(( $(nproc) - 1 )) --threads 4 --eval-every 500 \
     --no-progress --max-minutes "$($PY -c "print(max(1, $left) / 60)")" --out "$OUT/parts-vit" 2>&1 | tee "$OUT/train_vit.log"
 echo "total $(( $(date +%s) - start )) s"

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from decomviz.cli import main
+from decomviz.apps.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -51,5 +51,5 @@ def test_bench_reruns_a_section_in_place(tmp_path, capsys):
     results = json.loads((tmp_path / "results.json").read_text())
     agree = results["models"]["parts-rn"]["integration_agreement"]
     results["models"]["parts-rn-copy"] = {"layer": "visual.layer4", "integration_agreement": agree}
-    from decomviz.bench import to_markdown
+    from decomviz.apps.bench import to_markdown
     assert "### parts-rn-copy" in to_markdown(results)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import decomviz as dv
-from decomviz.cli import main
+from decomviz.apps.cli import main
 from tests.conftest import make_image
 
 
@@ -56,7 +56,7 @@ def test_explain_bad_input_exits_2_with_message(image_path, tmp_path, tiny_dirs,
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "decomviz.cli", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "decomviz.apps.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "explain" in out.stdout and "demo" in out.stdout
 
 

@@ -62,7 +62,7 @@ def test_gpu_memory_returns_to_start(pair):
 
 
 def test_training_runs_on_the_gpu(tmp_path):
-    from decomviz.train import load_local, train
+    from decomviz.apps.train import load_local, train
     rec = train("tiny-rn", steps=12, batch_size=8, seed=0, out=tmp_path / "gpu", eval_every=6, progress=False,
                 workers=0, final_eval=False, device="cuda")
     assert rec["device"] == torch.cuda.get_device_name() and len(rec["losses"]) == 12

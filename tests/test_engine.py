@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import decomviz as dv
-from decomviz.cam import clip_score
-from decomviz.decomcam import decompose, integration_weights
+from decomviz.ops import clip_score
+from decomviz.methods.decomcam import decompose, integration_weights
 from decomviz.explanation import combine_ossms
-from decomviz.taps import hook_count, tap
+from decomviz.models.taps import hook_count, tap
 from tests.conftest import make_image
 
 PROMPTS = ["a red circle", "a blue square"]
@@ -308,7 +308,7 @@ def test_feature_integration(request, fixture, images):
 
 
 def test_blended_attention_pool_equals_the_pool_on_each_blend(tiny_rn):
-    from decomviz.attnpool import BlendedAttentionPool
+    from decomviz.models.attnpool import BlendedAttentionPool
     pool = tiny_rn.visual.attnpool
     torch.manual_seed(0)
     C = pool.positional_embedding.shape[1]
@@ -324,7 +324,7 @@ def test_blended_attention_pool_equals_the_pool_on_each_blend(tiny_rn):
 
 
 def test_feature_integration_fast_pool_matches_running_the_tail(tiny_rn, images, monkeypatch):
-    import decomviz.decomcam as decomcam_module
+    import decomviz.methods.decomcam as decomcam_module
     fast = dv.DecomCAM(tiny_rn, n_components=3, integration="feature")(images, PROMPTS)
     monkeypatch.setattr(decomcam_module, "is_attention_pool", lambda module: False)   # the generic tail
     slow = dv.DecomCAM(tiny_rn, n_components=3, integration="feature")(images, PROMPTS)

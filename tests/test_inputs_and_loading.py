@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import decomviz as dv
-from decomviz.taps import hook_count
+from decomviz.models.taps import hook_count
 from tests.conftest import TINY_RN, make_image
 
 

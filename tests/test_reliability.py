@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import decomviz as dv
-from decomviz.taps import hook_count
+from decomviz.models.taps import hook_count
 from tests.conftest import make_image
 from tests.test_extract import _assert_same_bank
 

@@ -12,7 +12,9 @@ open_clip = pytest.importorskip("open_clip")
 
 from decomviz.data import PartsWorld  # noqa: E402
 from decomviz.models import BUNDLED  # noqa: E402
-from decomviz.train import ASSETS, RECIPES, load_local, main, train, training_caption, zero_shot_accuracy  # noqa: E402
+from decomviz.apps.train import RECIPES, load_local, train, training_caption, zero_shot_accuracy  # noqa: E402
+from decomviz.apps.train.cli import main  # noqa: E402
+from decomviz.models import ASSETS  # noqa: E402
 
 
 def test_training_captions_mix_levels_and_stay_true():

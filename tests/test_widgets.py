@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import decomviz as dv
-from decomviz.cam import clip_score, gaussian_blur
+from decomviz.ops import clip_score, gaussian_blur
 from decomviz.viz import figures as F
 from decomviz.widgets import ComponentScrubber, Explorer, StepThrough
 from decomviz.widgets._common import decode_upload, default_gallery, parse_prompts

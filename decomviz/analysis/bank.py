@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .extraction import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
+from .schema import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
 
 
 class OSSMBank:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -17,13 +16,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..decomcam import DecomCAM
-from ..models import _resize_center_crop
+from .._version import __version__
+from ..images import resize_center_crop
+from ..methods.decomcam import DecomCAM
+from ..ops import atomic_write
+from .bank import OSSMBank
 from .datasets import Item, as_items, resolve_prompts
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-VECTOR_COLUMNS = ("ossm", "embedding", "pooled", "loading", "part_overlap")
+from .schema import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
 
 
 def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarray]:
@@ -38,7 +37,7 @@ def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarra
             continue
         if mask.shape != (H, W):
             im = Image.fromarray(mask.astype(np.uint8) * 255)
-            mask = _resize_center_crop(im, (H, W), Image.NEAREST) > 127
+            mask = resize_center_crop(im, (H, W), Image.NEAREST) > 127
         out[v] = mask
     return out
 
@@ -175,14 +174,12 @@ def _concat(batches: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def _protocol(cam: DecomCAM) -> Dict[str, Any]:
     import open_clip
-    from .. import __version__
     return {"method": cam.method, **cam.get_params(), "model": cam.model.name, "model_source": cam.model.source,
             "image_size": list(cam.model.image_size),
             "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}}
@@ -211,7 +208,6 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
-    from .bank import OSSMBank
 
     if not isinstance(cam, DecomCAM) or cam.integration != "pixel":
         raise TypeError("extract needs a dv.DecomCAM with pixel integration (it stores OSSMs, weights and the "
@@ -299,12 +295,10 @@ class _ImageProgress:
 
 def _write_shard(path: Path, columns: Dict[str, Any]) -> None:
     import pyarrow.parquet as pq
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        pq.write_table(_to_table(columns), tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            pq.write_table(_to_table(columns), tmp)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         raise OSError(err.errno, f"Writing {path.name} failed: {reason}. The shards completed so far are intact; "
                                  "free space (or choose another out=) and rerun to resume.") from None

@@ -165,18 +165,18 @@ class BankImages:
 
     def _crop(self, image) -> np.ndarray:
         from PIL import Image
-        from ..models import _resize_center_crop
+        from ..images import resize_center_crop
         im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
         if self.size is None:
             return np.asarray(im.convert("RGB"), np.uint8)
-        return _resize_center_crop(im.convert("RGB"), self.size, Image.BICUBIC)
+        return resize_center_crop(im.convert("RGB"), self.size, Image.BICUBIC)
 
     def _crop_mask(self, mask: np.ndarray) -> np.ndarray:
         from PIL import Image
-        from ..models import _resize_center_crop
+        from ..images import resize_center_crop
         if self.size is None or mask.shape == tuple(self.size):
             return mask
-        return _resize_center_crop(Image.fromarray(mask.astype(np.uint8) * 255), self.size, Image.NEAREST) > 127
+        return resize_center_crop(Image.fromarray(mask.astype(np.uint8) * 255), self.size, Image.NEAREST) > 127
 
     def pixels(self, i: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of image `i` as the model saw it."""

@@ -1,15 +1,15 @@
 """Plotly figure builders: data in, figure out, no state. They read an Explanation, never recompute it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-if TYPE_CHECKING:
-    from ..explanation import Explanation
+from ..ops import minmax_np, upsample_np
+
 
 HEAT = "Turbo"
 STRIP_SIZE = 112  # OSSM thumbnails are drawn at this resolution to keep figures light
@@ -115,7 +115,7 @@ def spectrum_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figu
     return fig
 
 
-def comparison_figure(explanations: Dict[str, "Explanation"], image: int = 0, prompt: Union[int, str] = 0,
+def comparison_figure(explanations: Dict[str, object], image: int = 0, prompt: Union[int, str] = 0,
                       opacity: float = 0.5) -> go.Figure:
     """Several methods side by side on one (image, prompt) pair."""
     names = list(explanations)
@@ -249,13 +249,6 @@ def scrubber_figure(exp, image: int = 0, prompt: Union[int, str] = 0, selected: 
     return fig
 
 
-def minmax_np(m: np.ndarray) -> np.ndarray:
-    """Min-max normalisation of one map (a constant map becomes zeros)."""
-    m = np.asarray(m, dtype=np.float64)
-    lo, hi = m.min(), m.max()
-    return (m - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(m)
-
-
 def masked_input_pixels(exp, image: int = 0, prompt: Union[int, str] = 0) -> np.ndarray:
     """The masked inputs x_k = M_k x + (1 - M_k) r of one pair, rebuilt in pixel space (K, H, W, 3) uint8.
 
@@ -301,7 +294,7 @@ def kept_channels_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opaci
     P = exp.channels.shape[-1] if exp.channels is not None else "P"
     gc = _np(exp.gradcam_lowres[b, t]).astype(float)
     pixels = _np(exp.images[b])
-    up = _upsample_np(np.clip(gc, 0, None), pixels.shape[:2])
+    up = upsample_np(np.clip(gc, 0, None), pixels.shape[:2])
     h, w = gc.shape
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06,
                         subplot_titles=[f"Σ over the {P} kept channels of α_c·A_c ({h}×{w} grid)",
@@ -317,12 +310,6 @@ def kept_channels_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opaci
     fig.update_layout(height=400, width=800, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
                       plot_bgcolor="white")
     return fig
-
-
-def _upsample_np(m: np.ndarray, size) -> np.ndarray:
-    import torch.nn.functional as F
-    t = torch.as_tensor(np.asarray(m, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def svd_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figure:
@@ -441,7 +428,7 @@ def final_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opacity: floa
     panels = [("DecomCAM: ReLU(Σ w_k·OSSM_k), scaled to [0, 1]", _np(exp.saliency[b, t]))]
     if exp.gradcam_lowres is not None:
         gc = np.clip(_np(exp.gradcam_lowres[b, t]).astype(float), 0, None)
-        panels.append(("Grad-CAM (kept channels), to compare", minmax_np(_upsample_np(gc, pixels.shape[:2]))))
+        panels.append(("Grad-CAM (kept channels), to compare", minmax_np(upsample_np(gc, pixels.shape[:2]))))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.03)
     for i, (name, heat) in enumerate(panels):
         for tr in overlay_traces(pixels, np.round(heat.astype(np.float64), 4), opacity, showscale=(i == 0),

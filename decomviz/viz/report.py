@@ -7,6 +7,8 @@ from typing import Iterable, Optional, Union
 
 import plotly.io as pio
 
+from ..ops import atomic_write
+
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}} pre{{background:#f5f5f5;padding:12px;
@@ -33,8 +35,6 @@ def write_report(path: Union[str, os.PathLike], figures: Iterable, title: str, *
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot write the report: folder '{folder}' does not exist.")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
     return path

@@ -12,17 +12,24 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..baselines import METHODS
-from ..decomcam import DecomCAM
+from ..methods.registry import METHODS, all_knobs, method_spec
+
 from ..explanation import Explanation
 from ..images import ImageInputError, to_rgb
 from ..viz.figures import comparison_figure, explanation_figure, spectrum_figure
+from .knob_panel import KnobPanel
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png
 
-#: Method names as shown, by key. "decomcam" first, then the baselines of `decomviz.baselines.METHODS`.
-METHOD_LABELS = {"decomcam": "DecomCAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM",
-                 "eigencam": "EigenCAM", "scorecam": "Score-CAM", "gscorecam": "gScoreCAM"}
-KNOBS = ("layer", "n_components", "top_channels", "blur_sigma", "center", "sign", "score")
+#: Method names as shown, by registry name (`decomviz.methods.registry.METHODS`).
+METHOD_LABELS = {name: spec.label for name, spec in METHODS.items()}
+
+
+def _defaults() -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for spec in METHODS.values():
+        for k, v in spec.defaults.items():
+            out.setdefault(k, v)
+    return out
 
 
 class _Superseded(Exception):
@@ -105,21 +112,7 @@ class Explorer(widgets.VBox):
             options=[(v, k) for k, v in METHOD_LABELS.items()], value=(), rows=4,
             description="side by side", style=wide, layout=widgets.Layout(width="380px"),
             tooltip="also run these methods and show all maps side by side (ctrl/cmd-click to pick several)")
-        self.layer_dropdown = widgets.Dropdown(options=list(model.layers), value=model.default_layer,
-                                               description="layer", style=wide, layout=widgets.Layout(width="380px"))
-        self.k_slider = widgets.IntSlider(value=10, min=1, max=32, description="K components", style=wide,
-                                          continuous_update=False, layout=widgets.Layout(width="380px"))
-        self.p_box = widgets.BoundedIntText(value=500, min=1, max=100_000, description="P channels", style=wide,
-                                            layout=widgets.Layout(width="220px"))
-        self.blur_slider = widgets.FloatSlider(value=10.0, min=0.5, max=40.0, step=0.5, description="blur σ (px)",
-                                               style=wide, continuous_update=False,
-                                               layout=widgets.Layout(width="380px"))
-        self.center_box = widgets.Checkbox(value=True, description="centre columns of X (PCA)", indent=False)
-        self.sign_dropdown = widgets.Dropdown(options=[("orient by Grad-CAM", "gradcam"), ("try both signs", "both")],
-                                              value="gradcam", description="sign rule", style=wide,
-                                              layout=widgets.Layout(width="380px"))
-        self.score_dropdown = widgets.Dropdown(options=["cosine", "logit", "softmax"], value="cosine",
-                                               description="score", style=wide, layout=widgets.Layout(width="380px"))
+        self.knob_panel = KnobPanel(all_knobs(), _defaults(), model)
         self.run_button = widgets.Button(description="Run", button_style="primary",
                                          tooltip="explain the image (a new run replaces one in progress)",
                                          layout=widgets.Layout(width="120px"))
@@ -138,9 +131,7 @@ class Explorer(widgets.VBox):
         self.method_dropdown.observe(lambda c: self._update_knob_visibility(), names="value")
         self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
 
-        knobs = widgets.VBox([self.layer_dropdown, self.score_dropdown, self.k_slider, self.p_box, self.blur_slider,
-                              self.sign_dropdown, self.center_box])
-        self.knobs_box = widgets.Accordion([knobs], titles=("knobs",), selected_index=None,
+        self.knobs_box = widgets.Accordion([self.knob_panel.box], titles=("knobs",), selected_index=None,
                                            layout=widgets.Layout(width="400px"))
         left = widgets.VBox([self.image_dropdown, self.upload,
                              widgets.HBox([self.preview, self.image_label], layout=widgets.Layout(align_items="center"))])
@@ -238,24 +229,13 @@ class Explorer(widgets.VBox):
         self.compare_select.value = tuple(methods)
 
     def set_knobs(self, **knobs) -> None:
-        """layer, n_components, top_channels, blur_sigma, center, sign, score."""
-        targets = {"layer": self.layer_dropdown, "n_components": self.k_slider, "top_channels": self.p_box,
-                   "blur_sigma": self.blur_slider, "center": self.center_box, "sign": self.sign_dropdown,
-                   "score": self.score_dropdown}
-        for key, value in knobs.items():
-            if key not in targets:
-                raise ValueError(f"Unknown knob {key!r}; knobs are {', '.join(KNOBS)}.")
-            w = targets[key]
-            if hasattr(w, "min") and isinstance(value, (int, float)):  # widen a slider's range rather than clip;
-                w.max, w.min = max(w.max, value), min(w.min, value)   # the run then validates the value
-            w.value = value
+        """Set knobs by name (any knob of any registered method; see ``knob_panel.knobs``)."""
+        self.knob_panel.set(**knobs)
 
     @property
     def knobs(self) -> Dict[str, Any]:
-        return {"layer": self.layer_dropdown.value, "n_components": int(self.k_slider.value),
-                "top_channels": int(self.p_box.value), "blur_sigma": float(self.blur_slider.value),
-                "center": bool(self.center_box.value), "sign": self.sign_dropdown.value,
-                "score": self.score_dropdown.value}
+        """The value of every knob widget, by name."""
+        return self.knob_panel.values
 
     @property
     def methods(self) -> List[str]:
@@ -263,13 +243,10 @@ class Explorer(widgets.VBox):
         return list(dict.fromkeys([self.method_dropdown.value, *self.compare_select.value]))
 
     def make_cam(self, method: str, knobs: Optional[Dict[str, Any]] = None):
-        """The CAM object a run uses for `method` with the current knobs (validates them)."""
-        k = dict(self.knobs if knobs is None else knobs)
-        common = {"layer": k["layer"], "score": k["score"]}
-        if method == "decomcam":
-            return DecomCAM(self.model, n_components=k["n_components"], top_channels=k["top_channels"],
-                            center=k["center"], sign=k["sign"], blur_sigma=k["blur_sigma"], **common)
-        return METHODS[method](self.model, **common)
+        """The CAM object a run uses for `method`, given every knob it takes (validates them)."""
+        k = self.knobs if knobs is None else knobs
+        spec = method_spec(method)
+        return spec.make(self.model, **{n: v for n, v in k.items() if n in spec.knobs})
 
     # ------------------------------------------------------------------ running
     @property
@@ -495,9 +472,7 @@ class Explorer(widgets.VBox):
             self._prompts_auto = False
 
     def _update_knob_visibility(self) -> None:
-        uses_decom = "decomcam" in self.methods
-        for w in (self.k_slider, self.p_box, self.blur_slider, self.sign_dropdown, self.center_box):
-            w.disabled = not uses_decom
+        self.knob_panel.enable_only(all_knobs(self.methods))
 
 
 _FLAG_TEXT = {

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..explanation import Explanation
+from ..ops import blurred_reference, score_masked
 from ..viz.figures import KEPT_COLOR, OTHER_COLOR, scrubber_figure
 from ._common import message_html
 
@@ -244,9 +245,6 @@ class ComponentScrubber(widgets.VBox):
         """s(M x + (1 - M) r, t) for a mask M (H, W) in [0, 1] (default: the current combination)."""
         if self.model is None:
             raise RuntimeError("This scrubber has no model: create it with ComponentScrubber(exp, model=model).")
-        from ..cam import clip_score, gaussian_blur
-        from ..decomcam import REFERENCE_SIZE
-
         model = self.model
         params = self.explanation.params
         m = self.combination() if mask is None else np.asarray(mask, dtype=np.float32)
@@ -254,14 +252,12 @@ class ComponentScrubber(widgets.VBox):
         if tuple(x.shape[-2:]) != tuple(m.shape):
             raise ValueError(f"The explanation's images are {m.shape[1]}x{m.shape[0]} but this model takes "
                              f"{x.shape[-1]}x{x.shape[-2]}: measure with the model that made the explanation.")
-        sigma = float(params.get("blur_sigma", 10.0)) * x.shape[-1] / REFERENCE_SIZE
-        ref = gaussian_blur(x, sigma)
+        ref = blurred_reference(x, float(params.get("blur_sigma", 10.0)))
         M = torch.as_tensor(m, dtype=x.dtype, device=x.device)[None, None]
-        with torch.no_grad():
-            emb = model.embed(M * x + (1 - M) * ref)
-            text = model.encode_text(self.explanation.prompts)  # all prompts: softmax scores need them
-            score = clip_score(emb, text, params.get("score", "cosine"), model.logit_scale)[0, self.prompt_index]
-        return float(score)
+        text = model.encode_text(self.explanation.prompts)  # all prompts: softmax scores need them
+        zero = torch.zeros(1, dtype=torch.long, device=x.device)
+        score = score_masked(model, x, ref, M, zero, text, zero + self.prompt_index, params.get("score", "cosine"))
+        return float(score[0])
 
     def measure(self) -> Dict[str, float]:
         """Score the image masked by the current combination; show it beside the full and reference scores.

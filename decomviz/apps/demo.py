@@ -10,17 +10,18 @@ from .evaluation import PART_TEMPLATE, format_table, localise
 
 def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: str = "demo_report.html",
              device=None) -> int:
-    import decomviz as dv
-    from .data import PartsWorld
-    from .viz.figures import comparison_figure
-    from .viz.report import write_report
+    from ..data import PartsWorld
+    from ..methods.registry import make_method
+    from ..models import load_model
+    from ..viz.figures import comparison_figure
+    from ..viz.report import write_report
 
     if n_scenes < 1:
         raise ValueError(f"--scenes must be at least 1, got {n_scenes}.")
     t0 = time.perf_counter()
-    clip = dv.load_model(model, device=device)
+    clip = load_model(model, device=device)
     print(f"[decomviz] loaded {clip.name} from {clip.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    cams = {"decomcam": dv.DecomCAM(clip), "gradcam": dv.GradCAM(clip), "layercam": dv.LayerCAM(clip)}
+    cams = {name: make_method(name, clip) for name in ("decomcam", "gradcam", "layercam")}
     world = PartsWorld(n_scenes, seed=seed, n_objects=2)
     figures = []
 

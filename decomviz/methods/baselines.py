@@ -9,8 +9,10 @@ from typing import Optional
 
 import torch
 
-from .cam import CAM, _check_int
-from .explanation import Explanation, minmax
+from ..explanation import Explanation
+from ..knobs import Knob
+from ..ops import minmax, upsample
+from .base import CAM
 
 
 class GradCAM(CAM):
@@ -103,7 +105,7 @@ class ScoreCAM(CAM):
         used = torch.zeros(B, C, dtype=torch.bool, device=x.device)
         used.scatter_(1, channels.reshape(B, -1), True)
         image_of, channel_of = used.nonzero(as_tuple=True)  # the distinct (image, channel) masks
-        masks = minmax(self._upsample(A, x.shape[-2:]))  # (B, C, H, W)
+        masks = minmax(upsample(A, x.shape[-2:]))  # (B, C, H, W)
 
         def batch(i, j):
             b, c = image_of[i:j], channel_of[i:j]
@@ -124,11 +126,13 @@ class GScoreCAM(ScoreCAM):
 
     method = "gscorecam"
     uses_gradients = True
+    _knobs = (Knob("top_channels", "int", "channels kept by largest Grad-CAM weight alpha_c (clipped to the layer's "
+                   "channel count)", low=1, widget=(1, 2048, 1)),)
 
     def __init__(self, model, top_channels: int = 300, layer: Optional[str] = None, score: str = "cosine",
                  batch_size: int = 32, autocast: Optional[str] = None):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast)
-        self.top_channels = _check_int("top_channels", top_channels)
+        self._set_knobs(top_channels=top_channels)
 
     def _explain(self, x, text, prompts) -> Explanation:
         t = self._tapped(x, text)
@@ -137,5 +141,3 @@ class GScoreCAM(ScoreCAM):
         channels = alpha.topk(k, dim=-1).indices
         return self._score_channels(x, text, prompts, t, channels)
 
-
-METHODS = {cls.method: cls for cls in (GradCAM, GradCAMPlusPlus, LayerCAM, EigenCAM, ScoreCAM, GScoreCAM)}

@@ -5,36 +5,21 @@ A method is a subclass with one call signature, ``method(images, prompts) -> Exp
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .explanation import Explanation, minmax
-from .models import CLIPModel
-from .taps import Tap, tap
+from ..explanation import Explanation
+from ..knobs import Knob, check_declared, knobs_of
+from ..models import CLIPModel
+from ..models.taps import Tap, tap
+from ..ops import clip_score, embed_batched, minmax, upsample
 
 SCORES = ("cosine", "logit", "softmax")
 AUTOCAST = (None, "bf16", "fp16")
-
-
-def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor, kind: str, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Scores (..., T) of normalised image embeddings (..., D) against every prompt (T, D)."""
-    cos = image_emb @ text_emb.T
-    if kind == "cosine":
-        return cos
-    logits = logit_scale * cos
-    return logits if kind == "logit" else logits.softmax(dim=-1)
-
-
-def pair_score(image_emb: torch.Tensor, text_emb: torch.Tensor, prompt_index: torch.Tensor, kind: str,
-               logit_scale: torch.Tensor) -> torch.Tensor:
-    """Score of each embedding (N, D) against its own prompt (N,), softmax taken over all prompts."""
-    return clip_score(image_emb, text_emb, kind, logit_scale).gather(-1, prompt_index[:, None])[:, 0]
 
 
 @dataclass
@@ -47,20 +32,11 @@ class Tapped:
     tap: Optional[Tap] = None  # the raw layer output, in the tower's layout (detached)
 
 
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_choice(name: str, value, choices: Sequence) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
-    return value
-
-
 class CAM:
-    """Base class: holds the model and the shared knobs; subclasses implement `_explain`.
+    """Base class of every attribution method: holds the model and the knobs; subclasses implement `_explain`.
+
+    A method declares its knobs in ``_knobs`` (see `decomviz.knobs`); the constructor validates them through
+    `_set_knobs`, and `get_params` returns them.
 
     Parameters
     ----------
@@ -73,16 +49,34 @@ class CAM:
 
     method = "cam"
     uses_gradients = True
+    _knobs = (
+        Knob("layer", "layer", "layer to tap (see model.layers); default: the model's default layer"),
+        Knob("score", "choice", "what is explained: cosine similarity, the logit, or the softmax over the prompts "
+             "given together", choices=SCORES),
+        Knob("batch_size", "int", "images per forward pass of the image tower", low=1, widget=(1, 256, 1),
+             advanced=True),
+        Knob("autocast", "choice", "reduced precision for the towers (the decompositions stay fp32)",
+             choices=AUTOCAST, advanced=True),
+    )
 
     def __init__(self, model: CLIPModel, layer: Optional[str] = None, score: str = "cosine",
                  batch_size: int = 32, autocast: Optional[str] = None):
         if not isinstance(model, CLIPModel):
             raise TypeError(f"model must be a decomviz CLIPModel (from dv.load_model()), got {type(model).__name__}.")
         self.model = model
-        self.layer = model.resolve_layer(layer)
-        self.score = _check_choice("score", score, SCORES)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.autocast = _check_choice("autocast", autocast, AUTOCAST)
+        self._set_knobs(layer=layer, score=score, batch_size=batch_size, autocast=autocast)
+
+    def _set_knobs(self, **values) -> None:
+        """Validate knob values against their declarations and set them as attributes."""
+        check_declared(type(self), list(values))
+        declared = knobs_of(type(self))
+        for name, value in values.items():
+            setattr(self, name, declared[name].validate(value, self.model))
+
+    @classmethod
+    def knobs(cls) -> Dict[str, Knob]:
+        """The knobs this method takes, by name."""
+        return knobs_of(cls)
 
     def __repr__(self) -> str:
         knobs = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -90,12 +84,7 @@ class CAM:
 
     def get_params(self) -> Dict[str, Any]:
         """The knobs (sklearn style), without the model."""
-        import inspect
-        names = []
-        for cls in type(self).__mro__:
-            if "__init__" in cls.__dict__:
-                names += [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "model", "kwargs")]
-        return {n: getattr(self, n) for n in dict.fromkeys(names) if hasattr(self, n)}
+        return {name: getattr(self, name) for name in knobs_of(type(self))}
 
     # ----------------------------------------------------------------- the call
     def __call__(self, images: Any, prompts: Union[str, Sequence[str]]) -> Explanation:
@@ -114,7 +103,7 @@ class CAM:
 
     def protocol(self, x: torch.Tensor, seconds: float) -> Dict[str, Any]:
         import open_clip
-        from . import __version__
+        from .._version import __version__
         return {
             "method": self.method, **self.get_params(),
             "model": self.model.name, "pretrained": self.model.pretrained, "model_source": self.model.source,
@@ -135,12 +124,10 @@ class CAM:
         with self._autocast():
             return self.model.embed(x)
 
-    @torch.no_grad()
     def _embed_batched(self, make_batch, n: int, embed=None) -> torch.Tensor:
-        """Embeddings of n inputs produced chunk by chunk by ``make_batch(start, stop)`` and passed to
-        ``embed`` (default: the whole image tower)."""
-        embed = embed or self._embed
-        return torch.cat([embed(make_batch(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)])
+        """Embeddings of n inputs made chunk by chunk by ``make_batch(start, stop)`` (see `ops.embed_batched`)
+        and passed to ``embed`` (default: the whole image tower)."""
+        return embed_batched(embed or self._embed, make_batch, n, self.batch_size)
 
     def _scores(self, emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return clip_score(emb, text, self.score, self.model.logit_scale)
@@ -168,34 +155,11 @@ class CAM:
         t.raw = t.raw.detach()
         return Tapped(acts.detach(), None if grads is None else grads.detach(), scores.detach(), t)
 
-    def _upsample(self, maps: torch.Tensor, size, mode: str = "bilinear") -> torch.Tensor:
-        """(..., h, w) -> (..., H, W)."""
-        lead = maps.shape[:-2]
-        flat = maps.reshape(-1, 1, *maps.shape[-2:])
-        out = F.interpolate(flat, size=tuple(size), mode=mode, align_corners=False)
-        return out.reshape(*lead, *out.shape[-2:])
-
     def _finish(self, lowres: torch.Tensor, x: torch.Tensor, prompts: List[str], tapped: Tapped,
                 **extra) -> Explanation:
         """A low-resolution map (B, T, h, w) -> normalised saliency at input resolution."""
-        sal = minmax(self._upsample(lowres, x.shape[-2:]).clamp_min(0))
+        sal = minmax(upsample(lowres, x.shape[-2:]).clamp_min(0))
         flat = (lowres.clamp_min(0).amax(dim=(-2, -1)) <= 0)
         return Explanation(method=self.method, prompts=prompts, saliency=sal.cpu(), images=None,
                            saliency_lowres=lowres.cpu(), base_score=tapped.base_score.cpu(),
                            flags={"empty_map": flat.cpu()}, **extra)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W) with reflect padding (radius 3 sigma, clipped to the image)."""
-    if sigma <= 0:
-        return x.clone()
-    H, W = x.shape[-2:]
-    radius = max(1, min(int(math.ceil(3 * sigma)), H - 1, W - 1))
-    coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    C = x.shape[1]
-    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)

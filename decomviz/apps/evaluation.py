@@ -8,7 +8,8 @@ from typing import Dict, Iterable, List
 import numpy as np
 import torch
 
-from .metrics import energy_pointing_game, pointing_game
+from ..metrics import energy_pointing_game, pointing_game
+from ..ops import resize_masks
 
 OBJECT_TEMPLATE = "a photo of a {}"
 PART_TEMPLATE = "the {part} of a {label}"
@@ -41,6 +42,26 @@ class LocalisationResult:
                 "n": len(self.hits), "seconds_per_pair": self.seconds_per_pair}
 
 
+def two_object_scenes(n: int, seed: int) -> List:
+    """The first ``n`` two-object PartsWorld scenes of ``seed`` whose objects differ in class (so that
+    "a photo of a {class}" names one object)."""
+    from ..data import PartsWorld
+    world = PartsWorld(n * 2, seed=seed, n_objects=2)
+    out = []
+    for scene in world:
+        labels = [o.label for o in scene.objects]
+        if len(set(labels)) == len(labels):
+            out.append(scene)
+        if len(out) == n:
+            break
+    return out
+
+
+def object_masks(scene, size) -> torch.Tensor:
+    """The scene's object masks (N, H, W) at the explained size."""
+    return resize_masks(np.stack([o.mask for o in scene.objects]), size)
+
+
 def object_prompts(scene, template: str = OBJECT_TEMPLATE) -> List[str]:
     return [template.format(o.label) for o in scene.objects]
 
@@ -58,7 +79,6 @@ def localise(cams: Dict[str, object], scenes: Iterable, template: str = OBJECT_T
         if len(set(labels)) != len(labels):
             continue
         prompts = object_prompts(scene, template)
-        masks = torch.from_numpy(np.stack([o.mask for o in scene.objects]))
         exps = {}
         for name, cam in cams.items():
             t0 = time.perf_counter()
@@ -66,19 +86,13 @@ def localise(cams: Dict[str, object], scenes: Iterable, template: str = OBJECT_T
             results[name].seconds += time.perf_counter() - t0
             results[name].pairs += len(prompts)
             sal = exp.saliency[0]  # (T, H, W), one prompt per object
-            m = _resize_masks(masks, sal.shape[-2:])
+            m = object_masks(scene, sal.shape[-2:])
             results[name].hits += pointing_game(sal, m, tolerance).values.tolist()
             results[name].energy += energy_pointing_game(sal, m).values.tolist()
             exps[name] = exp
         if on_scene is not None:
             on_scene(i, scene, exps)
     return results
-
-
-def _resize_masks(masks: torch.Tensor, size) -> torch.Tensor:
-    if tuple(masks.shape[-2:]) == tuple(size):
-        return masks
-    return torch.nn.functional.interpolate(masks[:, None].float(), size=tuple(size), mode="nearest")[:, 0] > 0.5
 
 
 def format_table(results: Dict[str, LocalisationResult]) -> str:

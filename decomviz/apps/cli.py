@@ -7,27 +7,32 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-METHOD_NAMES = ("decomcam", "decomcam-nointegration", "gradcam", "gradcam++", "layercam", "eigencam",
-                "scorecam", "gscorecam")
+from ..methods.registry import METHODS, all_knobs, method_spec, route_knobs
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_method(name: str, model, **knobs):
-    """A CAM object from its command-line name; DecomCAM knobs that are None are left at their defaults."""
-    import decomviz as dv
-    from decomviz.baselines import METHODS
-    knobs = {k: v for k, v in knobs.items() if v is not None}
-    if name in ("decomcam", "decomcam-nointegration"):
-        if name == "decomcam-nointegration":
-            knobs["integration"] = "none"
-        return dv.DecomCAM(model, **knobs)
-    if name not in METHODS:
-        raise ValueError(f"Unknown method '{name}'. Choose from: {', '.join(METHOD_NAMES)}.")
-    common = {k: knobs[k] for k in ("layer", "score", "batch_size") if k in knobs}
-    return METHODS[name](model, **common)
+def add_knob_args(parser: argparse.ArgumentParser, methods=None) -> None:
+    """One option per knob of the registered methods, from their declarations (help and default included)."""
+    defaults = {}
+    for name in (METHODS if methods is None else methods):
+        for k, v in method_spec(name).defaults.items():
+            defaults.setdefault(k, v)
+    for name, knob in all_knobs(methods).items():
+        knob.add_to_parser(parser, defaults[name])
+
+
+def knobs_from_args(args, methods=None):
+    """The knob options the user gave (those left unset keep each method's default)."""
+    return {k: getattr(args, k) for k in all_knobs(methods) if getattr(args, k, None) is not None}
+
+
+def make_methods(names, model, knobs):
+    """The CAM objects of ``names``, each given the knobs it takes."""
+    routed = route_knobs(names, knobs)
+    return {n: method_spec(n).make(model, **routed[n]) for n in names}
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -38,34 +43,34 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
-    import decomviz as dv
+    from ..models import BUNDLED, DEFAULT_MODEL, NOT_BUNDLED, load_model
     name = args.model
     if name is None:
-        name = None if args.checkpoint and Path(args.checkpoint).is_dir() else dv.models.DEFAULT_MODEL
-    if args.pretrained is None and args.checkpoint is None and name not in dv.models.BUNDLED \
-            and name not in dv.models.NOT_BUNDLED:
+        name = None if args.checkpoint and Path(args.checkpoint).is_dir() else DEFAULT_MODEL
+    if args.pretrained is None and args.checkpoint is None and name not in BUNDLED and name not in NOT_BUNDLED:
         _log(f"note: no --pretrained or --checkpoint given: {name} gets random weights.")
-    return dv.load_model(name, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+    return load_model(name, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
 
 
 def cmd_explain(args) -> int:
-    from decomviz.viz.figures import comparison_figure
-    from decomviz.viz.report import write_report
+    from ..images import load_images
+    from ..viz.figures import comparison_figure
+    from ..viz.report import write_report
 
     out = Path(args.out)
     if out.suffix not in (".html", ".npz"):
         raise ValueError(f"--out must end in .html (a report) or .npz (the Explanation), got '{out}'.")
-    from decomviz.images import load_images
+    methods = [args.method] + [m for m in (args.compare or "").split(",") if m and m != args.method]
+    for name in methods:
+        method_spec(name)  # an unknown method fails before any work
+    knobs = knobs_from_args(args)
+    route_knobs(methods, knobs)
     load_images(args.image)  # fail on a bad image before loading a model
     t0 = time.perf_counter()
     model = load_from_args(args)
     _log(f"[decomviz] model {model.name} on {model.device} ({time.perf_counter() - t0:.1f} s)")
-    knobs = dict(layer=args.layer, n_components=args.n_components, top_channels=args.top_channels,
-                 batch_size=args.batch_size)
-    methods = [args.method] + [m for m in (args.compare or "").split(",") if m and m != args.method]
     results = {}
-    for name in methods:
-        cam = make_method(name, model, **knobs)
+    for name, cam in make_methods(methods, model, knobs).items():
         t1 = time.perf_counter()
         results[name] = cam(args.image, args.prompt)
         _log(f"[decomviz] {name}: {len(args.prompt)} prompt(s) in {time.perf_counter() - t1:.2f} s")
@@ -87,7 +92,7 @@ def cmd_explain(args) -> int:
 
 
 def _dataset_from_arg(spec: str, objects: str):
-    import decomviz as dv
+    from ..data import PartsWorld
     if spec.startswith("partsworld:"):
         fields = spec.split(":")[1:]
         try:
@@ -96,18 +101,20 @@ def _dataset_from_arg(spec: str, objects: str):
             lo, hi = (int(v) for v in objects.split(","))
         except (ValueError, IndexError):
             raise ValueError(f"Write PartsWorld datasets as partsworld:N[:SEED] with --objects lo,hi; got '{spec}'.") from None
-        return dv.PartsWorld(n, seed=seed, n_objects=(lo, hi))
+        return PartsWorld(n, seed=seed, n_objects=(lo, hi))
     return spec
 
 
 def cmd_extract(args) -> int:
-    import decomviz as dv
+    from ..analysis import extract
     dataset = _dataset_from_arg(args.dataset, args.objects)
+    knobs = knobs_from_args(args, ["decomcam"])
     model = load_from_args(args)
-    cam = make_method("decomcam", model, n_components=args.n_components, top_channels=args.top_channels)
+    cam = method_spec("decomcam").make(model, **knobs)
     prompts = args.prompt or ["a photo of a {}"]
     t0 = time.perf_counter()
-    bank = dv.extract(cam, dataset, prompts, out=args.out, batch_size=args.batch_size, shard_size=args.shard_size)
+    bank = extract(cam, dataset, prompts, out=args.out, batch_size=args.images_per_batch,
+                   shard_size=args.shard_size)
     _log(f"[decomviz] {bank} in {time.perf_counter() - t0:.1f} s; {len(bank.failed)} image(s) failed")
     for f in bank.failed[:20]:
         _log(f"  failed: {f['id']}: {f['error']}")
@@ -115,12 +122,12 @@ def cmd_extract(args) -> int:
 
 
 def cmd_cluster(args) -> int:
-    import decomviz as dv
-    from decomviz.viz.report import write_report
-    from decomviz.viz.cluster_figures import cluster_report_figures
+    from ..analysis import ComponentClusters, OSSMBank
+    from ..viz.cluster_figures import cluster_report_figures
+    from ..viz.report import write_report
 
-    bank = dv.OSSMBank(args.bank)
-    clusters = dv.ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
+    bank = OSSMBank(args.bank)
+    clusters = ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
                                     random_state=args.seed).fit(bank)
     text = f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0) from {bank}"
     if bank.part_vocabulary:
@@ -149,12 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("image", help="path of an image file")
     ex.add_argument("--prompt", action="append", required=True, help="text prompt (repeat for several)")
     _add_model_args(ex)
-    ex.add_argument("--method", default="decomcam", choices=METHOD_NAMES)
-    ex.add_argument("--compare", default="gradcam", help="comma-separated methods to show beside it ('' for none)")
-    ex.add_argument("--layer", default=None)
-    ex.add_argument("--n-components", type=int, default=None)
-    ex.add_argument("--top-channels", type=int, default=None)
-    ex.add_argument("--batch-size", type=int, default=None)
+    ex.add_argument("--method", default="decomcam", choices=list(METHODS), help="the method to run (default: decomcam)")
+    ex.add_argument("--compare", default="gradcam", help="comma-separated methods to show beside it, '' for none "
+                                                         "(default: gradcam)")
+    add_knob_args(ex)
     ex.add_argument("--out", required=True, help="report.html or explanation.npz")
 
     demo = sub.add_parser("demo", help="explain PartsWorld scenes with the bundled model; write an HTML report")
@@ -170,9 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     exr.add_argument("--prompt", action="append", default=None,
                      help="prompt or template such as 'a photo of a {}' (repeat for several; default: the template)")
     _add_model_args(exr)
-    exr.add_argument("--n-components", type=int, default=None)
-    exr.add_argument("--top-channels", type=int, default=None)
-    exr.add_argument("--batch-size", type=int, default=16)
+    add_knob_args(exr, ["decomcam"])
+    exr.add_argument("--images-per-batch", type=int, default=16, help="images per engine call (default: 16)")
     exr.add_argument("--shard-size", type=int, default=256)
     exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi")
     exr.add_argument("--out", required=True, help="folder of the bank (rerun to resume)")
@@ -193,14 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        from decomviz import train
-        return train.main(argv[1:]) or 0
+        from .train.cli import main as train_main
+        return train_main(argv[1:]) or 0
     if argv and argv[0] == "bench":
-        from decomviz import bench
-        return bench.main(argv[1:]) or 0
+        from .bench.runner import main as bench_main
+        return bench_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    from decomviz.images import ImageInputError
-    from decomviz.models import LayerError, ModelLoadError
+    from ..images import ImageInputError
+    from ..models import LayerError, ModelLoadError
     try:
         if args.command == "explain":
             return cmd_explain(args)
@@ -209,7 +213,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "cluster":
             return cmd_cluster(args)
         if args.command == "demo":
-            from decomviz.demo import run_demo
+            from .demo import run_demo
             return run_demo(model=args.model, n_scenes=args.scenes, seed=args.seed, out=args.out, device=args.device)
     except (ImageInputError, ModelLoadError, LayerError, ValueError, TypeError, OSError, IndexError) as err:
         _log(f"decomviz {args.command}: error: {err}")

@@ -1,4 +1,4 @@
-"""DecomCAM (Yang et al., 2024), implemented from ../shared/ALGORITHM.md.
+"""DecomCAM (Yang et al., 2024), as described in docs/method.md.
 
 Stage 1 (decompose): gradient-weighted activation maps of the top-P channels -> truncated SVD -> OSSMs.
 Stage 2 (integrate): each OSSM masks the image over a blurred reference; how much of the score it restores
@@ -13,17 +13,18 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from .attnpool import BlendedAttentionPool, is_attention_pool
-from .cam import CAM, _check_choice, _check_int, gaussian_blur, pair_score
-from .explanation import Explanation, combine_ossms, minmax
-from .models import CLIPModel
-from .taps import tap
+from ..explanation import Explanation, combine_ossms
+from ..knobs import Knob
+from ..models import CLIPModel
+from ..models.attnpool import BlendedAttentionPool, is_attention_pool
+from ..models.taps import tap
+from ..ops import blend, blurred_reference, minmax, pair_score, upsample
+from .base import CAM
 
 SIGN_RULES = ("gradcam", "both")
 WEIGHT_NORMS = ("max", "minmax")
 INTEGRATIONS = ("pixel", "feature", "none")
 UPSAMPLING = ("bilinear", "bicubic")
-REFERENCE_SIZE = 224  # blur_sigma is given in pixels at this input size and scaled with it
 _NULL_RTOL = 1e-6  # a singular value below this share of the largest is numerically zero
 # cuSOLVER's gesvda goes through the Gram matrix, so in fp32 it resolves singular values only down to about
 # sqrt(eps) of the largest; below that a component is treated as zero
@@ -52,7 +53,7 @@ class Decomposition:
 
 def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
               center: bool, svd_driver: Optional[str] = None) -> Decomposition:
-    """Steps 1-5 of ALGORITHM.md. activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
+    """Stage 1 (docs/method.md). activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
     ``svd_driver`` picks cuSOLVER's algorithm for CUDA tensors (ignored on the CPU)."""
     B, C, h, w = activations.shape
     T = gradients.shape[1]
@@ -162,6 +163,24 @@ class DecomCAM(CAM):
     """
 
     method = "decomcam"
+    _knobs = (
+        Knob("n_components", "int", "K, singular components kept (clipped to the rank)", low=1, widget=(1, 30, 1)),
+        Knob("top_channels", "int", "P, channels kept by largest signed Grad-CAM weight alpha_c (clipped to the "
+             "layer's channel count)", low=1, widget=(1, 2048, 1)),
+        Knob("center", "bool", "centre each channel column before the SVD (PCA) instead of a plain SVD"),
+        Knob("sign", "choice", "orient each component by the Grad-CAM map, or score both orientations and keep "
+             "the one that restores more", choices=SIGN_RULES),
+        Knob("blur_sigma", "float", "Gaussian sigma of the blurred reference, in pixels at 224 px", low=0,
+             open_low=True, widget=(0.5, 40.0, 0.5)),
+        Knob("weight_threshold", "float", "weights below this share of the largest become 0", low=0, high=1,
+             open_high=True, widget=(0.0, 0.5, 0.01), advanced=True),
+        Knob("weight_norm", "choice", "w = max(d, 0) / max d, or min-max of d", choices=WEIGHT_NORMS, advanced=True),
+        Knob("integration", "choice", "pixel: mask the image (the method); feature: mask the activations at the "
+             "tap (cheaper, a different method); none: weigh OSSMs by singular value", choices=INTEGRATIONS),
+        Knob("upsample", "choice", "interpolation of OSSMs to the input size", choices=UPSAMPLING, advanced=True),
+        Knob("svd_driver", "choice", "cuSOLVER SVD driver for models on a GPU (ignored on the CPU)",
+             choices=SVD_DRIVERS, advanced=True),
+    )
 
     def __init__(self, model: CLIPModel, n_components: int = 10, top_channels: int = 500,
                  layer: Optional[str] = None, center: bool = True, sign: str = "gradcam",
@@ -169,22 +188,9 @@ class DecomCAM(CAM):
                  weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
                  batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = None):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast)
-        self.svd_driver = _check_choice("svd_driver", svd_driver, SVD_DRIVERS)
-        self.n_components = _check_int("n_components", n_components)
-        self.top_channels = _check_int("top_channels", top_channels)
-        if not isinstance(center, bool):
-            raise ValueError(f"center must be True or False, got {center!r}.")
-        self.center = center
-        self.sign = _check_choice("sign", sign, SIGN_RULES)
-        if not isinstance(blur_sigma, (int, float)) or isinstance(blur_sigma, bool) or not blur_sigma > 0:
-            raise ValueError(f"blur_sigma must be a positive number of pixels, got {blur_sigma!r}.")
-        self.blur_sigma = float(blur_sigma)
-        if not isinstance(weight_threshold, (int, float)) or not 0 <= weight_threshold < 1:
-            raise ValueError(f"weight_threshold must be in [0, 1), got {weight_threshold!r}.")
-        self.weight_threshold = float(weight_threshold)
-        self.weight_norm = _check_choice("weight_norm", weight_norm, WEIGHT_NORMS)
-        self.integration = _check_choice("integration", integration, INTEGRATIONS)
-        self.upsample = _check_choice("upsample", upsample, UPSAMPLING)
+        self._set_knobs(n_components=n_components, top_channels=top_channels, center=center, sign=sign,
+                        blur_sigma=blur_sigma, weight_threshold=weight_threshold, weight_norm=weight_norm,
+                        integration=integration, upsample=upsample, svd_driver=svd_driver)
 
     # ----------------------------------------------------------------- the method
     def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:
@@ -223,7 +229,7 @@ class DecomCAM(CAM):
         with sign="both" it re-orients `dec` in place where the negative orientation restores more."""
         h, w = tapped.activations.shape[-2:]
         K = dec.u.shape[2]
-        ref = gaussian_blur(x, self.blur_sigma * x.shape[-1] / REFERENCE_SIZE)
+        ref = blurred_reference(x, self.blur_sigma)
         spatial = dec.spatial() if self.sign == "gradcam" else torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)
         lowres = spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w)
         ossms = self._upsampled(lowres, x.shape[-2:])
@@ -245,7 +251,7 @@ class DecomCAM(CAM):
         return ossms, weights, extra
 
     def _upsampled(self, maps: torch.Tensor, size) -> torch.Tensor:
-        up = self._upsample(maps, size, mode=self.upsample)
+        up = upsample(maps, size, mode=self.upsample)
         return up.clamp_min(0) if self.upsample == "bicubic" else up
 
     def _score_masked(self, x, ref, ossms, text):
@@ -260,7 +266,7 @@ class DecomCAM(CAM):
             lo, hi = max(i, B) - B, j - B
             if hi > lo:
                 m, b = masks[lo:hi], image_of[lo:hi]
-                parts.append(m * x[b] + (1 - m) * ref[b])
+                parts.append(blend(m, x[b], ref[b]))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
 
         emb = self._embed_batched(batch, B + B * T * K)

@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
-from .models import CLIPModel
+from .wrapper import CLIPModel
 
 
 class Tap:

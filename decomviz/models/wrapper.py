@@ -1,15 +1,9 @@
-"""Loading CLIP models and the wrapper every other module talks to.
-
-`load_model` is the only place that knows where weights come from (bundled folders, open_clip names and
-tags, local checkpoint files). Everything else takes a `CLIPModel`.
-"""
+"""`CLIPModel`: the wrapper every other module talks to (preprocessing, tokenizer, encoders, layers)."""
 from __future__ import annotations
 
-import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -17,13 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import ImageInputError, load_images
+from ..images import ImageInputError, load_images, resize_center_crop
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-BUNDLED = ("parts-rn", "parts-vit")
-# recipes of decomviz.train that are not shipped, with the reason a user gets when asking for them
-NOT_BUNDLED = {"tiny-rn": "it is a 64-px recipe for tests and smoke runs"}
-DEFAULT_MODEL = "parts-rn"
 _TEXT_CACHE_SIZE = 4096
 
 
@@ -58,6 +47,7 @@ class CLIPModel:
         self.pretrained = pretrained
         self.source = source
         self.device = torch.device(device)
+        self.preprocess_cfg = dict(preprocess_cfg)
         size = preprocess_cfg.get("size", getattr(model.visual, "image_size", 224))
         self.image_size: Tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
         mean = preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))
@@ -72,6 +62,14 @@ class CLIPModel:
         tag = f", pretrained={self.pretrained!r}" if self.pretrained else ""
         return (f"CLIPModel({self.name!r}{tag}, kind={self.kind!r}, image_size={self.image_size}, "
                 f"default_layer={self.default_layer!r}, device={str(self.device)!r})")
+
+    def clone(self) -> "CLIPModel":
+        """An independent copy (weights copied), e.g. to re-initialise layers for a sanity check."""
+        import copy
+        twin = CLIPModel(copy.deepcopy(self.model), self.tokenizer, name=self.name, pretrained=self.pretrained,
+                         source=self.source, preprocess_cfg=self.preprocess_cfg, device=self.device)
+        twin._text_cache = self._text_cache.copy()
+        return twin
 
     # ------------------------------------------------------------------ layers
     @property
@@ -104,7 +102,7 @@ class CLIPModel:
         pils = load_images(images)
         H, W = self.image_size
         resample = Image.BICUBIC if self.interpolation == "bicubic" else Image.BILINEAR
-        pixels = np.stack([_resize_center_crop(im, (H, W), resample) for im in pils])
+        pixels = np.stack([resize_center_crop(im, (H, W), resample) for im in pils])
         tensor = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         return PreparedImages((tensor - self.mean) / self.std, pixels)
 
@@ -192,17 +190,6 @@ class CLIPModel:
                               "it is truncated.", stacklevel=4)
 
 
-def _resize_center_crop(im: Image.Image, size: Tuple[int, int], resample) -> np.ndarray:
-    H, W = size
-    w, h = im.size
-    scale = max(H / h, W / w)
-    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), resample, reducing_gap=3.0 if scale < 0.5 else None)
-    left, top = (nw - W) // 2, (nh - H) // 2
-    return np.asarray(im.crop((left, top, left + W, top + H)), dtype=np.uint8)
-
-
 def _describe_tower(visual: torch.nn.Module) -> Tuple[str, List[str], str]:
     """Which layers of an image tower can be tapped, and the default (see ALGORITHM.md)."""
     if hasattr(visual, "layer4") and hasattr(visual, "attnpool"):
@@ -219,106 +206,3 @@ def _describe_tower(visual: torch.nn.Module) -> Tuple[str, List[str], str]:
     raise ModelLoadError(
         f"decomviz can explain CLIP ResNet (ModifiedResNet) and ViT image towers; this model's tower is a "
         f"{type(visual).__name__}. Use an open_clip model with a native RN or ViT tower.")
-
-
-# ---------------------------------------------------------------------- loading
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def list_models() -> List[str]:
-    """Bundled model names, then every open_clip architecture name."""
-    import open_clip
-    return list(BUNDLED) + open_clip.list_models()
-
-
-def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
-               checkpoint: Optional[Union[str, os.PathLike]] = None,
-               device: Optional[Union[str, torch.device]] = None) -> CLIPModel:
-    """Load a CLIP model for explanation.
-
-    - ``load_model()`` / ``load_model("parts-rn")``: the bundled PartsWorld model (no download).
-    - ``load_model("RN50", pretrained="openai")``: an open_clip name and pretrained tag (downloads, cached).
-    - ``load_model("ViT-B-16", checkpoint="weights.safetensors")``: local weights for an open_clip name;
-      ``checkpoint`` may also be a folder with ``open_clip_config.json`` and weights (then ``name`` may be None).
-    - ``load_model("RN50", pretrained=None)``: random weights (tests, offline experiments).
-    """
-    import open_clip
-
-    device = torch.device(device) if device is not None else _default_device()
-    if pretrained is not None and checkpoint is not None:
-        raise ModelLoadError("Give either pretrained= (an open_clip tag) or checkpoint= (a local file), not both.")
-
-    if checkpoint is not None and Path(checkpoint).is_dir():
-        return _load_local_dir(Path(checkpoint), name or Path(checkpoint).name, device)
-    if name in BUNDLED and checkpoint is None and pretrained is None:
-        folder = ASSETS / name
-        if not (folder / "open_clip_config.json").is_file():
-            raise ModelLoadError(f"The bundled model '{name}' is missing from {folder}. Train it with "
-                                 f"`decomviz train --model {name} --out {folder}` or reinstall decomviz.")
-        return _load_local_dir(folder, name, device)
-    if name in NOT_BUNDLED and checkpoint is None and pretrained is None:
-        raise ModelLoadError(f"'{name}' is not bundled with this release: {NOT_BUNDLED[name]}. Train it with "
-                             f"`decomviz train --model {name} --out DIR` and load it with "
-                             f"dv.load_model(checkpoint='DIR'), or use the bundled 'parts-rn'.")
-    if not isinstance(name, str) or not name:
-        raise ModelLoadError("Name a model: one of the bundled models "
-                             f"{', '.join(BUNDLED)} or an open_clip architecture such as 'RN50'.")
-    if name not in open_clip.list_models():
-        close = [m for m in list_models() if name.lower().replace("/", "-") in m.lower()][:8]
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ModelLoadError(f"Unknown model '{name}'. Bundled: {', '.join(BUNDLED)}; open_clip knows "
-                             f"{len(open_clip.list_models())} names (see dv.list_models()).{hint}")
-
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise ModelLoadError(f"Checkpoint not found: '{path}'.")
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=device)
-        _load_state_dict(model, path)
-        source = str(path)
-    else:
-        if pretrained is not None:
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            if pretrained not in tags:
-                raise ModelLoadError(f"Unknown pretrained tag '{pretrained}' for {name}. Known tags: "
-                                     f"{', '.join(tags) or 'none'}; or pass checkpoint='path/to/weights'.")
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
-        except Exception as err:  # download or cache failures: say how to work offline
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-            raise ModelLoadError(
-                f"Could not get the '{pretrained}' weights of {name}"
-                f"{' (HF_HUB_OFFLINE is set, so nothing can be downloaded)' if offline else ''}: {err}. "
-                f"To use local weights: dv.load_model('{name}', checkpoint='path/to/weights.safetensors') "
-                "(or a .pt/.bin state dict, or a folder with open_clip_config.json).") from None
-        source = f"open_clip:{name}:{pretrained}" if pretrained else f"open_clip:{name}:random-init"
-    tokenizer = open_clip.get_tokenizer(name)
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    return CLIPModel(model, tokenizer, name=name, pretrained=pretrained, source=source,
-                     preprocess_cfg=cfg, device=device)
-
-
-def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
-    import open_clip
-    if not (folder / "open_clip_config.json").is_file():
-        raise ModelLoadError(f"'{folder}' has no open_clip_config.json; a checkpoint folder needs one "
-                             "(with 'model_cfg' and 'preprocess_cfg') beside the weights.")
-    ident = f"local-dir:{folder}"
-    model = open_clip.create_model(ident, device=device)
-    tokenizer = open_clip.get_tokenizer(ident)
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    return CLIPModel(model, tokenizer, name=name, pretrained=None, source=str(folder),
-                     preprocess_cfg=cfg, device=device)
-
-
-def _load_state_dict(model: torch.nn.Module, path: Path) -> None:
-    """Weights from safetensors, or from a torch file with weights_only=True (never arbitrary pickles)."""
-    import open_clip
-    try:
-        open_clip.load_checkpoint(model, str(path), weights_only=True)
-    except Exception as err:
-        raise ModelLoadError(
-            f"Could not load weights from '{path}': {err}. decomviz only loads safetensors files or plain "
-            "state dicts (torch.load with weights_only=True); a checkpoint that needs arbitrary code to "
-            "unpickle is refused.") from None

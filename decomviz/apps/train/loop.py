@@ -20,14 +20,13 @@ and loads with ``open_clip.create_model_and_transforms("local-dir:" + out)`` and
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import os
-import platform
 import shlex
 import sys
+import platform
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -35,209 +34,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .data.partsworld import _PLURAL_PARTS, CLASSES, PARTS, PartsWorld, Scene, _article, object_phrase
-
-ASSETS = Path(__file__).resolve().parent / "assets"
-MEAN = (0.48145466, 0.4578275, 0.40821073)
-STD = (0.26862954, 0.26130258, 0.27577711)
-ZERO_SHOT_TEMPLATE = "a photo of a {}"
-
-_TEXT_CFG = {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3}
-
-#: Training recipes by name. ``model_cfg`` goes to ``open_clip.CLIP(**model_cfg)`` and into the saved config.
-RECIPES: Dict[str, Dict[str, Any]] = {
-    "parts-rn": {
-        "model_cfg": {
-            "embed_dim": 128,
-            "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
-            "text_cfg": dict(_TEXT_CFG),
-        },
-        "steps": 1400, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
-        # most steps at 112 px (4x cheaper), then the rest at the model's 224 px
-        "stages": [{"image_size": 112, "fraction": 0.78},
-                   {"image_size": 224, "fraction": 0.22, "lr_scale": 0.5, "warmup": 20}],
-    },
-    # far beyond the 2-core CPU budget: trained on a GPU (--device cuda --workers 15), see BENCHMARKS.md
-    "parts-vit": {
-        "model_cfg": {
-            "embed_dim": 128,
-            "vision_cfg": {"image_size": 224, "layers": 6, "width": 192, "head_width": 64, "patch_size": 16},
-            "text_cfg": dict(_TEXT_CFG),
-        },
-        "steps": 6000, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "warmup": 300,
-    },
-    # a very small model on 64 px scenes: for tests and smoke runs only (not bundled)
-    "tiny-rn": {
-        "model_cfg": {
-            "embed_dim": 32,
-            "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
-            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-        },
-        "steps": 40, "batch_size": 16, "lr": 2e-3, "weight_decay": 0.0, "warmup": 0,
-    },
-}
+from ...data import PartsWorld, Scene
+from .captions import training_captions
+from .evaluate import CaptionedScenes, zero_shot_accuracy
+from .recipes import RECIPES, ZERO_SHOT_TEMPLATE
+from .saving import load_local, save_model
 
 
-# ----------------------------------------------------------------------------------------------- captions
+def default_out(model: str) -> Path:
+    """Where a run without ``out`` writes: ``trained/<model>`` under the current folder, never the installed
+    package (pass its assets folder as ``out`` to replace a bundled model)."""
+    return Path.cwd() / "trained" / model
 
-def _join(phrases: List[str], rng: np.random.Generator) -> str:
-    joins = (" and ", " next to ", ", ")
-    text = phrases[0]
-    for ph in phrases[1:]:
-        text += joins[int(rng.integers(len(joins)))] + ph
-    return text
-
-
-def _part_level_phrase(label: str, colors: Dict[str, str], rng: np.random.Generator) -> str:
-    """One object described through its parts, or now and then by its name alone."""
-    names = PARTS[label]
-    r = rng.random()
-    if r < 0.2:                                              # "a house"
-        return object_phrase(label, {})
-    if r < 0.65:                                             # "a house with a red roof (and a blue door)"
-        k = int(rng.integers(1, min(2, len(names)) + 1))
-        pick = sorted(rng.choice(len(names), size=k, replace=False).tolist())
-        return object_phrase(label, {names[q]: colors[names[q]] for q in pick})
-    part = names[int(rng.integers(len(names)))]               # "the (red) roof of a house"
-    col = colors[part] + " " if rng.random() < 0.6 else ""
-    return f"the {col}{part} of {object_phrase(label, {})}"
-
-
-def training_captions(scene: Scene, seed: int = 0) -> tuple:
-    """Two captions for a training scene, fixed by (seed, scene.index): (object level, part level).
-
-    Object level names every object: "a photo of a house and a car". Part level mixes "a house with a red
-    roof", "the wheels of a car", the scene's own PartsWorld caption and, now and then, a bare part
-    ("a red roof"). Training pairs each image with both, so class words and part words are both grounded.
-    """
-    rng = np.random.default_rng([seed, scene.index, 1])
-    objs = scene.objects
-    order = list(range(len(objs)))
-    rng.shuffle(order)
-    obj_text = _join([object_phrase(objs[k].label, {}) for k in order], rng)
-    if rng.random() < 0.7:
-        obj_text = "a photo of " + obj_text
-    r = rng.random()
-    if r < 0.1:                                              # a bare part of one object: "a red roof"
-        o = objs[int(rng.integers(len(objs)))]
-        part = PARTS[o.label][int(rng.integers(len(PARTS[o.label])))]
-        col = o.colors[part]
-        part_text = f"{col} {part}" if part in _PLURAL_PARTS else f"{_article(col)} {col} {part}"
-    elif r < 0.25:                                           # the scene's own canonical caption
-        part_text = scene.caption
-    else:
-        if rng.random() < 0.5:
-            rng.shuffle(order)
-        part_text = _join([_part_level_phrase(objs[k].label, objs[k].colors, rng) for k in order], rng)
-    if rng.random() < 0.3:
-        part_text = "a photo of " + part_text
-    return obj_text, part_text
-
-
-def training_caption(scene: Scene, seed: int = 0) -> str:
-    """The part-level caption of :func:`training_captions`."""
-    return training_captions(scene, seed)[1]
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-def image_to_tensor(image, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
-    """An RGB PIL image (already at the model's size) as a normalised float (3, H, W) tensor."""
-    arr = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (arr - m) / s
-
-
-class CaptionedScenes(torch.utils.data.Dataset):
-    """PartsWorld scenes as (image tensor (3, H, W), token ids (n_captions, context)) for contrastive training."""
-
-    def __init__(self, world: PartsWorld, tokenizer, caption_seed: int = 0,
-                 caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions):
-        self.world, self.tokenizer, self.caption_seed, self.caption_fn = world, tokenizer, caption_seed, caption_fn
-
-    def __len__(self) -> int:
-        return len(self.world)
-
-    def __getitem__(self, i: int):
-        scene = self.world[i]
-        texts = list(self.caption_fn(scene, self.caption_seed))
-        return image_to_tensor(scene.image), self.tokenizer(texts)
-
-
-# ----------------------------------------------------------------------------------------------- eval
-
-@torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, n: int = 200, seed: int = 12345, classes: Sequence[str] = CLASSES,
-                       preprocess: Optional[Callable] = None, size: Optional[int] = None,
-                       template: str = ZERO_SHOT_TEMPLATE, batch_size: int = 50,
-                       return_predictions: bool = False):
-    """Zero-shot accuracy over object classes on ``n`` single-object PartsWorld scenes of ``seed``.
-
-    The prompt of each class is ``template.format(class)``. Images go through ``preprocess`` (an open_clip
-    transform of a PIL image) when given, otherwise through :func:`image_to_tensor` at ``size`` (default: the
-    model's image size). The model is put in eval mode and restored afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    if size is None:
-        size = _image_size(model)
-    world = PartsWorld(n, seed=seed, size=size, n_objects=1, classes=list(classes))
-    device = next(model.parameters()).device
-    text = model.encode_text(tokenizer([template.format(c) for c in classes]).to(device), normalize=True)
-    correct, preds = 0, []
-    for start in range(0, n, batch_size):
-        scenes = [world[i] for i in range(start, min(start + batch_size, n))]
-        if preprocess is not None:
-            x = torch.stack([preprocess(s.image) for s in scenes])
-        else:
-            x = torch.stack([image_to_tensor(s.image) for s in scenes])
-        f = model.encode_image(x.to(device), normalize=True)
-        p = (f @ text.T).argmax(1).tolist()
-        preds += p
-        correct += sum(int(classes[k] == s.objects[0].label) for k, s in zip(p, scenes))
-    model.train(was_training)
-    acc = correct / n
-    return (acc, preds) if return_predictions else acc
-
-
-def _image_size(model) -> int:
-    size = getattr(model.visual, "image_size", 224)
-    return size[0] if isinstance(size, (tuple, list)) else int(size)
-
-
-# ----------------------------------------------------------------------------------------------- saving
-
-def save_model(model, model_cfg: Dict[str, Any], out: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``open_clip_config.json`` and ``open_clip_model.safetensors`` (floats cast to ``dtype``)."""
-    from safetensors.torch import save_file
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    size = model_cfg["vision_cfg"]["image_size"]
-    config = {
-        "model_cfg": copy.deepcopy(model_cfg),
-        "preprocess_cfg": {"size": size, "mode": "RGB", "mean": list(MEAN), "std": list(STD),
-                           "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0},
-    }
-    (out / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
-             for k, v in model.state_dict().items()}
-    path = out / "open_clip_model.safetensors"
-    save_file(state, str(path), metadata={"format": "pt", "source": "decomviz.train"})
-    os.chmod(path, 0o644)
-    return path
-
-
-def load_local(folder: Path):
-    """(model, preprocess, tokenizer) through open_clip's own local-dir path (eval mode, fp32)."""
-    import open_clip
-    folder = str(Path(folder).resolve())
-    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + folder)
-    tokenizer = open_clip.get_tokenizer("local-dir:" + folder)
-    return model.eval(), preprocess, tokenizer
-
-
-# ----------------------------------------------------------------------------------------------- training
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     if warmup and step < warmup:
@@ -321,7 +129,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; train with device='cpu'")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    out = Path(out) if out is not None else ASSETS / model
+    out = Path(out) if out is not None else default_out(model)
     model_cfg = copy.deepcopy(recipe["model_cfg"])
     size = model_cfg["vision_cfg"]["image_size"]
     ctx = model_cfg["text_cfg"]["context_length"]
@@ -462,46 +270,3 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         record["total_seconds"] = round(time.time() - t_start, 1)
     record["model_object"] = net
     return record
-
-
-def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="decomviz train",
-                                          description="Train a bundled PartsWorld CLIP (open_clip local-dir output).")
-    p.add_argument("--model", default="parts-rn", choices=sorted(RECIPES), help="training recipe")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="scenes per step (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0, help="fixes initialisation, scenes, captions and order")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
-    p.add_argument("--out", default=None, help="output folder (default: decomviz/assets/<model>)")
-    p.add_argument("--eval-every", type=int, default=100, help="steps between zero-shot evaluations (0: off)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes drawing scenes")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (scenes are drawn on the CPU either way)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop training after this long, then save and evaluate what was trained")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    return run_args(args, argv)
-
-
-def run_args(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> int:
-    """Run a parsed ``decomviz train`` command line (for a CLI that adds this parser as a sub-command)."""
-    command = "decomviz train " + " ".join(shlex.quote(a) for a in (argv or []))
-    rec = train(model=args.model, steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=args.out,
-                lr=args.lr, eval_every=args.eval_every, progress=not args.no_progress, threads=args.threads,
-                workers=args.workers, command=command.strip(), device=args.device,
-                max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    out = args.out or str(ASSETS / args.model)
-    acc = rec.get("zero_shot_accuracy")
-    print(f"saved {out}: final loss {rec['final_loss']:.4f}, zero-shot accuracy "
-          f"{'n/a' if acc is None else f'{acc:.3f}'}, {rec['total_seconds']:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Training recipes of the bundled PartsWorld CLIPs: model configs and optimiser settings, by name."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+ZERO_SHOT_TEMPLATE = "a photo of a {}"
+
+_TEXT_CFG = {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3}
+
+#: Training recipes by name. ``model_cfg`` goes to ``open_clip.CLIP(**model_cfg)`` and into the saved config.
+RECIPES: Dict[str, Dict[str, Any]] = {
+    "parts-rn": {
+        "model_cfg": {
+            "embed_dim": 128,
+            "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
+            "text_cfg": dict(_TEXT_CFG),
+        },
+        "steps": 1400, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
+        # most steps at 112 px (4x cheaper), then the rest at the model's 224 px
+        "stages": [{"image_size": 112, "fraction": 0.78},
+                   {"image_size": 224, "fraction": 0.22, "lr_scale": 0.5, "warmup": 20}],
+    },
+    # far beyond the 2-core CPU budget: trained on a GPU (--device cuda --workers 15), see BENCHMARKS.md
+    "parts-vit": {
+        "model_cfg": {
+            "embed_dim": 128,
+            "vision_cfg": {"image_size": 224, "layers": 6, "width": 192, "head_width": 64, "patch_size": 16},
+            "text_cfg": dict(_TEXT_CFG),
+        },
+        "steps": 6000, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "warmup": 300,
+    },
+    # a very small model on 64 px scenes: for tests and smoke runs only (not bundled)
+    "tiny-rn": {
+        "model_cfg": {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
+            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+        },
+        "steps": 40, "batch_size": 16, "lr": 2e-3, "weight_decay": 0.0, "warmup": 0,
+    },
+}

@@ -1,0 +1,144 @@
+"""Knobs declared once, as data.
+
+A method class lists its knobs as `Knob` objects (``_knobs``). The same declaration validates the
+constructor's arguments, builds the command line's options (type, choices, help, default) and gives the
+widgets their kind and range. A knob's default is the default of the constructor's argument of the same name,
+so it is written in one place only.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+KINDS = ("int", "float", "bool", "choice", "layer")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One parameter of a method.
+
+    Parameters
+    ----------
+    name : the constructor argument (and attribute) name.
+    kind : "int", "float", "bool", "choice" or "layer" (a layer name of the model, or the module itself).
+    help : one sentence for the command line's help, the docs and the widgets' tooltips.
+    choices : the allowed values of a "choice" knob (may include None).
+    low, high : bounds of a number (inclusive unless ``open_low`` / ``open_high``).
+    widget : (min, max, step) of the widget's slider for a number.
+    advanced : hidden from the widgets' main panel (engine settings such as batch size).
+    """
+
+    name: str
+    kind: str
+    help: str
+    choices: Tuple[Any, ...] = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+    open_high: bool = False
+    widget: Optional[Tuple[float, float, float]] = None
+    advanced: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Knob {self.name}: kind must be one of {KINDS}, got {self.kind!r}.")
+
+    def validate(self, value: Any, model=None) -> Any:
+        """The value, checked and in canonical type; ValueError naming the knob and what is allowed."""
+        if self.kind == "layer":
+            return value if model is None else model.resolve_layer(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{self.name} must be one of {', '.join(map(repr, self.choices))}; got {value!r}.")
+            return value
+        if self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{self.name} must be True or False, got {value!r}.")
+            return bool(value)
+        return self._number(value)
+
+    def _number(self, value: Any):
+        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        is_real = is_int or (isinstance(value, (float, np.floating)) and math.isfinite(float(value)))
+        if self.kind == "int" and not is_int:
+            raise ValueError(f"{self.name} must be an integer{self._range_text()}, got {value!r}.")
+        if not is_real:
+            raise ValueError(f"{self.name} must be a finite number{self._range_text()}, got {value!r}.")
+        v = int(value) if self.kind == "int" else float(value)
+        too_low = self.low is not None and (v <= self.low if self.open_low else v < self.low)
+        too_high = self.high is not None and (v >= self.high if self.open_high else v > self.high)
+        if too_low or too_high:
+            raise ValueError(f"{self.name} must be{self._range_text()}, got {value!r}.")
+        return v
+
+    def _range_text(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return (" " + " and ".join(parts)) if parts else ""
+
+    # ------------------------------------------------------------------ command line
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def add_to_parser(self, parser, default: Any) -> None:
+        """Add this knob as an option of an argparse parser (its default is None: the method's default,
+        shown in the help, applies unless the option is given)."""
+        import argparse
+        shown = f" (default: {_show(default)})"
+        if self.kind == "bool":
+            parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=None,
+                                help=self.help + shown)
+        elif self.kind == "choice":
+            parser.add_argument(self.option, type=_parse_choice, default=None, metavar="{" + ",".join(
+                _show(c) for c in self.choices) + "}", help=self.help + shown)
+        elif self.kind == "layer":
+            parser.add_argument(self.option, default=None, metavar="NAME", help=self.help + shown)
+        else:
+            parser.add_argument(self.option, type=int if self.kind == "int" else float, default=None,
+                                metavar="N" if self.kind == "int" else "X", help=self.help + shown)
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _parse_choice(text: str) -> Any:
+    return None if text.lower() == "none" else text
+
+
+# ---------------------------------------------------------------------------------------------- classes
+def knobs_of(cls) -> Dict[str, Knob]:
+    """Every knob a class declares, base classes first (a subclass may redeclare one)."""
+    out: Dict[str, Knob] = {}
+    for klass in reversed(cls.__mro__):
+        for knob in klass.__dict__.get("_knobs", ()):
+            out[knob.name] = knob
+    return out
+
+
+def defaults_of(cls) -> Dict[str, Any]:
+    """Each knob's default: the default of the constructor argument of the same name."""
+    params = inspect.signature(cls.__init__).parameters
+    out = {}
+    for name in knobs_of(cls):
+        if name not in params or params[name].default is inspect.Parameter.empty:
+            raise TypeError(f"{cls.__name__} declares the knob {name!r} but its __init__ has no default for it.")
+        out[name] = params[name].default
+    return out
+
+
+def check_declared(cls, names: Sequence[str]) -> None:
+    """Refuse knob names a class does not declare, naming the ones it has."""
+    known = knobs_of(cls)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no knob {', '.join(map(repr, unknown))}; its knobs are "
+                         f"{', '.join(known)}.")

@@ -1,0 +1,11 @@
+"""Attribution methods on one layer of a CLIP image tower, all with one call: ``method(images, prompts)``.
+
+`base.CAM` holds what they share; `registry.METHODS` names them for every entry point.
+"""
+from .base import CAM
+from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
+from .decomcam import DecomCAM
+from .registry import METHODS, MethodSpec, make_method
+
+__all__ = ["CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
+           "METHODS", "MethodSpec", "make_method"]

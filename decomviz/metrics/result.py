@@ -1,0 +1,58 @@
+"""What every metric shares: `MetricResult` (values + protocol record) and input checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+@dataclass
+class MetricResult:
+    """Per-map values (shape of the batch dims) and the protocol record; `mean` over all maps."""
+
+    name: str
+    values: torch.Tensor
+    protocol: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.float().mean()) if self.values.numel() else float("nan")
+
+    def __float__(self) -> float:
+        return self.mean
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {self.mean:.4f} over {self.values.numel()} map(s) {self.protocol}"
+
+
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    if t.ndim < 2:
+        raise ValueError(f"{name} must be (H, W) or (..., H, W); got shape {tuple(t.shape)}.")
+    return t
+
+
+def _pair(saliency: ArrayLike, mask: ArrayLike):
+    s = _as_tensor(saliency, "saliency").float()
+    m = _as_tensor(mask, "mask").to(torch.bool).to(s.device)
+    if s.shape[-2:] != m.shape[-2:]:
+        raise ValueError(f"saliency {tuple(s.shape[-2:])} and mask {tuple(m.shape[-2:])} differ in size; resize "
+                         "the mask to the explained image (exp.images shows those pixels).")
+    s, m = torch.broadcast_tensors(s, m)
+    return s, m
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of (..., H, W) masks by a disc of `radius` pixels."""
+    if radius <= 0:
+        return mask
+    lead, (H, W) = mask.shape[:-2], mask.shape[-2:]
+    r = torch.arange(-radius, radius + 1, device=mask.device)
+    disc = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius ** 2).float()[None, None]
+    out = F.conv2d(mask.reshape(-1, 1, H, W).float(), disc, padding=radius) > 0
+    return out.reshape(*lead, H, W)

@@ -1,0 +1,48 @@
+"""The randomisation sanity check (Adebayo et al., 2018): maps of a faithful method change when the model does."""
+from __future__ import annotations
+
+import torch
+
+from .result import MetricResult
+
+
+def _tower_blocks(model):
+    v = model.visual
+    if model.kind == "resnet":
+        return [("visual.attnpool", v.attnpool)] + [(f"visual.layer{i}", getattr(v, f"layer{i}")) for i in (4, 3, 2, 1)]
+    blocks = v.transformer.resblocks
+    return [("visual.ln_post+proj", v.ln_post)] + [(f"visual.transformer.resblocks.{i}", blocks[i])
+                                                   for i in range(len(blocks) - 1, -1, -1)]
+
+
+def sanity_check(make_cam, model, images, prompts, steps: int = 3, seed: int = 0) -> MetricResult:
+    """Cascading randomisation (Adebayo et al., 2018): re-initialise the image tower from the top, one block
+    more at each step, and recompute the saliency with ``make_cam(randomised_model)``. Values: the Spearman
+    rank correlation of each step's maps with the original ones (should fall well below 1)."""
+    base = make_cam(model)(images, prompts).saliency
+    wrapper = model.clone()
+    clone = wrapper.model
+    gen = torch.Generator().manual_seed(seed)
+    names, corrs = [], []
+    blocks = dict((n, m) for n, m in _tower_blocks(wrapper))
+    for name, _ in list(blocks.items())[:steps]:
+        module = blocks[name]
+        for p in module.parameters():
+            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+        if name.endswith("proj") and clone.visual.proj is not None:
+            clone.visual.proj.data.copy_(torch.randn(clone.visual.proj.shape, generator=gen) * 0.02)
+        sal = make_cam(wrapper)(images, prompts).saliency
+        names.append(name)
+        corrs.append(_spearman(base, sal))
+    return MetricResult("sanity_check_spearman", torch.stack(corrs), {"randomised_from_top": names, "seed": seed})
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean Spearman correlation over maps (..., H, W)."""
+    def ranks(t):
+        flat = t.reshape(-1, t.shape[-2] * t.shape[-1])
+        return flat.argsort(-1).argsort(-1).float()
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    c = (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
+    return c.mean()

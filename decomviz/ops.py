@@ -1,0 +1,171 @@
+"""Math and file helpers that several parts of decomviz share: each is written here once.
+
+Scores of embeddings against prompts, the blurred reference and masked blends over it, scoring masked
+images in batches, resizing maps and masks, min-max normalisation, and writing a file atomically. Nothing
+here imports another decomviz module; a ``model`` argument is anything with ``embed(x) -> (N, D)``
+and ``logit_scale`` (a `decomviz.models.CLIPModel`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Input size at which pixel knobs (blur sigma, pointing-game tolerance) are given; they scale with the input.
+REFERENCE_SIZE = 224
+
+
+# ---------------------------------------------------------------------------------------------- scores
+def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor, kind: str, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Scores of normalised image embeddings against every prompt.
+
+    Parameters
+    ----------
+    image_emb : Tensor of shape (..., D), L2-normalised.
+    text_emb : Tensor of shape (T, D), L2-normalised.
+    kind : "cosine", "logit" (``logit_scale * cosine``) or "softmax" (over the T prompts).
+    logit_scale : scalar Tensor, ``exp`` of the model's learned temperature.
+
+    Returns
+    -------
+    Tensor of shape (..., T).
+    """
+    cos = image_emb @ text_emb.T
+    if kind == "cosine":
+        return cos
+    logits = logit_scale * cos
+    return logits if kind == "logit" else logits.softmax(dim=-1)
+
+
+def pair_score(image_emb: torch.Tensor, text_emb: torch.Tensor, prompt_index: torch.Tensor, kind: str,
+               logit_scale: torch.Tensor) -> torch.Tensor:
+    """Score of each embedding (N, D) against its own prompt ``prompt_index`` (N,); a softmax is still
+    taken over all T prompts. Returns (N,)."""
+    return clip_score(image_emb, text_emb, kind, logit_scale).gather(-1, prompt_index[:, None])[:, 0]
+
+
+@torch.no_grad()
+def embed_batched(embed: Callable[[torch.Tensor], torch.Tensor], make_batch: Callable[[int, int], torch.Tensor],
+                  n: int, batch_size: int) -> torch.Tensor:
+    """Embeddings of ``n`` inputs, made chunk by chunk by ``make_batch(start, stop)`` and passed to ``embed``,
+    so that at most ``batch_size`` inputs exist at a time. Returns (n, D)."""
+    return torch.cat([embed(make_batch(i, min(i + batch_size, n))) for i in range(0, n, batch_size)])
+
+
+def score_masked(model, x: torch.Tensor, reference: torch.Tensor, masks, image_of: torch.Tensor,
+                 text: torch.Tensor, prompt_of: torch.Tensor, score: str, batch_size: int = 32,
+                 embed: Callable = None) -> torch.Tensor:
+    """s(M * x + (1 - M) * r, t) for many (mask, image, prompt) items, in batches.
+
+    Parameters
+    ----------
+    model : CLIPModel (``embed`` and ``logit_scale`` are used).
+    x, reference : Tensors of shape (B, 3, H, W), normalised images and their references.
+    masks : Tensor of shape (N, 1, H, W), values in [0, 1] (1 keeps the image), or a callable
+        ``masks(start, stop)`` that makes the masks of items start..stop-1 (so that they need not all exist at once).
+    image_of, prompt_of : Tensors of shape (N,): the image and the prompt of each item.
+    text : Tensor of shape (T, D), normalised text embeddings.
+    score : the score kind of `clip_score`.
+    embed : the image tower to use (default ``model.embed``).
+
+    Returns
+    -------
+    Tensor of shape (N,).
+    """
+    mask_of = masks if callable(masks) else (lambda i, j: masks[i:j])
+    emb = embed_batched(embed or model.embed,
+                        lambda i, j: blend(mask_of(i, j), x[image_of[i:j]], reference[image_of[i:j]]),
+                        len(image_of), batch_size)
+    return pair_score(emb, text, prompt_of, score, model.logit_scale)
+
+
+# ---------------------------------------------------------------------------------------------- references
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with reflect padding (radius 3 sigma, clipped to the image)."""
+    if sigma <= 0:
+        return x.clone()
+    H, W = x.shape[-2:]
+    radius = max(1, min(int(math.ceil(3 * sigma)), H - 1, W - 1))
+    coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (coords / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    C = x.shape[1]
+    out = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def blurred_reference(x: torch.Tensor, blur_sigma: float) -> torch.Tensor:
+    """The reference image r: ``x`` (B, 3, H, W) blurred with sigma given in pixels at `REFERENCE_SIZE`
+    and scaled to the input width."""
+    return gaussian_blur(x, scaled_pixels(blur_sigma, x.shape[-1]))
+
+
+def scaled_pixels(pixels_at_reference: float, size: int) -> float:
+    """A length given in pixels at `REFERENCE_SIZE`, at an input of ``size`` pixels."""
+    return pixels_at_reference * size / REFERENCE_SIZE
+
+
+def blend(mask: torch.Tensor, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The convex blend ``M * x + (1 - M) * r`` (the same in pixel and in normalised space)."""
+    return mask * x + (1 - mask) * reference
+
+
+# ---------------------------------------------------------------------------------------------- maps
+def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Min-max normalise over the last two dims; a constant map becomes all zeros (never NaN)."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    hi = maps.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    return torch.where(span > eps, (maps - lo) / span.clamp_min(eps), torch.zeros_like(maps))
+
+
+def minmax_np(m: np.ndarray) -> np.ndarray:
+    """`minmax` of one numpy map (H, W), as float32."""
+    return minmax(torch.as_tensor(np.asarray(m, dtype=np.float32))).numpy()
+
+
+def upsample(maps: torch.Tensor, size: Sequence[int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize maps (..., h, w) to (..., H, W) with ``mode`` ("bilinear" or "bicubic", align_corners=False)."""
+    lead = maps.shape[:-2]
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    out = F.interpolate(flat, size=tuple(size), mode=mode, align_corners=False)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def upsample_np(m: np.ndarray, size: Sequence[int], mode: str = "bilinear") -> np.ndarray:
+    """`upsample` of one numpy map (h, w) -> (H, W) float32."""
+    return upsample(torch.as_tensor(np.asarray(m, dtype=np.float32)), size, mode).numpy()
+
+
+def resize_masks(masks: Union[np.ndarray, torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+    """Boolean masks (..., H, W) at another size (nearest neighbour), as the explained image is resized."""
+    m = torch.as_tensor(np.asarray(masks)) if not isinstance(masks, torch.Tensor) else masks
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m.bool()
+    lead = m.shape[:-2]
+    out = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]).float(), size=tuple(size), mode="nearest")
+    return out.reshape(*lead, *out.shape[-2:]) > 0.5
+
+
+# ---------------------------------------------------------------------------------------------- files
+@contextmanager
+def atomic_write(path: Union[str, os.PathLike], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, on failure it
+    is removed, so a reader never sees a half-written file. ``suffix`` is appended to the temporary name
+    (e.g. ".npz" for writers that add their own suffix)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp" + suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
