@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import html
-import threading
 import time
-import traceback
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import ipywidgets as widgets
@@ -17,6 +14,7 @@ from ..methods.registry import METHODS, all_knobs, method_spec
 from ..explanation import Explanation
 from ..images import ImageInputError, to_rgb
 from ..viz.figures import comparison_figure, explanation_figure, spectrum_figure
+from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png
 
@@ -32,26 +30,7 @@ def _defaults() -> Dict[str, Any]:
     return out
 
 
-class _Superseded(Exception):
-    """A newer run started: this one stops at the next check and its results are dropped."""
-
-
-@dataclass
-class Job:
-    """Everything one run needs, frozen when the run starts (later edits to the widgets do not affect it)."""
-
-    generation: int
-    image: np.ndarray
-    image_name: str
-    prompts: List[str]
-    methods: List[str]
-    knobs: Dict[str, Any]
-    started: float = field(default_factory=time.perf_counter)
-    stage: str = "starting"
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class Explorer(widgets.VBox):
+class Explorer(BackgroundRuns, widgets.VBox):
     """Explain an image against prompts with DecomCAM or a baseline, from a notebook.
 
     Parameters
@@ -82,11 +61,7 @@ class Explorer(widgets.VBox):
         self.image_name = ""
         self.explanations: Dict[str, Explanation] = {}
         self.last_error: Optional[str] = None
-        self.dropped_runs = 0  # runs whose results arrived after a newer run had started
-        self.runs_started = 0
-        self._generation = 0
-        self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
+        self._init_runs()
         self._prompts_auto = prompts is None  # follow the gallery's suggestions until the user types
         self._setting_prompts = False
         self._shown_prompt = 0
@@ -256,10 +231,6 @@ class Explorer(widgets.VBox):
             return None
         return next(iter(self.explanations.values()))
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def run(self, wait: bool = True, timeout: Optional[float] = None) -> Optional[Dict[str, Explanation]]:
         """Explain the current image against the prompts with the chosen method(s).
 
@@ -278,60 +249,14 @@ class Explorer(widgets.VBox):
         except Exception as err:
             self._message(str(err), "error")
             return None
-        with self._lock:
-            self._generation += 1
-            job = Job(self._generation, self.image.copy(), self.image_name, prompts, methods, knobs)
-        self.runs_started += 1
         self.progress.max = len(methods) + 1
-        self.progress.value = 0
-        self.progress.bar_style = "info"
-        self._message(f"Run {job.generation}: starting…", "busy")
-        thread = threading.Thread(target=self._worker, args=(job,), name=f"decomviz-explorer-{job.generation}",
-                                  daemon=True)
-        self._thread = thread
-        thread.start()
-        threading.Thread(target=self._tick, args=(job,), name=f"decomviz-explorer-tick-{job.generation}",
-                         daemon=True).start()
-        if not wait:
+        job = self._start(dict(image=self.image.copy(), image_name=self.image_name, prompts=prompts,
+                               methods=methods, knobs=knobs))
+        if not self._finished(job, wait, timeout):
             return None
-        thread.join(timeout)
-        with self._lock:
-            current = job.generation == self._generation
-        return dict(self.explanations) if current and self.last_error is None and not thread.is_alive() else None
+        return dict(self.explanations) if self.last_error is None else None
 
-    def wait(self, timeout: Optional[float] = None) -> None:
-        """Block until the latest run has finished."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-
-    def _worker(self, job: Job) -> None:
-        try:
-            results = self._compute(job)
-        except _Superseded:
-            with self._lock:
-                self.dropped_runs += 1
-            return
-        except Exception as err:  # reported in the widget; the widget stays usable
-            self._deliver_error(job, err)
-            return
-        finally:
-            job.done.set()
-        self._deliver(job, results)
-
-    def _tick(self, job: Job, every: float = 1.0) -> None:
-        """While a run is busy, show how long it has been running (so a long run visibly progresses)."""
-        while not job.done.wait(every):
-            with self._lock:
-                if job.generation != self._generation or job.done.is_set():
-                    return
-                self._message(f"{job.stage} {time.perf_counter() - job.started:.0f} s", "busy")
-
-    def _check(self, job: Job) -> None:
-        if job.generation != self._generation:
-            raise _Superseded()
-
-    def _compute(self, job: Job) -> Dict[str, Explanation]:
+    def _compute(self, job: Job) -> Dict[str, Explanation]:  # noqa: the BackgroundRuns hook
         """The engine calls of one run (in the worker thread). Checks between methods whether it was superseded."""
         out: Dict[str, Explanation] = {}
         self._progress(job, 1, f"Run {job.generation}: preparing the image…")
@@ -342,43 +267,6 @@ class Explorer(widgets.VBox):
             out[method] = self.make_cam(method, job.knobs)(job.image, job.prompts)
         self._check(job)
         return out
-
-    def _progress(self, job: Job, value: int, text: str) -> None:
-        with self._lock:
-            job.stage = text
-            if job.generation != self._generation:
-                return
-            self.progress.value = value
-            self._message(text, "busy")
-
-    def _deliver(self, job: Job, results: Dict[str, Explanation]) -> bool:
-        with self._lock:
-            if job.generation != self._generation:
-                self.dropped_runs += 1
-                return False
-            self.explanations = results
-            self.last_error = None
-        try:
-            self._show_results(job)
-        except Exception as err:  # a figure failed: say so
-            self._deliver_error(job, err)
-            return False
-        with self._lock:
-            if job.generation == self._generation:
-                self.progress.value = self.progress.max
-                self.progress.bar_style = "success"
-                self._message(self._summary(job), self._summary_kind())
-        return True
-
-    def _deliver_error(self, job: Job, err: BaseException) -> None:
-        with self._lock:
-            if job.generation != self._generation:
-                self.dropped_runs += 1
-                return
-            self.last_error = f"{type(err).__name__}: {err}"
-            self.last_traceback = traceback.format_exc()
-            self.progress.bar_style = "danger"
-            self._message(f"Run {job.generation} failed: {err}", "error")
 
     def _summary(self, job: Job) -> str:
         secs = time.perf_counter() - job.started
@@ -443,9 +331,6 @@ class Explorer(widgets.VBox):
         return ComponentScrubber(exp, model=self.model, prompt=self._shown_prompt if prompt is None else prompt)
 
     # ------------------------------------------------------------------ helpers
-    def _message(self, text: str, kind: str = "info") -> None:
-        self.status.value = message_html(text, kind)
-
     @property
     def status_text(self) -> str:
         """The status line as plain text."""

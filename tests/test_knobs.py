@@ -1,0 +1,143 @@
+"""Knobs are declared once: every knob of every registered method reaches it from the command line and from
+the Explorer, and the declaration validates the constructor."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import decomviz as dv
+from decomviz.apps.cli import build_parser, knobs_from_args, main, make_methods
+from decomviz.knobs import Knob
+from decomviz.methods.registry import METHODS, all_knobs, route_knobs
+from tests.conftest import make_image
+
+
+def _other_value(knob: Knob, default, model):
+    """A valid value different from the default."""
+    if knob.kind == "layer":
+        return next(layer for layer in model.layers if layer != model.default_layer)
+    if knob.kind == "choice":
+        return next(c for c in knob.choices if c != default)
+    if knob.kind == "bool":
+        return not default
+    if knob.kind == "int":
+        return default + 1
+    value = default * 2 if knob.high is None or default * 2 < knob.high else default / 2
+    return float(value)
+
+
+def _cli_tokens(knob: Knob, value):
+    if knob.kind == "bool":
+        return [knob.option if value else "--no-" + knob.option[2:]]
+    return [knob.option, "none" if value is None else str(value)]
+
+
+CASES = [(name, knob) for name, spec in METHODS.items() for knob in spec.knobs]
+
+
+def test_every_method_declares_its_knobs_with_defaults():
+    for name, spec in METHODS.items():
+        assert set(spec.knobs) == set(spec.defaults), name
+        for knob in spec.knobs.values():
+            assert len(knob.help) > 10, (name, knob.name)
+
+
+@pytest.mark.parametrize("method,knob_name", CASES)
+def test_every_knob_reaches_its_method_from_the_command_line(method, knob_name, tiny_rn):
+    spec = METHODS[method]
+    knob = spec.knobs[knob_name]
+    value = _other_value(knob, spec.defaults[knob_name], tiny_rn)
+    args = build_parser().parse_args(["explain", "img.png", "--prompt", "x", "--method", method, "--compare", "",
+                                      *_cli_tokens(knob, value), "--out", "e.npz"])
+    cam = make_methods([method], tiny_rn, knobs_from_args(args))[method]
+    assert cam.get_params()[knob_name] == value
+    for other, v in cam.get_params().items():   # and nothing else moved
+        if other != knob_name:
+            expected = spec.fixed.get(other, spec.defaults.get(other))
+            assert v == (tiny_rn.default_layer if other == "layer" else expected), other
+
+
+@pytest.fixture(scope="module")
+def explorer(tiny_dirs):
+    from decomviz.widgets import Explorer
+    model = dv.load_model(checkpoint=tiny_dirs["rn"], device="cpu")
+    return Explorer(model, n_scenes=1)
+
+
+@pytest.mark.parametrize("method,knob_name", CASES)
+def test_every_knob_reaches_its_method_from_the_explorer(method, knob_name, explorer):
+    spec = METHODS[method]
+    knob = spec.knobs[knob_name]
+    value = _other_value(knob, spec.defaults[knob_name], explorer.model)
+    before = dict(explorer.knobs)
+    try:
+        explorer.set_knobs(**{knob_name: value})
+        assert explorer.make_cam(method).get_params()[knob_name] == value
+    finally:
+        explorer.set_knobs(**before)
+
+
+def test_explorer_has_one_widget_per_knob_with_the_declared_range(explorer):
+    assert set(explorer.knob_panel.widgets) == set(all_knobs())
+    k = explorer.knob_panel.widgets["n_components"]
+    assert (k.min, k.max) == all_knobs()["n_components"].widget[:2]
+    explorer.set_method("gradcam")
+    assert explorer.knob_panel.widgets["n_components"].disabled and not explorer.knob_panel.widgets["score"].disabled
+    explorer.set_method("decomcam")
+    assert not explorer.knob_panel.widgets["n_components"].disabled
+
+
+def test_explain_records_the_knobs_of_a_baseline(tmp_path, tiny_dirs):
+    """The bug this registry fixes: --top-channels was dropped on its way to gScoreCAM."""
+    image = tmp_path / "img.png"
+    Image.fromarray(make_image(0)).save(image)
+    out = tmp_path / "e.npz"
+    assert main(["explain", str(image), "--prompt", "a red circle", "--checkpoint", str(tiny_dirs["rn"]),
+                 "--method", "gscorecam", "--top-channels", "7", "--compare", "", "--out", str(out)]) == 0
+    exp = dv.Explanation.load(out)
+    assert exp.params["method"] == "gscorecam" and exp.params["top_channels"] == 7
+    assert exp.channels.shape[-1] == 7
+
+
+def test_a_knob_no_chosen_method_takes_is_refused(tmp_path, tiny_dirs, capsys):
+    image = tmp_path / "img.png"
+    Image.fromarray(make_image(0)).save(image)
+    rc = main(["explain", str(image), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--method", "gradcam",
+               "--compare", "", "--n-components", "4", "--out", str(tmp_path / "e.npz")])
+    assert rc == 2 and "n_components is not a knob of gradcam" in capsys.readouterr().err
+    assert not (tmp_path / "e.npz").exists()
+    with pytest.raises(ValueError, match="not a knob"):
+        route_knobs(["gradcam", "eigencam"], {"top_channels": 3})
+    assert route_knobs(["gradcam", "gscorecam"], {"top_channels": 3}) == {"gradcam": {},
+                                                                         "gscorecam": {"top_channels": 3}}
+
+
+def test_fixed_knobs_of_a_variant_cannot_be_overridden(tiny_rn):
+    with pytest.raises(ValueError, match="fixes integration='none'"):
+        METHODS["decomcam-nointegration"].make(tiny_rn, integration="pixel")
+    assert METHODS["decomcam-feature"].make(tiny_rn).integration == "feature"
+
+
+@pytest.mark.parametrize("name,value,ok", [
+    ("blur_sigma", float("inf"), False), ("blur_sigma", float("nan"), False), ("blur_sigma", 0, False),
+    ("blur_sigma", np.float32(5), True), ("blur_sigma", 5, True), ("n_components", np.int64(3), True),
+    ("n_components", 2.5, False), ("n_components", True, False), ("weight_threshold", 1.0, False),
+    ("weight_threshold", 0.0, True), ("center", np.bool_(False), True), ("center", "yes", False),
+    ("sign", "both", True), ("sign", "up", False),
+])
+def test_the_declaration_validates_the_constructor(tiny_rn, name, value, ok):
+    if ok:
+        assert dv.DecomCAM(tiny_rn, **{name: value}).get_params()[name] == value
+    else:
+        with pytest.raises(ValueError, match=name):
+            dv.DecomCAM(tiny_rn, **{name: value})
+
+
+def test_help_shows_every_knob_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for knob in all_knobs().values():
+        assert knob.option in text
+    assert "(default: 10)" in text and "(default: cosine)" in text
