@@ -3,28 +3,36 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install browser clean
+.PHONY: demo test fast lab bench browser clean
 
-$(STAMP): pyproject.toml
+$(VENV)/.created:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@
 
-install: $(STAMP)
+# one stamp per set of extras, remade when pyproject.toml changes
+$(VENV)/.installed-%: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install --quiet -e '.[$*]'
+	touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-notebook
 	HF_HUB_OFFLINE=1 $(BIN)/decomviz demo --out demo_report.html
+
+lab: $(VENV)/.installed-notebook
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab notebooks/ --ip=127.0.0.1
 
 browser:
 	bash scripts/ensure_chromium.sh
 
-test: $(STAMP) browser
+test: $(VENV)/.installed-test browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+# the inner loop: everything but the browser, notebook and slow tests
+fast: $(VENV)/.installed-test
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_browser.py --ignore=tests/test_notebooks.py
+
+bench: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_engine.py
 
 clean:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import decomviz as dv
-from decomviz.apps.bench import floor_seconds, timeit
+from decomviz.apps.bench import floor_seconds, make_methods, timeit
 
 
 def main(argv=None):
@@ -49,16 +49,11 @@ def main(argv=None):
         K = args.n_components
         floor = floor_seconds(model, x, text, K, args.repeats)
         fwd_bwd = floor_seconds(model, x, text, 0, args.repeats)
-        methods = {
-            "decomcam": dv.DecomCAM(model, n_components=K),
-            "decomcam (no integration)": dv.DecomCAM(model, n_components=K, integration="none"),
-            "decomcam (feature)": dv.DecomCAM(model, n_components=K, integration="feature"),
-            **({"decomcam (gesvda)": dv.DecomCAM(model, n_components=K, svd_driver="gesvda")}
-               if model.device.type == "cuda" else {}),
-            "gradcam": dv.GradCAM(model), "gradcam++": dv.GradCAMPlusPlus(model), "layercam": dv.LayerCAM(model),
-            "eigencam": dv.EigenCAM(model), "gscorecam": dv.GScoreCAM(model, batch_size=64),
-            "scorecam": dv.ScoreCAM(model, batch_size=64),
-        }
+        methods = make_methods(model)   # every registered method at its defaults, by registry name
+        for name in ("decomcam", "decomcam-feature", "decomcam-nointegration"):
+            methods[name] = dv.make_method(name, model, n_components=K)
+        if model.device.type == "cuda":
+            methods["decomcam (gesvda)"] = dv.DecomCAM(model, n_components=K, svd_driver="gesvda")
         floor, fwd_bwd = floor / N, fwd_bwd / N
         print(f"\n{name} ({model.source}), {H}x{W}, layer {model.default_layer}, K={K}, {N} image(s) per call")
         print(f"  {'floor (fwd+bwd, K+1 masked fwd)':34s} {floor:8.3f} s")
@@ -69,10 +64,10 @@ def main(argv=None):
             reps = 1 if label in ("scorecam", "gscorecam") else args.repeats
             t = timeit(lambda: cam(img, prompt), reps) / N
             extra = {"decomcam": f"   ratio to floor {t / floor:.2f}",
-                     "decomcam (feature)": f"   ratio to forward+backward {t / fwd_bwd:.2f}"}.get(label, "")
+                     "decomcam-feature": f"   ratio to forward+backward {t / fwd_bwd:.2f}"}.get(label, "")
             print(f"  {label:34s} {t:8.3f} s/pair{extra}", flush=True)
         if args.profile:
-            for label in ("decomcam", "decomcam (feature)"):
+            for label in ("decomcam", "decomcam-feature"):
                 profile(methods[label], img, prompt, label)
 
 

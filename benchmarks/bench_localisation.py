@@ -23,10 +23,7 @@ def main(argv=None):
     scenes = two_object_scenes(args.scenes, args.seed)
     for name in args.models:
         model = dv.load_model(name)
-        cams = {"decomcam": dv.DecomCAM(model), "decomcam (no integration)": dv.DecomCAM(model, integration="none"),
-                "decomcam (feature)": dv.DecomCAM(model, integration="feature"),
-                "gradcam": dv.GradCAM(model), "gradcam++": dv.GradCAMPlusPlus(model), "layercam": dv.LayerCAM(model),
-                "eigencam": dv.EigenCAM(model)}
+        cams = {name: dv.make_method(name, model) for name in dv.METHODS if name not in ("scorecam", "gscorecam")}
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

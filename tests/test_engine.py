@@ -168,7 +168,7 @@ def test_vit_grid_inferred_from_model(tiny_vit, vitb16):
 
 
 def test_last_vit_block_has_zero_patch_gradient(tiny_vit):
-    """Why the default ViT tap is the input of the last block (ALGORITHM.md)."""
+    """Why the default ViT tap is the input of the last block (docs/method.md)."""
     last = tiny_vit.layers[-1]
     out = dv.GradCAM(tiny_vit, layer=last)._tapped(tiny_vit.prepare(make_image(0)).tensor,
                                                     tiny_vit.encode_text(["x"]))

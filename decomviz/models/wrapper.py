@@ -191,7 +191,7 @@ class CLIPModel:
 
 
 def _describe_tower(visual: torch.nn.Module) -> Tuple[str, List[str], str]:
-    """Which layers of an image tower can be tapped, and the default (see ALGORITHM.md)."""
+    """Which layers of an image tower can be tapped, and the default (see docs/method.md)."""
     if hasattr(visual, "layer4") and hasattr(visual, "attnpool"):
         layers = [f"visual.layer{i}" for i in range(1, 5)]
         return "resnet", layers, "visual.layer4"

@@ -1,7 +1,7 @@
 """Train the small bundled CLIP models on PartsWorld scenes (CPU is enough).
 
     decomviz train --model parts-rn --steps 900 --batch-size 64 --seed 0 --out decomviz/assets/parts-rn
-    python -m decomviz.train --model parts-vit ...
+    python -m decomviz.apps.train.cli --model parts-vit ...
 
 The model is open_clip's own ``open_clip.CLIP`` built from a config dict, trained with ``open_clip.ClipLoss``
 on PartsWorld scenes (1-3 objects) and captions that mix object-level ("a photo of a house and a car") and
@@ -233,7 +233,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "warmup": recipe["warmup"],
         "stages": stages,
         "train_scenes": {"class": "PartsWorld", "n": step * batch_size, "seed": "seed + 10000 * stage",
-                         "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.train.training_captions(scene, seed): object level + part level, losses averaged"},
+                         "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.apps.train.training_captions(scene, seed): object level + part level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "lrs": [float(f"{v:.4g}") for v in lrs],
