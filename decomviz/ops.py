@@ -58,30 +58,35 @@ def embed_batched(embed: Callable[[torch.Tensor], torch.Tensor], make_batch: Cal
     return torch.cat([embed(make_batch(i, min(i + batch_size, n))) for i in range(0, n, batch_size)])
 
 
-def score_masked(model, x: torch.Tensor, reference: torch.Tensor, masks, image_of: torch.Tensor,
-                 text: torch.Tensor, prompt_of: torch.Tensor, score: str, batch_size: int = 32,
-                 embed: Callable = None) -> torch.Tensor:
-    """s(M * x + (1 - M) * r, t) for many (mask, image, prompt) items, in batches.
+def embed_masked(embed: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, reference: torch.Tensor, masks,
+                 image_of: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Embeddings of the masked inputs ``M * x + (1 - M) * r``, made and embedded ``batch_size`` at a time.
 
     Parameters
     ----------
-    model : CLIPModel (``embed`` and ``logit_scale`` are used).
+    embed : the image tower, a batch (n, 3, H, W) -> normalised embeddings (n, D).
     x, reference : Tensors of shape (B, 3, H, W), normalised images and their references.
     masks : Tensor of shape (N, 1, H, W), values in [0, 1] (1 keeps the image), or a callable
         ``masks(start, stop)`` that makes the masks of items start..stop-1 (so that they need not all exist at once).
-    image_of, prompt_of : Tensors of shape (N,): the image and the prompt of each item.
-    text : Tensor of shape (T, D), normalised text embeddings.
-    score : the score kind of `clip_score`.
-    embed : the image tower to use (default ``model.embed``).
+    image_of : Tensor of shape (N,): the image of each item.
 
     Returns
     -------
-    Tensor of shape (N,).
+    Tensor of shape (N, D).
     """
     mask_of = masks if callable(masks) else (lambda i, j: masks[i:j])
-    emb = embed_batched(embed or model.embed,
-                        lambda i, j: blend(mask_of(i, j), x[image_of[i:j]], reference[image_of[i:j]]),
-                        len(image_of), batch_size)
+    return embed_batched(embed, lambda i, j: blend(mask_of(i, j), x[image_of[i:j]], reference[image_of[i:j]]),
+                         len(image_of), batch_size)
+
+
+def score_masked(model, x: torch.Tensor, reference: torch.Tensor, masks, image_of: torch.Tensor,
+                 text: torch.Tensor, prompt_of: torch.Tensor, score: str, batch_size: int = 32) -> torch.Tensor:
+    """s(M * x + (1 - M) * r, t) for many (mask, image, prompt) items, in batches (see `embed_masked`).
+
+    ``model`` gives ``embed`` and ``logit_scale``; ``text`` (T, D) holds the normalised prompt embeddings,
+    ``prompt_of`` (N,) the prompt of each item, ``score`` the kind of `clip_score`. Returns (N,).
+    """
+    emb = embed_masked(model.embed, x, reference, masks, image_of, batch_size)
     return pair_score(emb, text, prompt_of, score, model.logit_scale)
 
 

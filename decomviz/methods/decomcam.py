@@ -18,7 +18,7 @@ from ..knobs import Knob
 from ..models import CLIPModel
 from ..models.attnpool import BlendedAttentionPool, is_attention_pool
 from ..models.taps import tap
-from ..ops import blend, blurred_reference, minmax, pair_score, upsample
+from ..ops import blurred_reference, embed_masked, minmax, pair_score, upsample
 from .base import CAM
 
 SIGN_RULES = ("gradcam", "both")
@@ -255,24 +255,15 @@ class DecomCAM(CAM):
         return up.clamp_min(0) if self.upsample == "bicubic" else up
 
     def _score_masked(self, x, ref, ossms, text):
-        """Steps 8-9: x_k = M_k x + (1 - M_k) r for every (b, t, k), and the references r_b, in one stream of
-        batches. Returns masked-input embeddings (B, T, K, D), their scores (B, T, K) and s(r, t) (B, T)."""
+        """Steps 8-9: x_k = M_k x + (1 - M_k) r for every (b, t, k), and the references r_b, in batches.
+        Returns masked-input embeddings (B, T, K, D), their scores (B, T, K) and s(r, t) (B, T)."""
         B, T, K, H, W = ossms.shape
         masks = minmax(ossms).reshape(B * T * K, 1, H, W)
         image_of, prompt_of = _pair_index(B, T, K, x.device)
-
-        def batch(i, j):  # items 0..B-1 are the references, then the masked inputs
-            parts = [ref[i:min(j, B)]] if i < B else []
-            lo, hi = max(i, B) - B, j - B
-            if hi > lo:
-                m, b = masks[lo:hi], image_of[lo:hi]
-                parts.append(blend(m, x[b], ref[b]))
-            return torch.cat(parts) if len(parts) > 1 else parts[0]
-
-        emb = self._embed_batched(batch, B + B * T * K)
-        ref_score = self._scores(emb[:B], text)
-        scores = pair_score(emb[B:], text, prompt_of, self.score, self.model.logit_scale)
-        return emb[B:].reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
+        ref_score = self._scores(self._embed_batched(lambda i, j: ref[i:j], B), text)
+        emb = embed_masked(self._embed, x, ref, masks, image_of, self.batch_size)
+        scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
+        return emb.reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
 
     def _score_masked_features(self, tapped, ref, ossms_lowres, text):
         """Feature-space integration (an option, not the paper's method): blend the tapped activations of the

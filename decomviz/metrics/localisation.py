@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 
 from ..ops import scaled_pixels
-from .result import ArrayLike, MetricResult, _pair, dilate
+from .result import ArrayLike, MetricResult, dilate, paired_maps
 
 
 def pointing_game(saliency: ArrayLike, mask: ArrayLike, tolerance: int = 15) -> MetricResult:
     """Hit (1) when the arg-max of the saliency lies inside the mask dilated by `tolerance` pixels at 224 px
     (scaled with the map size). Maps that are all zero count as misses."""
-    s, m = _pair(saliency, mask)
+    s, m = paired_maps(saliency, mask)
     H, W = s.shape[-2:]
     radius = int(round(scaled_pixels(tolerance, max(H, W))))
     region = dilate(m, radius)
@@ -23,7 +23,7 @@ def pointing_game(saliency: ArrayLike, mask: ArrayLike, tolerance: int = 15) -> 
 
 def energy_pointing_game(saliency: ArrayLike, mask: ArrayLike) -> MetricResult:
     """Share of the saliency mass inside the mask (0 for an all-zero map)."""
-    s, m = _pair(saliency, mask)
+    s, m = paired_maps(saliency, mask)
     s = s.clamp_min(0)
     total = s.sum(dim=(-2, -1))
     inside = (s * m).sum(dim=(-2, -1))

@@ -6,7 +6,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from .result import ArrayLike, MetricResult, _as_tensor
+from .result import ArrayLike, MetricResult, as_maps
 
 
 def part_alignment(ossms: ArrayLike, part_masks: ArrayLike) -> Dict[str, MetricResult]:
@@ -15,8 +15,8 @@ def part_alignment(ossms: ArrayLike, part_masks: ArrayLike) -> Dict[str, MetricR
     ossm_alignment: for each OSSM with energy, the share of its energy inside its best part.
     part_coverage: for each part, 1 if the arg-max of some OSSM lies inside it.
     """
-    o = _as_tensor(ossms, "ossms").float().clamp_min(0)
-    m = _as_tensor(part_masks, "part_masks").to(torch.bool)
+    o = as_maps(ossms, "ossms").float().clamp_min(0)
+    m = as_maps(part_masks, "part_masks").to(torch.bool)
     if o.ndim != 3 or m.ndim != 3 or o.shape[-2:] != m.shape[-2:]:
         raise ValueError(f"Give ossms (K, H, W) and part_masks (P, H, W) of one size; got {tuple(o.shape)} and {tuple(m.shape)}.")
     energy = o.sum(dim=(-2, -1))

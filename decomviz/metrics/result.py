@@ -30,16 +30,16 @@ class MetricResult:
         return f"{self.name}: {self.mean:.4f} over {self.values.numel()} map(s) {self.protocol}"
 
 
-def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+def as_maps(x: ArrayLike, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     if t.ndim < 2:
         raise ValueError(f"{name} must be (H, W) or (..., H, W); got shape {tuple(t.shape)}.")
     return t
 
 
-def _pair(saliency: ArrayLike, mask: ArrayLike):
-    s = _as_tensor(saliency, "saliency").float()
-    m = _as_tensor(mask, "mask").to(torch.bool).to(s.device)
+def paired_maps(saliency: ArrayLike, mask: ArrayLike):
+    s = as_maps(saliency, "saliency").float()
+    m = as_maps(mask, "mask").to(torch.bool).to(s.device)
     if s.shape[-2:] != m.shape[-2:]:
         raise ValueError(f"saliency {tuple(s.shape[-2:])} and mask {tuple(m.shape[-2:])} differ in size; resize "
                          "the mask to the explained image (exp.images shows those pixels).")

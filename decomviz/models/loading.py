@@ -2,6 +2,7 @@
 names and tags, local checkpoint files). Everything else takes a `CLIPModel`."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import List, Optional, Union
@@ -103,8 +104,9 @@ def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
     model = open_clip.create_model(ident, device=device)
     tokenizer = open_clip.get_tokenizer(ident)
     cfg = open_clip.get_model_preprocess_cfg(model)
+    extra = json.loads((folder / "open_clip_config.json").read_text()).get("decomviz", {})
     return CLIPModel(model, tokenizer, name=name, pretrained=None, source=str(folder),
-                     preprocess_cfg=cfg, device=device)
+                     preprocess_cfg=cfg, device=device, default_layer=extra.get("default_layer"))
 
 
 def _load_state_dict(model: torch.nn.Module, path: Path) -> None:

@@ -40,7 +40,8 @@ class CLIPModel:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, name: str, pretrained: Optional[str],
-                 source: str, preprocess_cfg: Dict[str, Any], device: Union[str, torch.device]):
+                 source: str, preprocess_cfg: Dict[str, Any], device: Union[str, torch.device],
+                 default_layer: Optional[str] = None):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
@@ -56,6 +57,11 @@ class CLIPModel:
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.interpolation = preprocess_cfg.get("interpolation", "bicubic")
         self.kind, self.layers, self.default_layer = _describe_tower(model.visual)
+        if default_layer is not None:   # a checkpoint may name its own (e.g. a finer grid than the last stage)
+            if default_layer not in self.layers:
+                raise ModelLoadError(f"The model's config names default layer {default_layer!r}, which is not one "
+                                     f"of its layers: {', '.join(self.layers)}.")
+            self.default_layer = default_layer
         self._text_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 
     def __repr__(self) -> str:
@@ -67,7 +73,8 @@ class CLIPModel:
         """An independent copy (weights copied), e.g. to re-initialise layers for a sanity check."""
         import copy
         twin = CLIPModel(copy.deepcopy(self.model), self.tokenizer, name=self.name, pretrained=self.pretrained,
-                         source=self.source, preprocess_cfg=self.preprocess_cfg, device=self.device)
+                         source=self.source, preprocess_cfg=self.preprocess_cfg, device=self.device,
+                         default_layer=self.default_layer)
         twin._text_cache = self._text_cache.copy()
         return twin
 

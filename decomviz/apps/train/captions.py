@@ -65,3 +65,58 @@ def training_captions(scene: Scene, seed: int = 0) -> tuple:
 def training_caption(scene: Scene, seed: int = 0) -> str:
     """The part-level caption of :func:`training_captions`."""
     return training_captions(scene, seed)[1]
+
+
+# ----------------------------------------------------------------------------------------------- parts recipe
+#: How `part_examples` lays out its texts: object caption, then (positive, hard negative) pairs.
+PART_EXAMPLE_LAYOUT = ("object", "attribute", "attribute_negative", "part", "part_negative")
+
+
+def part_examples(scene: Scene, seed: int = 0, remove_part: float = 0.7) -> tuple:
+    """A training example in which parts decide the match: (scene, texts in `PART_EXAMPLE_LAYOUT`).
+
+    - With probability ``remove_part`` one part of one object is removed from the scene (`Scene.without_part`),
+      so that the presence of a part is something the image shows or does not.
+    - attribute: a part's colour, "a house with a red roof" or "the red roof of a house"; its hard negative is the
+      same text with another colour (half the time the colour of another part of the same object, so that the
+      colour must be bound to the right part).
+    - part: "the door of a house" for a part that is drawn; its hard negative names the removed part, or, when
+      nothing was removed, the same part of a class that is not in the scene.
+    Everything is fixed by (seed, scene.index).
+    """
+    from ...data import CLASSES, PALETTE
+    rng = np.random.default_rng([seed, scene.index, 2])
+    obj_text, _ = training_captions(scene, seed)
+    removed = None
+    j = int(rng.integers(len(scene.objects)))
+    if rng.random() < remove_part:
+        own = [i for i, p in enumerate(scene.parts) if p.object == j]
+        if len(own) > 1:
+            i = own[int(rng.integers(len(own)))]
+            removed = scene.parts[i].name
+            scene = scene.without_part(i)
+    obj = scene.objects[j]
+    visible = [p for p in scene.parts if p.object == j]
+    part = visible[int(rng.integers(len(visible)))]
+    true = part.color
+    siblings = [p.color for p in visible if p.color != true]
+    if siblings and rng.random() < 0.5:
+        wrong = siblings[int(rng.integers(len(siblings)))]
+    else:
+        others = [c for c in PALETTE if c != true]
+        wrong = others[int(rng.integers(len(others)))]
+    if rng.random() < 0.5:
+        attr, attr_neg = (object_phrase(obj.label, {part.name: c}) for c in (true, wrong))
+    else:
+        attr, attr_neg = (f"the {c} {part.name} of {object_phrase(obj.label, {})}" for c in (true, wrong))
+    shown = visible[int(rng.integers(len(visible)))].name
+    part_text = f"the {shown} of {object_phrase(obj.label, {})}"
+    if removed is not None:
+        part_neg = f"the {removed} of {object_phrase(obj.label, {})}"
+    else:
+        absent = [c for c in CLASSES if c not in {o.label for o in scene.objects} and shown in PARTS[c]]
+        absent = absent or [c for c in CLASSES if c not in {o.label for o in scene.objects}]
+        other = absent[int(rng.integers(len(absent)))]
+        name = shown if shown in PARTS[other] else PARTS[other][int(rng.integers(len(PARTS[other])))]
+        part_neg = f"the {name} of {object_phrase(other, {})}"
+    return scene, (obj_text, attr, attr_neg, part_text, part_neg)

@@ -1,7 +1,7 @@
 """Scenes as training tensors, and the zero-shot accuracy of a model on fresh single-object scenes."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,19 +20,24 @@ def image_to_tensor(image, mean: Sequence[float] = MEAN, std: Sequence[float] = 
 
 
 class CaptionedScenes(torch.utils.data.Dataset):
-    """PartsWorld scenes as (image tensor (3, H, W), token ids (n_captions, context)) for contrastive training."""
+    """PartsWorld scenes as (image tensor (3, H, W), token ids (n_captions, context)) for contrastive training.
+
+    ``caption_fn(scene, seed)`` gives the texts of a scene; ``example_fn(scene, seed) -> (scene, texts)``, when
+    given instead, may also change the scene (e.g. remove a part) before it is drawn into the batch.
+    """
 
     def __init__(self, world: PartsWorld, tokenizer, caption_seed: int = 0,
-                 caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions):
-        self.world, self.tokenizer, self.caption_seed, self.caption_fn = world, tokenizer, caption_seed, caption_fn
+                 caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions,
+                 example_fn: Optional[Callable[[Scene, int], Tuple[Scene, Sequence[str]]]] = None):
+        self.world, self.tokenizer, self.caption_seed = world, tokenizer, caption_seed
+        self.example_fn = example_fn or (lambda scene, seed: (scene, caption_fn(scene, seed)))
 
     def __len__(self) -> int:
         return len(self.world)
 
     def __getitem__(self, i: int):
-        scene = self.world[i]
-        texts = list(self.caption_fn(scene, self.caption_seed))
-        return image_to_tensor(scene.image), self.tokenizer(texts)
+        scene, texts = self.example_fn(self.world[i], self.caption_seed)
+        return image_to_tensor(scene.image), self.tokenizer(list(texts))
 
 
 # ----------------------------------------------------------------------------------------------- eval

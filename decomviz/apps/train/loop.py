@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ...data import PartsWorld, Scene
-from .captions import training_captions
+from .captions import PART_EXAMPLE_LAYOUT, part_examples, training_captions
 from .evaluate import CaptionedScenes, zero_shot_accuracy
 from .recipes import RECIPES, ZERO_SHOT_TEMPLATE
 from .saving import load_local, save_model
@@ -45,6 +45,20 @@ def default_out(model: str) -> Path:
     """Where a run without ``out`` writes: ``trained/<model>`` under the current folder, never the installed
     package (pass its assets folder as ``out`` to replace a bundled model)."""
     return Path.cwd() / "trained" / model
+
+
+def hard_negative_loss(image: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                       scale: torch.Tensor) -> torch.Tensor:
+    """Contrastive loss in which each image also competes against its own hard-negative caption.
+
+    image, positive, negative : (B, D) normalised embeddings; image i matches positive i. Image to text: a
+    softmax over all B positives and all B negatives; text to image: over the B images.
+    """
+    import torch.nn.functional as F
+    labels = torch.arange(len(image), device=image.device)
+    to_text = scale * image @ torch.cat([positive, negative]).T
+    to_image = scale * positive @ image.T
+    return (F.cross_entropy(to_text, labels) + F.cross_entropy(to_image, labels)) / 2
 
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -138,6 +152,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                    f"--lr {lr:g} --out {shlex.quote(str(out))}")
 
     stages = _plan_stages(recipe, steps, size)
+    parts = recipe.get("examples") == "parts"
 
     t_start = time.time()
     torch.set_num_threads(threads)
@@ -169,8 +184,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
         world = PartsWorld(stage["steps"] * batch_size, seed=stage["scene_seed_offset"] + seed,
-                           size=stage["image_size"], n_objects=(1, 3))
-        data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions)
+                           size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
+        data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions,
+                               example_fn=part_examples if parts and caption_fn is None else None)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
                                              persistent_workers=False, prefetch_factor=4 if workers else None,
@@ -199,8 +215,12 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                 img_f = net.encode_image(images, normalize=True).float()
                 txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True).float()
             scale = net.logit_scale.exp()
-            # each image against each of its captions (object level, part level), averaged
-            loss = sum(loss_fn(img_f, txt_f[j * nb:(j + 1) * nb], scale) for j in range(nc)) / nc
+            texts = txt_f.reshape(nc, nb, -1)
+            if parts:   # the object caption, then (positive, hard negative) pairs
+                loss = (loss_fn(img_f, texts[0], scale) + sum(hard_negative_loss(img_f, texts[j], texts[j + 1], scale)
+                                                             for j in range(1, nc, 2))) / (1 + nc // 2)
+            else:       # each image against each of its captions (object level, part level), averaged
+                loss = sum(loss_fn(img_f, texts[j], scale) for j in range(nc)) / nc
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -233,7 +253,11 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "warmup": recipe["warmup"],
         "stages": stages,
         "train_scenes": {"class": "PartsWorld", "n": step * batch_size, "seed": "seed + 10000 * stage",
-                         "size": "per stage", "n_objects": [1, 3], "captions": "decomviz.apps.train.training_captions(scene, seed): object level + part level, losses averaged"},
+                         "size": "per stage", "n_objects": list(recipe.get("n_objects", (1, 3))),
+                         "captions": ("decomviz.apps.train.part_examples(scene, seed): " + ", ".join(PART_EXAMPLE_LAYOUT)
+                                      + "; CLIP loss on the object caption, hard-negative loss on each pair")
+                         if parts else "decomviz.apps.train.training_captions(scene, seed): object level + part "
+                                       "level, losses averaged"},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "lrs": [float(f"{v:.4g}") for v in lrs],
@@ -254,7 +278,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     }
     if save:
         net = net.cpu()
-        path = save_model(net, model_cfg, out)
+        path = save_model(net, model_cfg, out, default_layer=recipe.get("default_layer"))
         record["weights_bytes"] = path.stat().st_size
         record["weights_dtype"] = "float16"
         if final_eval:

@@ -5,15 +5,18 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
 from .recipes import MEAN, STD
 
 
-def save_model(model, model_cfg: Dict[str, Any], out: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``open_clip_config.json`` and ``open_clip_model.safetensors`` (floats cast to ``dtype``)."""
+def save_model(model, model_cfg: Dict[str, Any], out: Path, dtype: torch.dtype = torch.float16,
+               default_layer: Optional[str] = None) -> Path:
+    """Write ``open_clip_config.json`` and ``open_clip_model.safetensors`` (floats cast to ``dtype``).
+
+    ``default_layer`` is recorded under ``"decomviz"`` in the config: the layer decomviz taps by default."""
     from safetensors.torch import save_file
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -23,6 +26,8 @@ def save_model(model, model_cfg: Dict[str, Any], out: Path, dtype: torch.dtype =
         "preprocess_cfg": {"size": size, "mode": "RGB", "mean": list(MEAN), "std": list(STD),
                            "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0},
     }
+    if default_layer is not None:
+        config["decomviz"] = {"default_layer": default_layer}
     (out / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous()
              for k, v in model.state_dict().items()}
