@@ -163,7 +163,7 @@ class Explanation:
     # ----------------------------------------------------------------- figures
     def figure(self, image: int = 0, prompt: Union[int, str] = 0, **kwargs):
         """A plotly figure of one pair: image + overlay, OSSM strip with weights, spectrum."""
-        from .viz.figures import explanation_figure
+        from .viz.explanation_figures import explanation_figure
         return explanation_figure(self, image=image, prompt=prompt, **kwargs)
 
     # ----------------------------------------------------------------- persistence

@@ -147,7 +147,7 @@ def upsample(maps: torch.Tensor, size: Sequence[int], mode: str = "bilinear") ->
 
 def upsample_np(m: np.ndarray, size: Sequence[int], mode: str = "bilinear") -> np.ndarray:
     """`upsample` of one numpy map (h, w) -> (H, W) float32."""
-    return upsample(torch.as_tensor(np.asarray(m, dtype=np.float32)), size, mode).numpy()
+    return upsample(torch.tensor(np.asarray(m, dtype=np.float32)), size, mode).numpy()
 
 
 def resize_masks(masks: Union[np.ndarray, torch.Tensor], size: Sequence[int]) -> torch.Tensor:

@@ -7,7 +7,8 @@ import pytest
 from plotly.callbacks import Points
 
 import decomviz as dv
-from decomviz.viz.cluster_figures import BankImages, cluster_exemplars, cluster_report_figures
+from decomviz.analysis.bank_images import BankImages
+from decomviz.analysis.cluster_views import cluster_exemplars, cluster_report_figures
 from decomviz.widgets.clusters import ClusterGallery, PartInspector
 
 from .conftest import make_image

@@ -188,7 +188,7 @@ def test_bad_arguments(tiny_rn, world, tmp_path):
 
 
 def test_bank_images_rerender_scenes_made_with_any_options(tiny_rn, tmp_path):
-    from decomviz.viz.cluster_figures import BankImages
+    from decomviz.analysis.bank_images import BankImages
     world = dv.PartsWorld(3, seed=2, size=128, n_objects=(1, 2), distractors=False, rotation=0.0, flip=False,
                           scale=(0.2, 0.3))
     bank = dv.extract(_cam(tiny_rn), world, "a photo of a {}", out=tmp_path / "b", progress=False)

@@ -14,7 +14,7 @@ from PIL import Image
 
 import decomviz as dv
 from decomviz.ops import clip_score, gaussian_blur
-from decomviz.viz import figures as F
+from decomviz.viz import steps as F
 from decomviz.widgets import ComponentScrubber, Explorer, StepThrough
 from decomviz.widgets._common import decode_upload, default_gallery, parse_prompts
 from decomviz.widgets.explorer import METHOD_LABELS

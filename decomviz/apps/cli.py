@@ -54,7 +54,7 @@ def load_from_args(args):
 
 def cmd_explain(args) -> int:
     from ..images import load_images
-    from ..viz.figures import comparison_figure
+    from ..viz.explanation_figures import comparison_figure
     from ..viz.report import write_report
 
     out = Path(args.out)
@@ -123,7 +123,7 @@ def cmd_extract(args) -> int:
 
 def cmd_cluster(args) -> int:
     from ..analysis import ComponentClusters, OSSMBank
-    from ..viz.cluster_figures import cluster_report_figures
+    from ..analysis.cluster_views import cluster_report_figures
     from ..viz.report import write_report
 
     bank = OSSMBank(args.bank)

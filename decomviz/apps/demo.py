@@ -13,7 +13,7 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     from ..data import PartsWorld
     from ..methods.registry import make_method
     from ..models import load_model
-    from ..viz.figures import comparison_figure
+    from ..viz.explanation_figures import comparison_figure
     from ..viz.report import write_report
 
     if n_scenes < 1:

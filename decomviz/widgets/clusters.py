@@ -10,11 +10,11 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
+from ..analysis.bank_images import BankImages, upsample_ossm
+from ..analysis.cluster_views import cluster_confidence, cluster_exemplars, cluster_names, exemplar_figure_for
 from ..analysis.clusters import dominant_parts
-from ..viz.cluster_figures import (BankImages, cluster_color, cluster_exemplars, cluster_names,
-                                   cluster_part_figure, cluster_scatter_figure, component_hover,
-                                   exemplar_figure_for, exemplar_grid_figure, image_components_figure,
-                                   short_prompt, upsample_map)
+from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_figure, component_hover,
+                            exemplar_grid_figure, image_components_figure, short_prompt)
 from ._common import message_html
 
 ORDERS = {"highest weight": "weight", "closest to centre": "centre"}
@@ -180,10 +180,7 @@ class ClusterGallery(widgets.VBox):
 
     # ------------------------------------------------------------------ drawing
     def _confidence(self, c: int) -> Optional[float]:
-        for d in getattr(self.clusters, "names_", None) or []:
-            if d["cluster"] == c:
-                return d["confidence"]
-        return None
+        return cluster_confidence(self.clusters, c)
 
     @staticmethod
     def _empty_detail() -> go.Figure:
@@ -200,7 +197,7 @@ class ClusterGallery(widgets.VBox):
         rec = self.df.iloc[row]
         i = int(rec["image_index"])
         px = self.images.pixels(i)
-        heat = upsample_map(self.bank.ossms[row], px.shape[:2], self.images.resample)
+        heat = upsample_ossm(self.bank.ossms[row], px.shape[:2], self.images.resample)
         c = int(self.labels[self.point])
         title = (f"img {i} · “{html.escape(short_prompt(rec['prompt'], 28))}” · #{int(rec['component']) + 1}"
                  f"<br>w={float(rec['weight']):.2f} · {html.escape(self.names[c])}")
@@ -358,7 +355,7 @@ class PartInspector(widgets.VBox):
         n_colors = self.clusters.n_clusters_
         for prompt, rows in self.components(i):
             prompts.append(prompt)
-            heats.append([upsample_map(ossms[r], px.shape[:2], self.images.resample) for r in rows])
+            heats.append([upsample_ossm(ossms[r], px.shape[:2], self.images.resample) for r in rows])
             t_titles, t_colors = [], []
             for r in rows:
                 c = int(self.row_cluster[r])

@@ -13,7 +13,7 @@ from ..methods.registry import METHODS, all_knobs, method_spec
 
 from ..explanation import Explanation
 from ..images import ImageInputError, to_rgb
-from ..viz.figures import comparison_figure, explanation_figure, spectrum_figure
+from ..viz.explanation_figures import comparison_figure, explanation_figure, spectrum_figure
 from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png

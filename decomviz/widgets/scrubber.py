@@ -11,7 +11,8 @@ import torch
 
 from ..explanation import Explanation
 from ..ops import blurred_reference, score_masked
-from ..viz.figures import KEPT_COLOR, OTHER_COLOR, scrubber_figure
+from ..viz.explanation_figures import scrubber_figure
+from ..viz.pairs import KEPT_COLOR, OTHER_COLOR
 from ._common import message_html
 
 WEIGHTINGS = {"integration weights w_k": "integration", "singular values σ_k": "singular", "uniform": "uniform"}
@@ -321,7 +322,7 @@ class ComponentScrubber(widgets.VBox):
 
 
 def _legend_html() -> str:
-    from ..viz.figures import heat_lut
+    from ..viz.images import heat_lut
     lut = heat_lut()
     stops = ", ".join(f"rgb({r},{g},{b})" for r, g, b in lut[::32].tolist() + [lut[-1].tolist()])
     return (f"<span style='white-space:nowrap'>map: low <span style='display:inline-block;width:90px;height:10px;"

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..explanation import Explanation
-from ..viz import figures as F
+from ..viz import steps as F
 
 
 @dataclass

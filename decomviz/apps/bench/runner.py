@@ -18,10 +18,11 @@ import torch
 
 from ...models import BUNDLED, load_model
 from ..evaluation import two_object_scenes
+from .parts import parts_markdown, parts_section
 from .sections import (FULL, QUICK, ablations, integration_agreement, localisation_and_faithfulness, make_methods,
                        part_alignment, speed)
 
-SECTIONS = ("localisation", "part_alignment", "integration_agreement", "ablations", "speed")
+SECTIONS = ("localisation", "parts", "part_alignment", "integration_agreement", "ablations", "speed")
 
 
 def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
@@ -49,18 +50,20 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
         entry = {"layer": model.default_layer}
         for section in SECTIONS:
             if section != "ablations" or name == models[0]:
-                entry[section] = _section(section, model, name, scene_list, cfg, log)
+                entry[section] = _section(section, model, name, scene_list, cfg, seed, log)
         results["models"][name] = entry
     results["seconds"] = time.perf_counter() - t_start
     _write(results, out, log)
     return results
 
 
-def _section(section: str, model, name: str, scene_list, cfg: Dict, log):
+def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, log):
     log(f"[bench] {name}: {section.replace('_', ' ')}")
     if section == "localisation":
         return localisation_and_faithfulness(model, make_methods(model), scene_list, cfg["steps"],
                                              cfg["scorecam_scenes"], log, cfg["faithfulness_scenes"])
+    if section == "parts":
+        return parts_section(model, scene_list, cfg, seed, log)
     if section == "part_alignment":
         return part_alignment(model, scene_list[:cfg["part_scenes"]], log)
     if section == "integration_agreement":
@@ -86,7 +89,7 @@ def _rerun_sections(models, sections, out: Path, device, log) -> Dict:
         model = load_model(name, device=device)
         entry = results["models"].setdefault(name, {"layer": model.default_layer})
         for section in sections:
-            entry[section] = _section(section, model, name, scene_list, cfg, log)
+            entry[section] = _section(section, model, name, scene_list, cfg, results["seed"], log)
     results.setdefault("reruns", []).append({"sections": list(sections), "models": list(models or results["models"]),
                                              "seconds": time.perf_counter() - t_start,
                                              "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -122,6 +125,8 @@ def to_markdown(results: Dict) -> str:
                          f"{r['deletion_auc']:.4f} | {r['average_drop']:.3f} | {r['increase_in_confidence']:.3f} | "
                          f"{r['seconds_per_pair']:.3f} | {r['pairs']} | {r.get('faithfulness_pairs', r['pairs'])} "
                          f"| {r.get('empty_maps', '')} |")
+        if "parts" in entry:
+            lines += parts_markdown(entry["parts"])
         if "part_alignment" in entry:
             lines += ["", "| prompts | OSSM energy in best part | parts hit by an OSSM peak | OSSMs |",
                       "|---|---|---|---|"]

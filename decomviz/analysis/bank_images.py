@@ -1,0 +1,131 @@
+"""The images behind a bank's rows, at the crop the model saw, so that a low-resolution OSSM can be upsampled and
+drawn over them (and, for PartsWorld banks, the ground-truth parts at the same crop)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from ..images import resize_center_crop, to_rgb
+from ..ops import minmax_np, upsample_np
+
+
+def upsample_ossm(m: np.ndarray, size, mode: str = "bilinear") -> np.ndarray:
+    """A low-resolution OSSM (h, w) upsampled to `size` (bilinear, or bicubic clamped at 0), then min-max
+    normalised: (H, W) float32 in [0, 1]."""
+    mode = mode if mode in ("bilinear", "bicubic") else "bilinear"
+    # a copy: bank arrays are read-only views, which torch warns about
+    return minmax_np(np.clip(upsample_np(np.array(m, dtype=np.float32), size, mode), 0, None))
+
+
+class BankImages:
+    """The images behind a bank's rows, at the crop the model explained (`bank.protocol["image_size"]`).
+
+    PartsWorld banks are re-rendered from `bank.manifest["dataset"]` (scenes are deterministic); folder and CSV
+    banks read `root / image_id`. `root` overrides where images are looked for (e.g. a bank moved to another
+    machine). `parts(i)` gives the ground-truth part masks of PartsWorld images ("class/part" -> bool mask).
+    """
+
+    def __init__(self, bank, root=None, cache: int = 64):
+        self.bank = bank
+        self.dataset = dict(bank.manifest.get("dataset") or {})
+        self.kind = self.dataset.get("kind")
+        size = (bank.protocol or {}).get("image_size")
+        self.size: Optional[Tuple[int, int]] = tuple(int(s) for s in size) if size else None
+        self.resample = (bank.protocol or {}).get("upsample", "bilinear")
+        if root is not None:
+            self.root = Path(root)
+        elif self.kind == "folder":
+            self.root = Path(self.dataset["root"])
+        elif self.kind == "csv":
+            self.root = Path(self.dataset["path"]).parent
+        else:
+            self.root = None
+        self._world = None
+        self._cache: "OrderedDict[int, Any]" = OrderedDict()
+        self._cache_size = cache
+        df = bank.to_pandas()
+        first = df.drop_duplicates("image_index")
+        self.ids: Dict[int, str] = dict(zip(first["image_index"].astype(int), first["image_id"]))
+        self.labels: Dict[int, str] = dict(zip(first["image_index"].astype(int), first["labels"]))
+
+    @property
+    def has_parts(self) -> bool:
+        return self.kind == "partsworld" and bool(self.bank.part_vocabulary)
+
+    @property
+    def world(self):
+        if self._world is None:
+            if self.kind != "partsworld":
+                raise ValueError("Only PartsWorld banks can re-render their scenes.")
+            from ..data import PartsWorld
+            d = self.dataset
+            # banks made before every argument was recorded fall back to PartsWorld's defaults
+            extra = {k: d[k] for k in ("distractors", "classes", "rotation", "flip") if k in d}
+            for k in ("scale", "caption_parts"):
+                if d.get(k) is not None:
+                    extra[k] = tuple(d[k])
+            self._world = PartsWorld(int(d["n"]), seed=int(d["seed"]), size=int(d["size"]),
+                                     n_objects=tuple(d["n_objects"]), **extra)
+        return self._world
+
+    def _load(self, i: int):
+        i = int(i)
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        if self.kind == "partsworld":
+            scene = self.world[i]
+            labels = "|".join(o.label for o in scene.objects)
+            if i in self.labels and self.labels[i] != labels:
+                raise ValueError(f"Scene {i} re-rendered from the bank's manifest ({self.dataset}) shows "
+                                 f"{labels.replace('|', ', ')}, but the bank has {self.labels[i].replace('|', ', ')}:"
+                                 " the bank was made with PartsWorld options its manifest does not record.")
+            image, parts, caption = scene.image, OrderedDict(), scene.caption
+            for p in scene.parts:
+                key = f"{scene.objects[p.object].label}/{p.name}"
+                parts[key] = parts[key] | p.mask if key in parts else p.mask
+        else:
+            if i not in self.ids:
+                raise KeyError(f"Image {i} is not in this bank.")
+            path = Path(self.ids[i])
+            path = path if path.is_absolute() or self.root is None else self.root / path
+            image, parts, caption = to_rgb(path), None, self.ids[i]
+        out = (self._crop(image), None if parts is None else
+               OrderedDict((k, self._crop_mask(m)) for k, m in parts.items()), caption)
+        self._cache[i] = out
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _crop(self, image) -> np.ndarray:
+        im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+        if self.size is None:
+            return np.asarray(im.convert("RGB"), np.uint8)
+        return resize_center_crop(im.convert("RGB"), self.size, Image.BICUBIC)
+
+    def _crop_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A part mask at the same crop as the image (nearest neighbour, so it stays a mask)."""
+        if self.size is None or mask.shape == tuple(self.size):
+            return mask
+        return resize_center_crop(Image.fromarray(mask.astype(np.uint8) * 255), self.size, Image.NEAREST) > 127
+
+    def pixels(self, i: int) -> np.ndarray:
+        """RGB uint8 (H, W, 3) of image `i` as the model saw it."""
+        return self._load(i)[0]
+
+    def parts(self, i: int) -> Optional["OrderedDict[str, np.ndarray]"]:
+        """Ground-truth part masks of image `i` ("class/part" -> bool (H, W)), or None without ground truth."""
+        return self._load(i)[1]
+
+    def caption(self, i: int) -> str:
+        """The scene's caption (PartsWorld) or the image's id (its path in the folder)."""
+        return self._load(i)[2]
+
+    def overlay(self, row: int, image_index: int, ossm: np.ndarray) -> np.ndarray:
+        """The OSSM of a bank row (h, w), upsampled to the image and min-max normalised, (H, W) in [0, 1]."""
+        H, W = self.pixels(image_index).shape[:2]
+        return upsample_ossm(ossm, (H, W), self.resample)

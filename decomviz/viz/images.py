@@ -1,0 +1,118 @@
+"""Pictures inside figures: the heat colour scale as a lookup table, heat maps and part masks blended over an
+image, and thumbnails sent as JPEG/PNG data URIs (go.Image ``source``) rather than as arrays of numbers, which
+keeps figures with many images light enough to redraw in a browser."""
+from __future__ import annotations
+
+import base64
+import functools
+import io
+from typing import Optional, Tuple
+
+import numpy as np
+import plotly.graph_objects as go
+
+HEAT = "Turbo"
+THUMB_SIZE = 112  # thumbnails (OSSM overlays, masked inputs) are encoded at this size
+PART_COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+               "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
+
+
+@functools.lru_cache(maxsize=4)
+def heat_lut(colorscale: str = HEAT) -> np.ndarray:
+    """A (256, 3) uint8 lookup table of a plotly colour scale."""
+    from plotly.colors import sample_colorscale
+    rgb = sample_colorscale(colorscale, np.linspace(0, 1, 256).tolist())
+    return np.array([[round(float(v)) for v in c[c.index("(") + 1:-1].split(",")] for c in rgb], dtype=np.uint8)
+
+
+def hex_rgb(color: str) -> Tuple[int, int, int]:
+    """"#rrggbb" as an (r, g, b) tuple of ints."""
+    color = color.lstrip("#")
+    return tuple(int(color[i:i + 2], 16) for i in (0, 2, 4))
+
+
+# ---------------------------------------------------------------------------------------------- blends
+def blend_heat(pixels: np.ndarray, heat: Optional[np.ndarray], opacity: float = 0.5,
+               colorscale: str = HEAT) -> np.ndarray:
+    """RGB uint8 (H, W, 3): ``heat`` in [0, 1] (H, W) coloured and alpha-blended over ``pixels``."""
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    if heat is None:
+        return pixels
+    idx = (np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64)), 0, 1) * 255).round().astype(np.uint8)
+    colour = heat_lut(colorscale)[idx].astype(np.float32)
+    return (pixels.astype(np.float32) * (1 - opacity) + colour * opacity).round().clip(0, 255).astype(np.uint8)
+
+
+def heat_overlay(pixels: np.ndarray, heat: Optional[np.ndarray], opacity: float = 0.7,
+                 colorscale: str = HEAT) -> np.ndarray:
+    """RGB uint8: `heat` (H, W) in [0, 1] coloured and blended over `pixels` with an opacity that grows with the
+    heat (0.15 + opacity * heat), so the image stays visible where the map is cold."""
+    pixels = np.asarray(pixels, dtype=np.uint8)
+    if heat is None:
+        return pixels
+    h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0, 1)
+    colour = heat_lut(colorscale)[(h * 255).round().astype(np.uint8)].astype(np.float32)
+    a = (0.15 + opacity * h)[..., None]
+    return (pixels.astype(np.float32) * (1 - a) + colour * a).round().clip(0, 255).astype(np.uint8)
+
+
+def part_map(pixels: np.ndarray, parts, opacity: float = 0.65) -> np.ndarray:
+    """All ground-truth parts of an image ("name" -> bool (H, W), in order) coloured with PART_COLORS over a
+    dimmed copy of it."""
+    out = np.asarray(pixels, np.float32) * 0.45 + 255 * 0.55 * 0.3
+    for j, mask in enumerate(parts.values()):
+        col = np.array(hex_rgb(PART_COLORS[j % len(PART_COLORS)]), np.float32)
+        out[mask] = out[mask] * (1 - opacity) + col * opacity
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def part_highlight(pixels: np.ndarray, mask: np.ndarray, j: int) -> np.ndarray:
+    """One ground-truth part (bool (H, W)) in the j-th PART_COLORS colour over a dimmed copy of the image."""
+    pixels = np.asarray(pixels, np.uint8)
+    col = hex_rgb(PART_COLORS[j % len(PART_COLORS)])
+    rgb = pixels.astype(np.float32) * 0.35 + 255 * 0.65 * 0.25
+    rgb[mask] = pixels[mask] * 0.35 + np.array(col, np.float32) * 0.65
+    return rgb.round().clip(0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- traces
+def image_uri(pixels: np.ndarray, size: Optional[int] = None, fmt: str = "JPEG") -> str:
+    """A data URI (JPEG or PNG) of an RGB uint8 image, optionally downscaled so its longer side is ``size``."""
+    from PIL import Image
+    im = Image.fromarray(np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8)))
+    if size is not None and max(im.size) > size:
+        scale = size / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BILINEAR)
+    buf = io.BytesIO()
+    if fmt.upper() == "JPEG":
+        im.save(buf, format="JPEG", quality=88)
+        mime = "jpeg"
+    else:
+        im.save(buf, format="PNG", optimize=False)
+        mime = "png"
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnail_trace(pixels: np.ndarray, heat: Optional[np.ndarray] = None, opacity: float = 0.5,
+                    size: Optional[int] = THUMB_SIZE, name: str = "thumbnail", dim: bool = False) -> go.Image:
+    """A go.Image showing ``pixels`` (with ``heat`` blended over it), drawn at the full image's coordinates."""
+    H, W = np.asarray(pixels).shape[:2]
+    rgb = blend_heat(pixels, heat, opacity)
+    dx = W / (min(W, size) if size and max(H, W) > size else W)
+    dy = H / (min(H, size) if size and max(H, W) > size else H)
+    return go.Image(source=image_uri(rgb, size), dx=dx, dy=dy, name=name, hoverinfo="skip",
+                    opacity=0.25 if dim else 1.0)
+
+
+def overlay_traces(pixels: np.ndarray, heat: np.ndarray, opacity: float = 0.5, showscale: bool = False,
+                   name: str = "saliency", zmax: float = 1.0):
+    """An image and a heat map drawn over it (same axes)."""
+    return [go.Image(z=pixels, hoverinfo="skip", name="image"),
+            go.Heatmap(z=heat, zmin=0, zmax=zmax, colorscale=HEAT, opacity=opacity, showscale=showscale,
+                       name=name, hovertemplate="x=%{x} y=%{y} value=%{z:.2f}<extra></extra>")]
+
+
+def shrink(m: np.ndarray, size: int) -> np.ndarray:
+    """Every n-th cell of a map, so that it has about ``size`` rows (keeps heat-map strips light)."""
+    step = max(1, m.shape[0] // size)
+    return m[::step, ::step]
