@@ -65,17 +65,17 @@ class Knob:
         is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
         is_real = is_int or (isinstance(value, (float, np.floating)) and math.isfinite(float(value)))
         if self.kind == "int" and not is_int:
-            raise ValueError(f"{self.name} must be an integer{self._range_text()}, got {value!r}.")
+            raise ValueError(f"{self.name} must be an integer{self.range_text()}, got {value!r}.")
         if not is_real:
-            raise ValueError(f"{self.name} must be a finite number{self._range_text()}, got {value!r}.")
+            raise ValueError(f"{self.name} must be a finite number{self.range_text()}, got {value!r}.")
         v = int(value) if self.kind == "int" else float(value)
         too_low = self.low is not None and (v <= self.low if self.open_low else v < self.low)
         too_high = self.high is not None and (v >= self.high if self.open_high else v > self.high)
         if too_low or too_high:
-            raise ValueError(f"{self.name} must be{self._range_text()}, got {value!r}.")
+            raise ValueError(f"{self.name} must be{self.range_text()}, got {value!r}.")
         return v
 
-    def _range_text(self) -> str:
+    def range_text(self) -> str:
         parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")

@@ -141,3 +141,14 @@ def test_help_shows_every_knob_with_its_default(capsys):
     for knob in all_knobs().values():
         assert knob.option in text
     assert "(default: 10)" in text and "(default: cosine)" in text
+
+
+def test_the_methods_page_of_the_docs_is_current():
+    """docs/methods.md is generated from the registry: a method or knob added without regenerating it fails here."""
+    from pathlib import Path
+
+    from decomviz.apps.docs import methods_markdown
+    page = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
+    assert page.read_text() == methods_markdown(), "run: python -m decomviz.apps.docs"
+    for name in METHODS:
+        assert f"`{name}`" in page.read_text()
