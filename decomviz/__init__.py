@@ -7,8 +7,8 @@ from ._version import __version__
 from .models import CLIPModel, LayerError, ModelLoadError, list_models, load_model
 from .images import ImageInputError
 from .explanation import Explanation
-from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM,
-                      make_method)
+from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, Occlusion,
+                      ScoreCAM, make_method)
 from . import metrics
 from .data import PartsWorld
 from .analysis import ComponentClusters, OSSMBank, extract
@@ -16,5 +16,6 @@ from .analysis import ComponentClusters, OSSMBank, extract
 __all__ = [
     "__version__", "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
-    "GScoreCAM", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract", "ComponentClusters",
+    "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
+    "ComponentClusters",
 ]

@@ -183,18 +183,103 @@ class Explanation:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Explanation":
-        """Read a file written by `save`. Nothing in it is executed (allow_pickle=False)."""
-        try:
-            with np.load(os.fspath(path), allow_pickle=False) as data:
-                meta = json.loads(str(data["__meta__"]))
-                kw = {name: torch.from_numpy(data[name].copy()) for name in ARRAY_FIELDS if name in data.files}
-                kw["saliency"] = torch.from_numpy(data["saliency"].copy())
-                flags = {k[len("flag__"):]: torch.from_numpy(data[k].copy()) for k in data.files if k.startswith("flag__")}
-        except (KeyError, ValueError, OSError) as err:
-            raise ValueError(f"'{path}' is not a decomviz Explanation file ({err}).") from None
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"'{path}' has format {meta.get('format')}, this decomviz reads {FORMAT_VERSION}.")
+        """Read a file written by `save`. Nothing in it is executed (no pickles), and every array is checked
+        against the shapes of `ARRAY_FIELDS`: a file that is not an Explanation, or an inconsistent one, raises
+        a ValueError that says what is wrong."""
+        meta, arrays = _read_npz(path)
+        _check_consistent(path, meta, arrays)
+        kw = {name: torch.from_numpy(arrays[name]) for name in ["saliency", *ARRAY_FIELDS] if name in arrays}
+        flags = {k[len("flag__"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("flag__")}
         return cls(method=meta["method"], prompts=list(meta["prompts"]), params=meta["params"], flags=flags, **kw)
+
+
+def _not_explanation(path, why: str) -> ValueError:
+    return ValueError(f"'{os.fspath(path)}' is not a decomviz Explanation file: {why}. Explanation files are written "
+                      "by exp.save('name.npz').")
+
+
+def _read_npz(path):
+    """The meta record and the arrays of an .npz file, without unpickling anything."""
+    import zipfile
+    try:
+        with open(os.fspath(path), "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise ValueError(f"Cannot read '{os.fspath(path)}': {err.strerror or err}.") from None
+    if magic[:2] != b"PK":
+        raise _not_explanation(path, "it is not an .npz (zip) archive")
+    arrays: Dict[str, np.ndarray] = {}
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            names = list(data.files)
+            for name in ("__meta__", "saliency"):
+                if name not in names:
+                    raise _not_explanation(path, f"it has no '{name}' entry")
+            for name in names:
+                try:
+                    arrays[name] = np.array(data[name], copy=True)
+                except ValueError:  # object arrays: never unpickled
+                    raise _not_explanation(path, f"entry '{name}' holds Python objects, which decomviz never "
+                                                 "loads") from None
+    except ValueError:
+        raise
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise _not_explanation(path, f"the archive is damaged ({type(err).__name__}: {err})") from None
+    raw = arrays.pop("__meta__")
+    try:
+        meta = json.loads(str(raw[()])) if raw.ndim == 0 and raw.dtype.kind == "U" else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise _not_explanation(path, "its '__meta__' entry is not the JSON record save() writes")
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"'{os.fspath(path)}' has format {meta.get('format')!r}, this decomviz reads "
+                         f"{FORMAT_VERSION}.")
+    prompts = meta.get("prompts")
+    if not isinstance(meta.get("method"), str) or not isinstance(meta.get("params"), dict) or \
+            not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise _not_explanation(path, "its record lacks a method name, a params object or a list of prompts")
+    return meta, arrays
+
+
+_UINT8_FIELDS = ("images", "reference_images")
+_INT_FIELDS = ("channels",)
+
+
+def _check_consistent(path, meta: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> None:
+    """Every array has the shape `ARRAY_FIELDS` gives it, with one value per symbol (B, T, K, ...) across
+    fields, and a sensible dtype; T is the number of prompts."""
+    sizes: Dict[str, int] = {"T": len(meta["prompts"])}
+
+    def fail(name, why):
+        raise ValueError(f"'{os.fspath(path)}' is an inconsistent Explanation: {name} {why}. The file was edited or "
+                         "damaged; save the Explanation again.")
+
+    specs = {"saliency": "(B, T, H, W)", **ARRAY_FIELDS}
+    specs.update({k: "(B, T)" for k in arrays if k.startswith("flag__")})
+    for name, value in arrays.items():
+        if name not in specs:
+            fail(name, "is not a field of an Explanation")
+        want = specs[name][specs[name].index("(") + 1:specs[name].index(")")].split(", ")
+        kind = value.dtype.kind
+        if name.startswith("flag__"):
+            ok = kind == "b"
+        elif name in _UINT8_FIELDS:
+            ok = value.dtype == np.uint8
+        elif name in _INT_FIELDS:
+            ok = kind in "iu"
+        else:
+            ok = kind == "f"
+        if not ok:
+            fail(name, f"has dtype {value.dtype}")
+        if value.ndim != len(want):
+            fail(name, f"has shape {value.shape}, expected {specs[name].split(')')[0]})")
+        for sym, n in zip(want, value.shape):
+            expected = int(sym) if sym.isdigit() else (sizes["h"] * sizes["w"] if sym == "h*w" and "h" in sizes
+                                                        and "w" in sizes else sizes.setdefault(sym, n))
+            if n != expected:
+                fail(name, f"has shape {value.shape}: its {sym} is {n}, but other fields (or the {sizes['T']} "
+                           f"prompts) make it {expected}")
 
 
 def combine_ossms(ossms: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,27 @@
-"""Turn whatever a user hands us (paths, PIL images, arrays) into RGB PIL images, with clear errors."""
+"""Turn whatever a user hands us (paths, bytes, PIL images, arrays) into RGB PIL images, with clear errors.
+
+This is the one place images are opened and their pixel values interpreted. The conventions (README, "Input"):
+
+- files and bytes: any format PIL reads; turned upright by their EXIF orientation, as a photo viewer shows them;
+  more than ``MAX_PIXELS`` pixels (a decompression bomb) is refused before decoding;
+- PIL images: turned upright by an EXIF orientation tag they still carry (as ``ImageOps.exif_transpose``);
+- arrays: uint8 is 0-255, uint16 is 0-65535 (a 16-bit image, whatever its values), bool is black/white;
+  other integer types must hold 0-255; float arrays hold values in [0, 1]. Anything else is refused with the
+  cast that says what is meant, never guessed from the values.
+"""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any, List, Tuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 16_000 * 16_000  # larger than any photo; guards against decompression bombs
+_FLOAT_SLACK = 1e-3  # float pixel values may overshoot [0, 1] by rounding this much (clipped)
+_ORIENTATION = 0x0112
 
 
 class ImageInputError(ValueError):
@@ -25,9 +38,10 @@ def as_image_list(images: Any) -> list:
 
 
 def to_rgb(image: Any) -> Image.Image:
-    """One image (PIL, path, or array) as an RGB PIL image.
+    """One image (PIL, path, or array) as an upright RGB PIL image.
 
-    Grayscale, RGBA (composited on white), palette, 16-bit and float images are converted.
+    Grayscale, RGBA (composited on white), palette, 16-bit and float images are converted (see the module's
+    conventions).
     """
     if isinstance(image, (str, os.PathLike)):
         return _open_path(Path(image))
@@ -49,17 +63,34 @@ def _open_path(path: Path) -> Image.Image:
         raise ImageInputError(f"Image file not found: '{path}'. Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
         raise ImageInputError(f"'{path}' is a folder, not an image file: pass the path of one image.")
+    return _decode(path, f"'{path}'")
+
+
+def from_bytes(data: bytes, name: str = "upload") -> Image.Image:
+    """The bytes of an image file (an upload) as an upright RGB PIL image; ImageInputError if unusable."""
+    if not data:
+        raise ImageInputError(f"'{name}' is empty.")
+    return _decode(io.BytesIO(bytes(data)), f"'{name}'")
+
+
+def _decode(source, what: str) -> Image.Image:
+    """Open, check the size before decoding, decode, and convert; every failure is an ImageInputError."""
     try:
-        with Image.open(path) as im:
-            _check_size(im.size, str(path))
+        with Image.open(source) as im:
+            _check_size(im.size, what)
             im.load()
             return _pil_to_rgb(im)
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageInputError(f"{what} is too large to decode safely ({err}); it may be a decompression bomb. "
+                              "Downscale it first.") from None
     except UnidentifiedImageError:
-        raise ImageInputError(f"'{path}' is not an image PIL can read (tried every installed format).") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, ImageInputError):
-            raise
-        raise ImageInputError(f"'{path}' could not be decoded ({err}); the file may be truncated or corrupt.") from None
+        raise ImageInputError(f"{what} is not an image PIL can read (tried every installed format).") from None
+    except MemoryError:
+        raise ImageInputError(f"{what} does not fit in memory when decoded; downscale it first.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageInputError(f"{what} could not be decoded ({err}); the file may be truncated or corrupt.") from None
 
 
 def _check_size(size, what: str) -> None:
@@ -68,14 +99,35 @@ def _check_size(size, what: str) -> None:
         raise ImageInputError(f"Image {what} is empty ({w}x{h} pixels).")
     if w * h > MAX_PIXELS:
         raise ImageInputError(
-            f"Image {what} has {w}x{h} pixels, more than the {MAX_PIXELS:,} this toolkit accepts; downscale it first.")
+            f"Image {what} has {w}x{h} pixels, more than the {MAX_PIXELS:,} this toolkit accepts (a decompression "
+            "bomb, or a scan far larger than any model input); downscale it first.")
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image as displayed: rotated / mirrored by its EXIF orientation tag, if it has one."""
+    try:
+        orientation = im.getexif().get(_ORIENTATION, 1)
+    except Exception:  # unreadable EXIF: show the pixels as stored
+        return im
+    if orientation in (None, 1):
+        return im
+    return ImageOps.exif_transpose(im)
 
 
 def _pil_to_rgb(im: Image.Image) -> Image.Image:
     _check_size(im.size, f"of mode {im.mode}")
+    im = _upright(im)
     if im.mode == "RGB":
         return im.copy()
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return _array_to_rgb(np.asarray(im).astype(np.uint16))
+    if im.mode == "I":  # 32-bit integer images come from >8-bit files (e.g. 16-bit PNGs in older Pillows)
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageInputError(f"A 32-bit integer image with values from {arr.min()} to {arr.max()} has no "
+                                  "defined colour scale; convert it to 8 or 16 bits first.")
+        return _array_to_rgb(arr.astype(np.uint16))
+    if im.mode == "F":
         return _array_to_rgb(np.asarray(im))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
@@ -92,25 +144,40 @@ def _array_to_rgb(arr: np.ndarray) -> Image.Image:
             f"An image array must be HxW (grayscale), HxWx3 (RGB) or HxWx4 (RGBA); got shape {arr.shape}. "
             "For a CHW array use arr.transpose(1, 2, 0).")
     _check_size((arr.shape[1], arr.shape[0]), f"array {arr.shape}")
-    if arr.dtype == np.uint8:
-        out = arr
-    elif arr.dtype == np.bool_:
-        out = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.integer):
-        top = 65535 if arr.max(initial=0) > 255 else 255
-        out = (arr.astype(np.float64) * (255.0 / top)).clip(0, 255).round().astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageInputError("The image array contains NaN or infinite values.")
-        scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
-        out = (arr * scale).clip(0, 255).round().astype(np.uint8)
-    else:
-        raise ImageInputError(f"Unsupported image array dtype {arr.dtype}; use uint8 (0-255) or float (0-1).")
+    out = _to_uint8(arr)
     if out.ndim == 2:
         return Image.fromarray(out, "L").convert("RGB")
     if out.shape[-1] == 4:
         return _pil_to_rgb(Image.fromarray(np.ascontiguousarray(out), "RGBA"))
     return Image.fromarray(np.ascontiguousarray(out), "RGB")
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Pixel values by dtype (never guessed from the values): see the module's conventions."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) * (255.0 / 65535.0)).round().astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min(initial=0)), int(arr.max(initial=0))
+        if lo < 0 or hi > 255:
+            raise ImageInputError(
+                f"An {arr.dtype} image array with values from {lo} to {hi} has no defined scale: pass "
+                "arr.astype(np.uint16) for a 16-bit image (0-65535), or uint8 values 0-255.")
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageInputError("The image array contains NaN or infinite values.")
+        lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+        if lo < -_FLOAT_SLACK or hi > 1 + _FLOAT_SLACK:
+            raise ImageInputError(
+                f"A float image array holds pixel values in [0, 1]; this one spans [{lo:g}, {hi:g}]. For values "
+                "0-255 pass arr.astype(np.uint8) (or arr / 255); for a normalised model input pass a torch tensor.")
+        return (arr.astype(np.float64) * 255.0).clip(0, 255).round().astype(np.uint8)
+    raise ImageInputError(f"Unsupported image array dtype {arr.dtype}; use uint8 (0-255), uint16 (0-65535) or "
+                          "float (0-1).")
 
 
 def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BICUBIC) -> np.ndarray:

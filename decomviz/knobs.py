@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-KINDS = ("int", "float", "bool", "choice", "layer")
+KINDS = ("int", "float", "bool", "choice", "layer", "texts")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Knob:
     Parameters
     ----------
     name : the constructor argument (and attribute) name.
-    kind : "int", "float", "bool", "choice" or "layer" (a layer name of the model, or the module itself).
+    kind : "int", "float", "bool", "choice", "layer" (a layer name of the model) or "texts" (a tuple of
+        strings, e.g. prompts).
     help : one sentence for the command line's help, the docs and the widgets' tooltips.
     choices : the allowed values of a "choice" knob (may include None).
     low, high : bounds of a number (inclusive unless ``open_low`` / ``open_high``).
@@ -55,6 +56,11 @@ class Knob:
             if value not in self.choices:
                 raise ValueError(f"{self.name} must be one of {', '.join(map(repr, self.choices))}; got {value!r}.")
             return value
+        if self.kind == "texts":
+            texts = (value,) if isinstance(value, str) else value
+            if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in texts):
+                raise ValueError(f"{self.name} must be a list of non-empty strings, got {value!r}.")
+            return tuple(texts)
         if self.kind == "bool":
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{self.name} must be True or False, got {value!r}.")
@@ -84,6 +90,12 @@ class Knob:
         return (" " + " and ".join(parts)) if parts else ""
 
     # ------------------------------------------------------------------ command line
+    def _parse_choice(self, text: str) -> Any:
+        """A command-line word as a choice: "none" is None where None is a choice and "none" is not."""
+        if text.lower() == "none" and None in self.choices and "none" not in self.choices:
+            return None
+        return text
+
     @property
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
@@ -97,21 +109,24 @@ class Knob:
             parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=None,
                                 help=self.help + shown)
         elif self.kind == "choice":
-            parser.add_argument(self.option, type=_parse_choice, default=None, metavar="{" + ",".join(
+            parser.add_argument(self.option, type=self._parse_choice, default=None, metavar="{" + ",".join(
                 _show(c) for c in self.choices) + "}", help=self.help + shown)
         elif self.kind == "layer":
             parser.add_argument(self.option, default=None, metavar="NAME", help=self.help + shown)
+        elif self.kind == "texts":
+            parser.add_argument(self.option, action="append", default=None, metavar="TEXT",
+                                help=self.help + " (repeat for several)" + shown)
         else:
             parser.add_argument(self.option, type=int if self.kind == "int" else float, default=None,
                                 metavar="N" if self.kind == "int" else "X", help=self.help + shown)
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "none"
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _parse_choice(text: str) -> Any:
-    return None if text.lower() == "none" else text
 
 
 # ---------------------------------------------------------------------------------------------- classes

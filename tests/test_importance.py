@@ -85,8 +85,10 @@ def test_spearman_agrees_with_scipy():
         a, b = rng.integers(0, 4, 7).astype(float), rng.normal(size=7)
         if a.std() == 0:
             continue
-        assert metrics.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
-    assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
+        assert float(metrics.spearman(a, b)) == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert np.isnan(float(metrics.spearman([1, 1, 1], [1, 2, 3])))
+    a = np.random.default_rng(1).normal(size=(3, 9))
+    assert torch.allclose(metrics.spearman(a, a[::-1].copy()), torch.tensor([float(stats.spearmanr(x, y).statistic) for x, y in zip(a, a[::-1])], dtype=torch.float64).float(), atol=1e-6)
     assert metrics.deletion_rank_correlation([0.1, 0.5, 0.4], [0.0, 2.0, 1.0]) == pytest.approx(1.0)
 
 

@@ -17,10 +17,12 @@ def _other_value(knob: Knob, default, model):
     """A valid value different from the default."""
     if knob.kind == "layer":
         return next(layer for layer in model.layers if layer != model.default_layer)
-    if knob.kind == "choice":
-        return next(c for c in knob.choices if c != default)
+    if knob.kind == "choice":   # the first alternative that this method accepts with its fixed knobs
+        return next(c for c in knob.choices if c != default and (knob.name, c) not in INVALID)
     if knob.kind == "bool":
         return not default
+    if knob.kind == "texts":
+        return ("a photo of a cat", "a photo of a dog")
     if knob.kind == "int":
         return default + 1
     value = default * 2 if knob.high is None or default * 2 < knob.high else default / 2
@@ -30,10 +32,16 @@ def _other_value(knob: Knob, default, model):
 def _cli_tokens(knob: Knob, value):
     if knob.kind == "bool":
         return [knob.option if value else "--no-" + knob.option[2:]]
+    if knob.kind == "texts":
+        return [token for text in value for token in (knob.option, text)]
     return [knob.option, "none" if value is None else str(value)]
 
 
 CASES = [(name, knob) for name, spec in METHODS.items() for knob in spec.knobs]
+#: knobs that are only valid together with another setting
+NEEDS = {"contrast": {"score": "softmax"}}
+#: values refused by a variant's fixed knobs (feature integration cannot use the element-wise max blend)
+INVALID = {("integration", "feature")}
 
 
 def test_every_method_declares_its_knobs_with_defaults():
@@ -48,12 +56,13 @@ def test_every_knob_reaches_its_method_from_the_command_line(method, knob_name, 
     spec = METHODS[method]
     knob = spec.knobs[knob_name]
     value = _other_value(knob, spec.defaults[knob_name], tiny_rn)
+    extra = [t for k, v in NEEDS.get(knob_name, {}).items() for t in _cli_tokens(spec.knobs[k], v)]
     args = build_parser().parse_args(["explain", "img.png", "--prompt", "x", "--method", method, "--compare", "",
-                                      *_cli_tokens(knob, value), "--out", "e.npz"])
+                                      *_cli_tokens(knob, value), *extra, "--out", "e.npz"])
     cam = make_methods([method], tiny_rn, knobs_from_args(args))[method]
     assert cam.get_params()[knob_name] == value
     for other, v in cam.get_params().items():   # and nothing else moved
-        if other != knob_name:
+        if other != knob_name and other not in NEEDS.get(knob_name, {}):
             expected = spec.fixed.get(other, spec.defaults.get(other))
             assert v == (tiny_rn.default_layer if other == "layer" else expected), other
 
@@ -72,7 +81,7 @@ def test_every_knob_reaches_its_method_from_the_explorer(method, knob_name, expl
     value = _other_value(knob, spec.defaults[knob_name], explorer.model)
     before = dict(explorer.knobs)
     try:
-        explorer.set_knobs(**{knob_name: value})
+        explorer.set_knobs(**NEEDS.get(knob_name, {}), **{knob_name: value})
         assert explorer.make_cam(method).get_params()[knob_name] == value
     finally:
         explorer.set_knobs(**before)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -25,6 +27,27 @@ class Item:
     prompts: Optional[List[str]] = None  # per-image prompts (CSV), else the extraction's prompt spec applies
     parts: Dict[str, np.ndarray] = field(default_factory=dict)  # "class/part" -> bool mask (ground truth)
     error: Optional[str] = None
+
+
+def _file_state(path: Path) -> str:
+    """What identifies a file's content cheaply: its size and modification time (ns), or that it is missing."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprint(items, lo: int, hi: int) -> Optional[str]:
+    """A digest of what items lo..hi-1 are (ids, file sizes and times, labels, prompts), or None for a dataset
+    that cannot say (then only its `describe()` identifies it)."""
+    fp = getattr(items, "fingerprint", None)
+    if fp is None:
+        return None
+    h = hashlib.sha256()
+    for i in range(lo, hi):
+        h.update(fp(i).encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
 
 
 class PartsWorldItems:
@@ -54,6 +77,9 @@ class PartsWorldItems:
                 "scale": None if w.scale is None else list(w.scale), "flip": w.flip,
                 "caption_parts": list(w.caption_parts)}
 
+    def fingerprint(self, i: int) -> str:
+        return f"partsworld-{self.world.seed}-{i}"  # scenes are a function of describe() and the index
+
 
 class ImageFolderItems:
     """An image folder whose sub-folder names are the classes (files in sorted order); unreadable files
@@ -78,7 +104,12 @@ class ImageFolderItems:
         return _read(Item(i, str(rel), labels=labels), path)
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "folder", "root": str(self.root), "n": len(self.files)}
+        # the folder, not its content: what its files are is in each shard's fingerprint (see `fingerprint`)
+        return {"kind": "folder", "root": str(self.root)}
+
+    def fingerprint(self, i: int) -> str:
+        path = self.files[i]
+        return f"{path.relative_to(self.root)}\t{_file_state(path)}"
 
 
 class CSVItems:
@@ -89,12 +120,20 @@ class CSVItems:
         self.csv_path = Path(csv_path)
         if not self.csv_path.is_file():
             raise FileNotFoundError(f"CSV not found: '{self.csv_path}'.")
-        with open(self.csv_path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(self.csv_path, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"'{self.csv_path}' is not UTF-8 text (byte {err.start}: {err.reason}); save the CSV as "
+                             "UTF-8.") from None
+        except csv.Error as err:
+            raise ValueError(f"'{self.csv_path}' is not a valid CSV file ({err}).") from None
         if not rows or "path" not in rows[0]:
             raise ValueError(f"'{self.csv_path}' needs a header with a 'path' column (and optionally 'prompt', 'label').")
         grouped: Dict[str, Dict[str, List[str]]] = {}
-        for row in rows:
+        for n, row in enumerate(rows, start=2):
+            if not row.get("path"):
+                raise ValueError(f"'{self.csv_path}', line {n}: the 'path' column is empty.")
             g = grouped.setdefault(row["path"], {"prompts": [], "labels": []})
             if row.get("prompt"):
                 g["prompts"] += [p.strip() for p in row["prompt"].split("|") if p.strip()]
@@ -108,18 +147,28 @@ class CSVItems:
 
     def __getitem__(self, i: int) -> Item:
         path, g = self.entries[i]
-        full = Path(path) if os.path.isabs(path) else self.csv_path.parent / path
-        return _read(Item(i, path, labels=list(dict.fromkeys(g["labels"])), prompts=g["prompts"] or None), full)
+        return _read(Item(i, path, labels=list(dict.fromkeys(g["labels"])), prompts=g["prompts"] or None),
+                     self._full(path))
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "csv", "path": str(self.csv_path), "n": len(self.entries)}
+        return {"kind": "csv", "path": str(self.csv_path)}
+
+    def _full(self, path: str) -> Path:
+        return Path(path) if os.path.isabs(path) else self.csv_path.parent / path
+
+    def fingerprint(self, i: int) -> str:
+        path, g = self.entries[i]
+        return "\t".join([path, _file_state(self._full(path)), "|".join(g["labels"]), "|".join(g["prompts"])])
 
 
 def _read(item: Item, path: Path) -> Item:
+    """The item with its image, or with the reason it could not be read: one bad file never stops a run."""
     try:
         item.image = to_rgb(path)
     except ImageInputError as err:
         item.error = str(err)
+    except Exception as err:  # anything else a decoder may raise (MemoryError included)
+        item.error = f"'{path}' could not be read: {type(err).__name__}: {err}"
     return item
 
 
@@ -137,6 +186,25 @@ def as_items(dataset):
         return dataset
     raise TypeError(f"Cannot extract from a {type(dataset).__name__}: pass a dv.PartsWorld, an image folder "
                     "(sub-folders = classes) or a CSV file with a 'path' column.")
+
+
+def check_templates(prompts) -> None:
+    """Refuse prompt templates that cannot be filled: a template takes one kind of field, '{}' (each image's
+    label); other braces must be doubled."""
+    for p in [prompts] if isinstance(prompts, str) else list(prompts or []):
+        if not isinstance(p, str):
+            raise ValueError(f"Prompts must be strings, got {type(p).__name__}: {p!r}.")
+        if "{}" not in p:  # a plain prompt: used as it is
+            continue
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(p) if f is not None]
+        except ValueError as err:
+            raise ValueError(f"Prompt {p!r} is not a valid template ({err}): write a literal brace as '{{{{' or "
+                             "'}}}}'.") from None
+        named = [f for f in fields if f != ""]
+        if named:
+            raise ValueError(f"Prompt {p!r} has the field {{{named[0]}}}; a template takes only '{{}}', filled with "
+                             "each image's label (e.g. 'a photo of a {}'). Write a literal brace as '{{{{' or '}}}}'.")
 
 
 def resolve_prompts(item: Item, prompts: Optional[Sequence[str]]) -> List[str]:

@@ -2,13 +2,17 @@
 
 `explain_batch` is a pure function of (cam, items, prompts) -> columns, so any engine can map it over batches;
 `extract` only streams items through it and writes shards atomically (temporary name, then rename), with a
-manifest that makes a rerun resume after the last complete shard.
+manifest that makes a rerun resume after the last complete shard. Each shard's record holds its checksum and a
+fingerprint of its inputs (file names, sizes, times): a rerun re-extracts every shard whose file is missing or
+damaged or whose images changed, so that the bank always equals a fresh extraction of the dataset as it is.
 """
 from __future__ import annotations
 
 import errno
 import json
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -21,8 +25,9 @@ from ..images import resize_center_crop
 from ..methods.decomcam import DecomCAM
 from ..ops import atomic_write
 from .bank import OSSMBank
-from .datasets import Item, as_items, resolve_prompts
+from .datasets import Item, as_items, check_templates, fingerprint, resolve_prompts
 from .schema import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
+from .shards import read_manifest, sha256_file, shard_name, shard_problem
 
 
 def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarray]:
@@ -203,8 +208,10 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
 
     dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
     optional `prompt` / `label` columns. prompts: a list, or a template such as "a photo of a {}" filled with
-    each image's labels (CSV rows may carry their own). A rerun with the same arguments resumes after the last
-    complete shard; unreadable images are recorded as failed and skipped. Returns the `OSSMBank`.
+    each image's labels (CSV rows may carry their own). A rerun with the same arguments resumes: shards whose
+    file is intact and whose images are unchanged (names, sizes, modification times) are kept, the others are
+    (re-)extracted with a warning that names them. Unreadable images are recorded as failed and skipped.
+    Returns the `OSSMBank`.
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
@@ -215,35 +222,36 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     for name, val in (("batch_size", batch_size), ("shard_size", shard_size)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}.")
+    check_templates(prompts)
     items = as_items(dataset)
     out = Path(out)
     _check_writable(out)
     manifest_path = out / MANIFEST
     header = {"format": FORMAT_VERSION, "protocol": _protocol(cam), "dataset": items.describe(),
-              "prompts": prompts, "shard_size": shard_size, "n_items": len(items),
+              "prompts": prompts, "shard_size": shard_size,
               "part_vocabulary": list(getattr(items, "part_vocabulary", []))}
+    header = json.loads(json.dumps(header))  # as the manifest holds it (tuples become lists), for comparison
     manifest = {**header, "shards": {}, "complete": False}
     if manifest_path.exists() and not overwrite:
-        old = json.loads(manifest_path.read_text())
-        diff = [k for k in header if old.get(k) != header[k]]
-        if diff:
-            raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
-                             "folder, or overwrite=True to start again.")
-        manifest = old
+        manifest = _resumable(out, header)
     elif manifest_path.exists() and overwrite:
         for f in out.glob("shard-*.parquet"):
             f.unlink()
+    manifest["n_items"] = len(items)
+    n_shards = -(-len(items) // shard_size)
+    ranges = {s: (s * shard_size, min(len(items), (s + 1) * shard_size)) for s in range(n_shards)}
+    inputs = {s: fingerprint(items, lo, hi) for s, (lo, hi) in ranges.items()}
+    pending = _reconcile(out, manifest, ranges, inputs)
+    if pending:
+        manifest["complete"] = False
     _atomic_write_json(manifest_path, manifest)
 
-    n_shards = -(-len(items) // shard_size)
-    pending = [s for s in range(n_shards)
-               if f"{s:05d}" not in manifest["shards"] or not (out / manifest["shards"][f"{s:05d}"]["file"]).exists()]
-    done_images = len(items) - sum(min(shard_size, len(items) - s * shard_size) for s in pending)
+    done_images = len(items) - sum(hi - lo for s, (lo, hi) in ranges.items() if s in pending)
     bar = tqdm(total=len(items), initial=done_images, unit="img", desc="extract", disable=not progress)
     images_done = _ImageProgress(bar)
     try:
         for s in pending:
-            lo, hi = s * shard_size, min(len(items), (s + 1) * shard_size)
+            lo, hi = ranges[s]
             loader = DataLoader(Subset(items, range(lo, hi)), batch_size=batch_size, collate_fn=list,
                                 num_workers=num_workers)
             # a shard's images are held together (shard_size bounds memory) so that pairs sharing a prompt,
@@ -255,11 +263,12 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
             images_done.add(len(failed))
             columns = explain_batch(cam, good, prompts, header["part_vocabulary"], batch_size=batch_size,
                                     progress=images_done.pairs_of(len(good))) if good else _concat([])
-            name = f"shard-{s:05d}.parquet"
-            _write_shard(out / name, columns)
+            name = shard_name(s)
+            digest, size = _write_shard(out / name, columns)
             manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo,
                                               "rows": int(len(columns["image_index"])), "failed": failed,
-                                              "grid": columns["grid"]}
+                                              "grid": columns["grid"], "sha256": digest, "bytes": size,
+                                              "inputs": inputs[s]}
             _atomic_write_json(manifest_path, manifest)
             if on_shard is not None:
                 on_shard(s)
@@ -268,6 +277,51 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     finally:
         bar.close()
     return OSSMBank(out)
+
+
+def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
+    """The manifest already in ``out``, if this extraction may resume it; else a ValueError saying why."""
+    old = read_manifest(out)
+    if old.get("format") != FORMAT_VERSION:
+        raise ValueError(f"'{out}' holds a bank of format {old.get('format')} (an older decomviz, without shard "
+                         "checksums); use another out= folder, or overwrite=True to extract it again.")
+    diff = [k for k in header if old.get(k) != header[k]]
+    if diff:
+        raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
+                         "folder, or overwrite=True to start again.")
+    return old
+
+
+def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], inputs: Dict[int, Any]) -> List[int]:
+    """Drop the records of shards that cannot be kept (warning which and why) and of shards past the end;
+    return the shards to extract, in order."""
+    shards = manifest["shards"]
+    for key in [k for k in shards if not k.isdigit() or int(k) not in ranges]:  # the dataset shrank
+        stale = out / shard_name(int(key)) if key.isdigit() else None
+        del shards[key]
+        if stale is not None and stale.exists():
+            stale.unlink()
+    pending, notes = [], []
+    for s, (lo, hi) in ranges.items():
+        rec = shards.get(f"{s:05d}")
+        if rec is None:
+            pending.append(s)
+            continue
+        why = None
+        if rec.get("file") != shard_name(s) or rec.get("first") != lo or rec.get("images") != hi - lo:
+            why = "its record does not match the shard's place in the dataset"
+        elif rec.get("inputs") != inputs[s]:
+            why = "its images changed since it was written (files renamed, added, removed or edited)"
+        else:
+            why = shard_problem(out, rec)
+        if why:
+            notes.append(f"{shard_name(s)} (images {lo}-{hi - 1}): {why}")
+            del shards[f"{s:05d}"]
+            pending.append(s)
+    if notes:
+        warnings.warn(f"Re-extracting {len(notes)} shard(s) of '{out}': " + "; ".join(notes[:10])
+                      + ("; ..." if len(notes) > 10 else ""), stacklevel=3)
+    return pending
 
 
 class _ImageProgress:
@@ -293,11 +347,14 @@ class _ImageProgress:
         return advance
 
 
-def _write_shard(path: Path, columns: Dict[str, Any]) -> None:
+def _write_shard(path: Path, columns: Dict[str, Any]) -> tuple:
+    """Write a shard atomically; return its SHA-256 and size, taken from the file before it is renamed."""
     import pyarrow.parquet as pq
     try:
         with atomic_write(path) as tmp:
             pq.write_table(_to_table(columns), tmp)
+            digest, size = sha256_file(tmp), os.path.getsize(tmp)
+        return digest, size
     except OSError as err:
         reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         raise OSError(err.errno, f"Writing {path.name} failed: {reason}. The shards completed so far are intact; "

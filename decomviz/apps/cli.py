@@ -43,13 +43,27 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
-    from ..models import BUNDLED, DEFAULT_MODEL, NOT_BUNDLED, load_model
-    name = args.model
-    if name is None:
-        name = None if args.checkpoint and Path(args.checkpoint).is_dir() else DEFAULT_MODEL
-    if args.pretrained is None and args.checkpoint is None and name not in BUNDLED and name not in NOT_BUNDLED:
+    from ..models import BUNDLED, NOT_BUNDLED, load_model
+    name = args.model  # None: the bundled default, or the folder given with --checkpoint
+    if args.pretrained is None and args.checkpoint is None and name is not None and name not in BUNDLED \
+            and name not in NOT_BUNDLED:
         _log(f"note: no --pretrained or --checkpoint given: {name} gets random weights.")
     return load_model(name, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+
+
+def display_name(path) -> str:
+    """A file name as text that can be written anywhere: bytes that are not UTF-8 (a name from another system)
+    show as U+FFFD instead of failing when the report is written."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def check_output(out: Path, option: str = "--out") -> None:
+    """Fail before any work when the output cannot be written where asked."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{option}: the folder '{display_name(parent)}' does not exist; create it first.")
+    if out.is_dir():
+        raise ValueError(f"{option}: '{display_name(out)}' is a folder; give a file name.")
 
 
 def cmd_explain(args) -> int:
@@ -59,7 +73,8 @@ def cmd_explain(args) -> int:
 
     out = Path(args.out)
     if out.suffix not in (".html", ".npz"):
-        raise ValueError(f"--out must end in .html (a report) or .npz (the Explanation), got '{out}'.")
+        raise ValueError(f"--out must end in .html (a report) or .npz (the Explanation), got '{display_name(out)}'.")
+    check_output(out)
     methods = [args.method] + [m for m in (args.compare or "").split(",") if m and m != args.method]
     for name in methods:
         method_spec(name)  # an unknown method fails before any work
@@ -84,7 +99,7 @@ def cmd_explain(args) -> int:
                 figs.append(main_exp.figure(0, t))
             if len(results) > 1 or main_exp.ossms is None:
                 figs.append(comparison_figure(results, 0, t))
-        write_report(out, figs, title=f"decomviz: {Path(args.image).name}",
+        write_report(out, figs, title=f"decomviz: {display_name(Path(args.image).name)}",
                      intro=f"Model {model.name} ({model.source}), layer {main_exp.params.get('layer')}.",
                      preformatted=_summary(results))
     _log(f"[decomviz] wrote {out} (total {time.perf_counter() - t0:.1f} s)")
@@ -107,11 +122,13 @@ def _dataset_from_arg(spec: str, objects: str):
 
 def cmd_extract(args) -> int:
     from ..analysis import extract
+    from ..analysis.datasets import check_templates
     dataset = _dataset_from_arg(args.dataset, args.objects)
     knobs = knobs_from_args(args, ["decomcam"])
+    prompts = args.prompt or ["a photo of a {}"]
+    check_templates(prompts)  # before loading a model
     model = load_from_args(args)
     cam = method_spec("decomcam").make(model, **knobs)
-    prompts = args.prompt or ["a photo of a {}"]
     t0 = time.perf_counter()
     bank = extract(cam, dataset, prompts, out=args.out, batch_size=args.images_per_batch,
                    shard_size=args.shard_size)
@@ -126,13 +143,15 @@ def cmd_cluster(args) -> int:
     from ..analysis.cluster_views import cluster_report_figures
     from ..viz.report import write_report
 
+    check_output(Path(args.out))
     bank = OSSMBank(args.bank)
     clusters = ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
                                     random_state=args.seed).fit(bank)
     text = f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0) from {bank}"
     if bank.part_vocabulary:
         text += "\n\n" + clusters.part_report().table()
-    write_report(args.out, cluster_report_figures(bank, clusters), title=f"decomviz clusters: {bank.path.name}",
+    write_report(args.out, cluster_report_figures(bank, clusters),
+                 title=f"decomviz clusters: {display_name(bank.path.name)}",
                  preformatted=text)
     print(text)
     _log(f"[decomviz] wrote {args.out}")

@@ -16,8 +16,13 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     from ..viz.explanation_figures import comparison_figure
     from ..viz.report import write_report
 
+    from ..models import BUNDLED
     if n_scenes < 1:
         raise ValueError(f"--scenes must be at least 1, got {n_scenes}.")
+    if model not in BUNDLED:  # any other model would explain PartsWorld with weights that never saw it
+        raise ValueError(f"The demo explains PartsWorld scenes, which only the bundled models know: use --model "
+                         f"{' or '.join(BUNDLED)}, not {model!r}. For another model use `decomviz explain IMAGE "
+                         "--model NAME --pretrained TAG` (or --checkpoint).")
     t0 = time.perf_counter()
     clip = load_model(model, device=device)
     print(f"[decomviz] loaded {clip.name} from {clip.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

@@ -5,7 +5,8 @@
 from .base import CAM
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .decomcam import DecomCAM
+from .occlusion import Occlusion
 from .registry import METHODS, MethodSpec, make_method
 
 __all__ = ["CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
-           "METHODS", "MethodSpec", "make_method"]
+           "Occlusion", "METHODS", "MethodSpec", "make_method"]

@@ -17,6 +17,7 @@ from ..knobs import Knob, check_declared, knobs_of
 from ..models import CLIPModel
 from ..models.taps import Tap, tap
 from ..ops import clip_score, embed_batched, minmax, upsample
+from .chunking import PROMPTS_PER_PASS, explain_in_chunks
 
 SCORES = ("cosine", "logit", "softmax")
 AUTOCAST = (None, "bf16", "fp16")
@@ -52,7 +53,9 @@ class CAM:
     _knobs = (
         Knob("layer", "layer", "layer to tap (see model.layers); default: the model's default layer"),
         Knob("score", "choice", "what is explained: cosine similarity, the logit, or the softmax over the prompts "
-             "given together", choices=SCORES),
+             "given together and the contrast prompts (class-discriminative)", choices=SCORES),
+        Knob("contrast", "texts", "prompts the softmax score also competes with, without being explained (e.g. the "
+             "other classes); only with score='softmax'"),
         Knob("batch_size", "int", "images per forward pass of the image tower", low=1, widget=(1, 256, 1),
              advanced=True),
         Knob("autocast", "choice", "reduced precision for the towers (the decompositions stay fp32)",
@@ -60,11 +63,14 @@ class CAM:
     )
 
     def __init__(self, model: CLIPModel, layer: Optional[str] = None, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None):
+                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         if not isinstance(model, CLIPModel):
             raise TypeError(f"model must be a decomviz CLIPModel (from dv.load_model()), got {type(model).__name__}.")
         self.model = model
-        self._set_knobs(layer=layer, score=score, batch_size=batch_size, autocast=autocast)
+        self._set_knobs(layer=layer, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
+        if self.contrast and self.score != "softmax":
+            raise ValueError(f"contrast prompts only change a softmax score; with score={self.score!r} they would be "
+                             "ignored. Use score='softmax' with contrast=[...], or drop contrast.")
 
     def _set_knobs(self, **values) -> None:
         """Validate knob values against their declarations and set them as attributes."""
@@ -90,10 +96,16 @@ class CAM:
     def __call__(self, images: Any, prompts: Union[str, Sequence[str]]) -> Explanation:
         """Explain every (image, prompt) pair. images: PIL / path / uint8 array / list; prompts: str or list."""
         prompts = self.model.check_prompts(prompts)
-        prepared = self.model.prepare(images)
-        start = time.perf_counter()
-        text = self.model.encode_text(prompts)
-        exp = self._explain(prepared.tensor, text, prompts)
+        if self.score == "softmax" and len(prompts) + len(self.contrast) < 2:
+            raise ValueError("score='softmax' over a single prompt is always 1 and has no gradient: give several "
+                             "prompts (the softmax is over all of them), or contrast=[...] prompts to compete with, "
+                             "or use score='cosine'.")
+        with self.model.lock:  # one call at a time per model (hooks see every pass): see CLIPModel
+            prepared = self.model.prepare(images)
+            start = time.perf_counter()
+            text = self.model.encode_text(prompts + list(self.contrast))  # contrast prompts last, never explained
+            exp = (self._explain(prepared.tensor, text, prompts) if len(prompts) <= PROMPTS_PER_PASS
+                   else explain_in_chunks(self, prepared.tensor, text, prompts))  # memory bounded in the prompts
         exp.images = torch.from_numpy(prepared.pixels)
         exp.params.update(self.protocol(prepared.tensor, seconds=time.perf_counter() - start))
         return exp
@@ -130,7 +142,9 @@ class CAM:
         return embed_batched(embed or self._embed, make_batch, n, self.batch_size)
 
     def _scores(self, emb: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return clip_score(emb, text, self.score, self.model.logit_scale)
+        """Scores (..., T) against the explained prompts (the contrast prompts at the end of ``text`` only enter
+        the softmax)."""
+        return clip_score(emb, text, self.score, self.model.logit_scale)[..., :len(text) - len(self.contrast)]
 
     def _tapped(self, x: torch.Tensor, text: torch.Tensor, gradients: bool = True) -> Tapped:
         """ONE forward and (if asked) ONE backward pass for all images and prompts.

@@ -5,7 +5,7 @@ into a low-resolution map (B, T, h, w); `CAM._finish` upsamples and normalises i
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -130,8 +130,9 @@ class GScoreCAM(ScoreCAM):
                    "channel count)", low=1, widget=(1, 2048, 1)),)
 
     def __init__(self, model, top_channels: int = 300, layer: Optional[str] = None, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None):
-        super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast)
+                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+        super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,
+                         contrast=contrast)
         self._set_knobs(top_channels=top_channels)
 
     def _explain(self, x, text, prompts) -> Explanation:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,9 @@ from ..models.taps import tap
 from ..ops import blurred_reference, embed_masked, minmax, pair_score, upsample
 from .base import CAM
 
-SIGN_RULES = ("gradcam", "both")
+SIGN_RULES = ("gradcam", "both", "svd_flip")
+BLENDS = ("convex", "max")
+CONTRIBUTIONS = ("gain", "raw")
 WEIGHT_NORMS = ("max", "minmax")
 INTEGRATIONS = ("pixel", "feature", "none")
 UPSAMPLING = ("bilinear", "bicubic")
@@ -52,9 +54,11 @@ class Decomposition:
 
 
 def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
-              center: bool, svd_driver: Optional[str] = None) -> Decomposition:
+              center: bool, svd_driver: Optional[str] = None, orient: str = "gradcam") -> Decomposition:
     """Stage 1 (docs/method.md). activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
-    ``svd_driver`` picks cuSOLVER's algorithm for CUDA tensors (ignored on the CPU)."""
+    ``svd_driver`` picks cuSOLVER's algorithm for CUDA tensors (ignored on the CPU). ``orient`` is the sign
+    rule: "gradcam" (u_k sigma_k correlates positively with the Grad-CAM map) or "svd_flip" (the entry of u_k
+    with the largest magnitude is positive, the rule of scikit-learn's ``svd_flip`` on U)."""
     B, C, h, w = activations.shape
     T = gradients.shape[1]
     n = h * w
@@ -74,10 +78,12 @@ def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: 
     total = (S ** 2).sum(dim=-1, keepdim=True)
     explained = torch.where(total > 0, s ** 2 / total.clamp_min(1e-30), torch.zeros_like(s))
     null = s <= null_rtol * S[..., :1]
-    # Orient each component so that u_k sigma_k correlates positively with the Grad-CAM map.
     spatial = u * s[..., None]
-    corr = ((spatial - spatial.mean(-1, keepdim=True)) * (gradcam - gradcam.mean(-1, keepdim=True))[..., None, :]).sum(-1)
-    sign = torch.sign(corr)
+    if orient == "svd_flip":
+        sign = torch.sign(u.gather(-1, u.abs().argmax(-1, keepdim=True))[..., 0])
+    else:  # correlate positively with the Grad-CAM map
+        corr = ((spatial - spatial.mean(-1, keepdim=True)) * (gradcam - gradcam.mean(-1, keepdim=True))[..., None, :]).sum(-1)
+        sign = torch.sign(corr)
     sign = torch.where(sign == 0, torch.sign(spatial.sum(-1)), sign)
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     return Decomposition(alpha, channels, u * sign[..., None], v * sign[..., None], s, explained, gradcam, null)
@@ -144,14 +150,18 @@ class DecomCAM(CAM):
     top_channels : P, channels kept by largest (signed) Grad-CAM weight alpha_c (clipped to C).
     layer : layer to tap; default ``model.default_layer``.
     center : centre each column of X before the SVD (PCA, as the authors' code) or not (plain SVD).
-    sign : "gradcam" (orient u_k to correlate with Grad-CAM) or "both" (score both orientations, keep the better).
+    sign : "gradcam" (orient u_k to correlate with Grad-CAM), "both" (score both orientations, keep the better)
+        or "svd_flip" (the largest-magnitude entry of u_k positive, as the authors' code).
     blur_sigma : Gaussian sigma in pixels at 224 px for the reference image (scaled with the input size).
-    score : "cosine", "logit" or "softmax" (over the prompts of the call).
+    score : "cosine", "logit" or "softmax" (over the prompts of the call and ``contrast``).
+    contrast : prompts that enter the softmax without being explained (class-discriminative maps).
     weight_threshold : weights below this share of the largest are set to 0.
     weight_norm : "max" (w = max(d, 0) / max d) or "minmax" (the paper's figure).
     integration : "pixel" (masked images, the method), "feature" (mask the tapped activations and run only the
         rest of the tower; much cheaper, a different method) or "none" (OSSMs weighted by singular value; ablation).
     upsample : "bilinear" or "bicubic" for OSSMs to input resolution.
+    blend : "convex" (x_k = M_k x + (1 - M_k) r) or "max" (element-wise max(M_k x, (1 - M_k) r), the authors' code).
+    contribution : "gain" (d_k = s(x_k) - s(r)) or "raw" (d_k = s(x_k), the authors' code).
     batch_size : masked images per forward pass.
     autocast : None, "bf16" or "fp16" for the towers; the SVD always runs in fp32.
     svd_driver : None (torch's default) or a cuSOLVER driver, "gesvd", "gesvdj" or "gesvda", for models on a
@@ -168,8 +178,9 @@ class DecomCAM(CAM):
         Knob("top_channels", "int", "P, channels kept by largest signed Grad-CAM weight alpha_c (clipped to the "
              "layer's channel count)", low=1, widget=(1, 2048, 1)),
         Knob("center", "bool", "centre each channel column before the SVD (PCA) instead of a plain SVD"),
-        Knob("sign", "choice", "orient each component by the Grad-CAM map, or score both orientations and keep "
-             "the one that restores more", choices=SIGN_RULES),
+        Knob("sign", "choice", "orient each component by the Grad-CAM map, score both orientations and keep the "
+             "one that restores more, or make the largest entry of u_k positive (svd_flip, the authors' code)",
+             choices=SIGN_RULES),
         Knob("blur_sigma", "float", "Gaussian sigma of the blurred reference, in pixels at 224 px", low=0,
              open_low=True, widget=(0.5, 40.0, 0.5)),
         Knob("weight_threshold", "float", "weights below this share of the largest become 0", low=0, high=1,
@@ -178,6 +189,10 @@ class DecomCAM(CAM):
         Knob("integration", "choice", "pixel: mask the image (the method); feature: mask the activations at the "
              "tap (cheaper, a different method); none: weigh OSSMs by singular value", choices=INTEGRATIONS),
         Knob("upsample", "choice", "interpolation of OSSMs to the input size", choices=UPSAMPLING, advanced=True),
+        Knob("blend", "choice", "masked input: the convex M x + (1 - M) r, or the element-wise max(M x, (1 - M) r) "
+             "of the authors' code", choices=BLENDS, advanced=True),
+        Knob("contribution", "choice", "d_k: the score restored over the reference, s(x_k) - s(r), or the raw "
+             "s(x_k) of the authors' code", choices=CONTRIBUTIONS, advanced=True),
         Knob("svd_driver", "choice", "cuSOLVER SVD driver for models on a GPU (ignored on the CPU)",
              choices=SVD_DRIVERS, advanced=True),
     )
@@ -186,11 +201,17 @@ class DecomCAM(CAM):
                  layer: Optional[str] = None, center: bool = True, sign: str = "gradcam",
                  blur_sigma: float = 10.0, score: str = "cosine", weight_threshold: float = 0.01,
                  weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
-                 batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = None):
-        super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast)
+                 batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = None,
+                 blend: str = "convex", contribution: str = "gain", contrast: Sequence[str] = ()):
+        super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,
+                         contrast=contrast)
         self._set_knobs(n_components=n_components, top_channels=top_channels, center=center, sign=sign,
                         blur_sigma=blur_sigma, weight_threshold=weight_threshold, weight_norm=weight_norm,
-                        integration=integration, upsample=upsample, svd_driver=svd_driver)
+                        integration=integration, upsample=upsample, svd_driver=svd_driver, blend=blend,
+                        contribution=contribution)
+        if self.integration == "feature" and self.blend != "convex":
+            raise ValueError("blend='max' is a pixel-space blend; feature-space integration blends activations "
+                             "convexly. Use integration='pixel' with blend='max'.")
 
     # ----------------------------------------------------------------- the method
     def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:
@@ -198,7 +219,7 @@ class DecomCAM(CAM):
         B, C, h, w = tapped.activations.shape
         self._warn_rank(C, h * w)
         dec = decompose(tapped.activations, tapped.gradients, self.top_channels, self.n_components, self.center,
-                        self.svd_driver)
+                        self.svd_driver, orient="svd_flip" if self.sign == "svd_flip" else "gradcam")
         K = dec.u.shape[2]
         flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1), "rank_deficient": dec.null.any(dim=-1)}
         if self.integration == "none":
@@ -230,15 +251,16 @@ class DecomCAM(CAM):
         h, w = tapped.activations.shape[-2:]
         K = dec.u.shape[2]
         ref = blurred_reference(x, self.blur_sigma)
-        spatial = dec.spatial() if self.sign == "gradcam" else torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2)
+        both = self.sign == "both"
+        spatial = torch.cat([dec.spatial(), dec.spatial(-1.0)], dim=2) if both else dec.spatial()
         lowres = spatial.clamp_min(0).reshape(*spatial.shape[:3], h, w)
         ossms = self._upsampled(lowres, x.shape[-2:])
         if self.integration == "pixel":
             emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
         else:
             emb, masked, ref_score = self._score_masked_features(tapped, ref, lowres, text)
-        d = masked - ref_score[..., None]
-        if self.sign == "both":
+        d = masked - ref_score[..., None] if self.contribution == "gain" else masked
+        if both:
             flip = d[..., K:] > d[..., :K]  # (B, T, K)
             ossms, emb, masked, d = (_pick(flip, t) for t in (ossms, emb, masked, d))
             sign = torch.where(flip, -1.0, 1.0)[..., None]
@@ -261,7 +283,7 @@ class DecomCAM(CAM):
         masks = minmax(ossms).reshape(B * T * K, 1, H, W)
         image_of, prompt_of = _pair_index(B, T, K, x.device)
         ref_score = self._scores(self._embed_batched(lambda i, j: ref[i:j], B), text)
-        emb = embed_masked(self._embed, x, ref, masks, image_of, self.batch_size)
+        emb = embed_masked(self._embed, x, ref, masks, image_of, self.batch_size, how=self.blend)
         scores = pair_score(emb, text, prompt_of, self.score, self.model.logit_scale)
         return emb.reshape(B, T, K, -1), scores.reshape(B, T, K), ref_score
 

@@ -13,6 +13,7 @@ from ..knobs import Knob, check_declared, defaults_of, knobs_of
 from .base import CAM
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .decomcam import DecomCAM
+from .occlusion import Occlusion
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,22 @@ METHODS: Dict[str, MethodSpec] = {spec.name: spec for spec in (
                "SVD of the gradient-weighted maps into OSSMs, each weighed by the score its region restores"),
     MethodSpec("decomcam-feature", DecomCAM, "DecomCAM (feature integration)",
                "DecomCAM with OSSMs masking the activations at the tap instead of the pixels (cheaper)",
-               fixed={"integration": "feature"}),
+               fixed={"integration": "feature", "blend": "convex"}),
     MethodSpec("decomcam-nointegration", DecomCAM, "DecomCAM (no integration)",
                "OSSMs weighted by their singular values (the ablation without stage 2)",
                fixed={"integration": "none"}),
+    MethodSpec("decomcam-authors", DecomCAM, "DecomCAM (authors' choices)",
+               "DecomCAM with the choices of the authors' released code: svd_flip signs, element-wise max blend, "
+               "raw masked scores as contributions, bicubic upsampling",
+               fixed={"sign": "svd_flip", "blend": "max", "contribution": "raw", "upsample": "bicubic"}),
     MethodSpec("gradcam", GradCAM, "Grad-CAM", "ReLU of the activations weighted by their mean gradient"),
     MethodSpec("gradcam++", GradCAMPlusPlus, "Grad-CAM++", "Grad-CAM with higher-order pixel weights"),
     MethodSpec("layercam", LayerCAM, "LayerCAM", "activations weighted element-wise by their positive gradient"),
     MethodSpec("eigencam", EigenCAM, "EigenCAM", "first principal component of the activations (class-agnostic)"),
     MethodSpec("scorecam", ScoreCAM, "Score-CAM", "every channel as a mask, weighted by the score it keeps"),
     MethodSpec("gscorecam", GScoreCAM, "gScoreCAM", "Score-CAM over the top channels by Grad-CAM weight"),
+    MethodSpec("occlusion", Occlusion, "Occlusion",
+               "the score lost when a sliding window is hidden, averaged per pixel (no gradient, no layer)"),
 )}
 
 

@@ -4,10 +4,10 @@ Each returns a `MetricResult` (values + the protocol record that makes them comp
 """
 from .faithfulness import confidence_change, insertion_deletion
 from .importance import (background_mass, component_parts, deletion_rank_correlation, object_importance,
-                         part_importance, part_mass, spearman, target_sensitivity)
+                         part_importance, part_mass, target_sensitivity)
 from .localisation import energy_pointing_game, pointing_game
 from .parts import cluster_scores, part_alignment
-from .result import MetricResult, dilate
+from .result import MetricResult, dilate, spearman
 from .sanity import sanity_check
 
 __all__ = ["MetricResult", "pointing_game", "energy_pointing_game", "insertion_deletion", "confidence_change",

@@ -11,7 +11,7 @@ from .result import MetricResult
 
 def _explanation_inputs(model, exp):
     x = model.prepare(list(exp.images.numpy())).tensor  # the very pixels that were explained
-    text = model.encode_text(exp.prompts)
+    text = model.encode_text(list(exp.prompts) + list(exp.params.get("contrast", ())))
     score = exp.params.get("score", "cosine")
     return x, text, score
 

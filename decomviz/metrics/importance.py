@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..ops import clip_score, resize_masks
-from .result import ArrayLike, MetricResult, as_maps
+from .result import ArrayLike, MetricResult, as_maps, spearman
 
 
 def _scores(model, images, prompt: str, score: str, contrast: Sequence[str]) -> torch.Tensor:
@@ -71,30 +71,10 @@ def part_mass(saliency: ArrayLike, part_masks: ArrayLike) -> torch.Tensor:
     return torch.where(total[..., None] > 0, inside / total.clamp_min(1e-12)[..., None], torch.zeros_like(inside))
 
 
-def spearman(a: ArrayLike, b: ArrayLike) -> float:
-    """Spearman rank correlation of two 1-D sequences (average ranks for ties); NaN if either is constant."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman needs two 1-D sequences of one length; got {a.shape} and {b.shape}.")
-    ra, rb = _ranks(a), _ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    for v in np.unique(x):           # ties share their average rank
-        ranks[x == v] = ranks[x == v].mean()
-    return ranks
-
-
 def deletion_rank_correlation(shares: ArrayLike, importance: ArrayLike) -> float:
     """Single-deletion rank correlation: Spearman between a map's mass on each part (P,) and the score drop
     when that part is removed (P,). 1: the map ranks parts as the model uses them."""
-    return spearman(shares, importance)
+    return float(spearman(np.asarray(shares, float), np.asarray(importance, float)))
 
 
 def background_mass(shares: ArrayLike, importance: ArrayLike, tolerance: float = 0.01) -> float:
@@ -129,5 +109,5 @@ def component_parts(ossms: ArrayLike, part_masks: ArrayLike, weights: Optional[A
         keep = (part >= 0).numpy()
         w = np.asarray(weights, float)[keep]
         imp = np.asarray(importance, float)[part.numpy()[keep]]
-        out["weight_importance_correlation"] = spearman(w, imp) if len(w) > 1 else float("nan")
+        out["weight_importance_correlation"] = float(spearman(w, imp)) if len(w) > 1 else float("nan")
     return out

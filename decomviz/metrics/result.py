@@ -56,3 +56,26 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     disc = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius ** 2).float()[None, None]
     out = F.conv2d(mask.reshape(-1, 1, H, W).float(), disc, padding=radius) > 0
     return out.reshape(*lead, H, W)
+
+
+def average_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Ranks (0-based, float) along the last dim, tied values sharing their average rank."""
+    t = t.float().contiguous()
+    s = t.sort(dim=-1).values
+    lo = torch.searchsorted(s, t, right=False)
+    hi = torch.searchsorted(s, t, right=True)
+    return (lo + hi - 1).float() / 2
+
+
+def spearman(a: ArrayLike, b: ArrayLike) -> torch.Tensor:
+    """Spearman rank correlation along the last dim (ties get average ranks); NaN where either is constant.
+
+    a, b : (..., N) of one shape. Returns (...)."""
+    a, b = torch.as_tensor(np.asarray(a, dtype=np.float64) if not isinstance(a, torch.Tensor) else a), \
+        torch.as_tensor(np.asarray(b, dtype=np.float64) if not isinstance(b, torch.Tensor) else b)
+    if a.shape != b.shape or a.ndim < 1:
+        raise ValueError(f"spearman needs two arrays of one shape (..., N); got {tuple(a.shape)} and {tuple(b.shape)}.")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    den = ra.norm(dim=-1) * rb.norm(dim=-1)
+    return torch.where(den > 0, (ra * rb).sum(-1) / den.clamp_min(1e-12), torch.full_like(den, float("nan")))

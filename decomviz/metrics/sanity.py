@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .result import MetricResult
+from .result import MetricResult, spearman
 
 
 def _tower_blocks(model):
@@ -17,8 +17,9 @@ def _tower_blocks(model):
 
 def sanity_check(make_cam, model, images, prompts, steps: int = 3, seed: int = 0) -> MetricResult:
     """Cascading randomisation (Adebayo et al., 2018): re-initialise the image tower from the top, one block
-    more at each step, and recompute the saliency with ``make_cam(randomised_model)``. Values: the Spearman
-    rank correlation of each step's maps with the original ones (should fall well below 1)."""
+    more at each step, and recompute the saliency with ``make_cam(randomised_model)``. Values: the mean Spearman
+    rank correlation (ties at average rank) of each step's maps with the original ones (should fall well below 1;
+    maps that are constant at either step are left out of the mean)."""
     base = make_cam(model)(images, prompts).saliency
     wrapper = model.clone()
     clone = wrapper.model
@@ -33,16 +34,5 @@ def sanity_check(make_cam, model, images, prompts, steps: int = 3, seed: int = 0
             clone.visual.proj.data.copy_(torch.randn(clone.visual.proj.shape, generator=gen) * 0.02)
         sal = make_cam(wrapper)(images, prompts).saliency
         names.append(name)
-        corrs.append(_spearman(base, sal))
+        corrs.append(spearman(base.flatten(-2), sal.flatten(-2)).nanmean())
     return MetricResult("sanity_check_spearman", torch.stack(corrs), {"randomised_from_top": names, "seed": seed})
-
-
-def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean Spearman correlation over maps (..., H, W)."""
-    def ranks(t):
-        flat = t.reshape(-1, t.shape[-2] * t.shape[-1])
-        return flat.argsort(-1).argsort(-1).float()
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
-    c = (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-12)
-    return c.mean()

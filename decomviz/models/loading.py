@@ -16,10 +16,34 @@ BUNDLED = ("parts-rn", "parts-vit")
 # training recipes that are not shipped, with the reason a user gets when asking for them
 NOT_BUNDLED = {"tiny-rn": "it is a 64-px recipe for tests and smoke runs"}
 DEFAULT_MODEL = "parts-rn"
+# the weight files open_clip looks for in a checkpoint folder, preferred first; any other *.safetensors, *.bin
+# or *.pth is taken when it is the only one
+WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth",
+                "model.pth")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device) -> torch.device:
+    """A torch device this machine has, or a ModelLoadError that says which ones it has."""
+    if device is None:
+        return _default_device()
+    have = "cpu" + (f", cuda (cuda:0 to cuda:{torch.cuda.device_count() - 1})" if torch.cuda.is_available() else "")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelLoadError(f"Unknown device {device!r}: this machine has {have}.") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ModelLoadError(f"Device {device!r} is not available: this machine has {have}.")
+    if dev.type not in ("cpu", "cuda"):
+        backend = getattr(torch.backends, dev.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise ModelLoadError(f"Device {device!r} is not available: this machine has {have}.")
+    return dev
 
 
 def list_models() -> List[str]:
@@ -28,7 +52,7 @@ def list_models() -> List[str]:
     return list(BUNDLED) + open_clip.list_models()
 
 
-def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
+def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
                checkpoint: Optional[Union[str, os.PathLike]] = None,
                device: Optional[Union[str, torch.device]] = None) -> CLIPModel:
     """Load a CLIP model for explanation.
@@ -41,18 +65,28 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
     """
     import open_clip
 
-    device = torch.device(device) if device is not None else _default_device()
+    device = resolve_device(device)
     if pretrained is not None and checkpoint is not None:
         raise ModelLoadError("Give either pretrained= (an open_clip tag) or checkpoint= (a local file), not both.")
 
     if checkpoint is not None and Path(checkpoint).is_dir():
         return _load_local_dir(Path(checkpoint), name or Path(checkpoint).name, device)
+    if name is None and checkpoint is not None:
+        raise ModelLoadError(f"Name the architecture of the weights in '{checkpoint}', e.g. dv.load_model('RN50', "
+                             "checkpoint=...), or pass a folder holding open_clip_config.json beside the weights.")
+    name = DEFAULT_MODEL if name is None else name
     if name in BUNDLED and checkpoint is None and pretrained is None:
         folder = ASSETS / name
         if not (folder / "open_clip_config.json").is_file():
             raise ModelLoadError(f"The bundled model '{name}' is missing from {folder}. Train it with "
                                  f"`decomviz train --model {name} --out {folder}` or reinstall decomviz.")
         return _load_local_dir(folder, name, device)
+    if name in BUNDLED:  # with pretrained= or a checkpoint file
+        raise ModelLoadError(
+            f"'{name}' is a bundled model with its own weights: load it with dv.load_model('{name}'), without "
+            f"{'pretrained=' if pretrained is not None else 'checkpoint='}. For open_clip weights name an open_clip "
+            "architecture (e.g. dv.load_model('RN50', pretrained='openai')); for a checkpoint folder pass "
+            "checkpoint='folder'.")
     if name in NOT_BUNDLED and checkpoint is None and pretrained is None:
         raise ModelLoadError(f"'{name}' is not bundled with this release: {NOT_BUNDLED[name]}. Train it with "
                              f"`decomviz train --model {name} --out DIR` and load it with "
@@ -61,7 +95,7 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
         raise ModelLoadError("Name a model: one of the bundled models "
                              f"{', '.join(BUNDLED)} or an open_clip architecture such as 'RN50'.")
     if name not in open_clip.list_models():
-        close = [m for m in list_models() if name.lower().replace("/", "-") in m.lower()][:8]
+        close = [m for m in list_models() if name.lower().replace("/", "-") in m.lower() and m != name][:8]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ModelLoadError(f"Unknown model '{name}'. Bundled: {', '.join(BUNDLED)}; open_clip knows "
                              f"{len(open_clip.list_models())} names (see dv.list_models()).{hint}")
@@ -72,6 +106,7 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
             raise ModelLoadError(f"Checkpoint not found: '{path}'.")
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, device=device)
         _load_state_dict(model, path)
+        _check_finite(model, path)
         source = str(path)
     else:
         if pretrained is not None:
@@ -88,6 +123,8 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
                 f"{' (HF_HUB_OFFLINE is set, so nothing can be downloaded)' if offline else ''}: {err}. "
                 f"To use local weights: dv.load_model('{name}', checkpoint='path/to/weights.safetensors') "
                 "(or a .pt/.bin state dict, or a folder with open_clip_config.json).") from None
+        if pretrained:
+            _check_finite(model, f"the '{pretrained}' weights of {name}")
         source = f"open_clip:{name}:{pretrained}" if pretrained else f"open_clip:{name}:random-init"
     tokenizer = open_clip.get_tokenizer(name)
     cfg = open_clip.get_model_preprocess_cfg(model)
@@ -97,16 +134,73 @@ def load_model(name: str = DEFAULT_MODEL, pretrained: Optional[str] = None, *,
 
 def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
     import open_clip
-    if not (folder / "open_clip_config.json").is_file():
-        raise ModelLoadError(f"'{folder}' has no open_clip_config.json; a checkpoint folder needs one "
-                             "(with 'model_cfg' and 'preprocess_cfg') beside the weights.")
+    """A checkpoint folder: open_clip_config.json and one weights file. Nothing is ever left at random weights:
+    a folder without weights, or with weights open_clip would not find, is refused."""
+    import open_clip
+    config = _read_config(folder)
+    weights = _find_weights(folder)
     ident = f"local-dir:{folder}"
-    model = open_clip.create_model(ident, device=device)
-    tokenizer = open_clip.get_tokenizer(ident)
+    try:  # open_clip picks the same weights file as _find_weights
+        model = open_clip.create_model(ident, device=device)
+        tokenizer = open_clip.get_tokenizer(ident)
+    except Exception as err:
+        raise ModelLoadError(f"Could not load the checkpoint folder '{folder}' (open_clip_config.json with "
+                             f"{weights.name}): {type(err).__name__}: {str(err)[:600]}. The config's 'model_cfg' "
+                             "must describe the architecture whose weights the file holds; weights load only from "
+                             "safetensors or plain state dicts (code that runs on unpickling is refused).") from None
+    _check_finite(model, weights)
     cfg = open_clip.get_model_preprocess_cfg(model)
-    extra = json.loads((folder / "open_clip_config.json").read_text()).get("decomviz", {})
+    extra = config.get("decomviz", {})
+    if not isinstance(extra, dict):
+        raise ModelLoadError(f"'decomviz' in {folder / 'open_clip_config.json'} must be an object, e.g. "
+                             '{"default_layer": "visual.layer4"}.')
     return CLIPModel(model, tokenizer, name=name, pretrained=None, source=str(folder),
                      preprocess_cfg=cfg, device=device, default_layer=extra.get("default_layer"))
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "open_clip_config.json"
+    if not path.is_file():
+        raise ModelLoadError(f"'{folder}' has no open_clip_config.json; a checkpoint folder needs one "
+                             "(with 'model_cfg' and 'preprocess_cfg') beside the weights.")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"'{path}' is not valid JSON ({err}); fix or replace it.") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
+        raise ModelLoadError(f"'{path}' has no 'model_cfg' object; a checkpoint folder's config holds "
+                             "{'model_cfg': {...}, 'preprocess_cfg': {...}} as open_clip writes it.")
+    if not isinstance(config.get("preprocess_cfg", {}), dict):
+        raise ModelLoadError(f"'preprocess_cfg' in '{path}' must be an object (mean, std, size, ...).")
+    return config
+
+
+def _find_weights(folder: Path) -> Path:
+    """The folder's weights file, as open_clip would pick it; ModelLoadError when there is none or it is
+    ambiguous (open_clip would then load random weights, or pick one silently)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    for name in WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    found = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
+    if len(found) == 1:
+        return found[0]
+    others = [p.name for p in files if p.name != "open_clip_config.json"]
+    if found:
+        raise ModelLoadError(f"'{folder}' holds several weight files ({', '.join(p.name for p in found)}) and none "
+                             f"has a standard name; keep one, or name it {WEIGHT_NAMES[0]}.")
+    hint = (f" It holds {', '.join(others[:6])}: a weights file must end in {', '.join(WEIGHT_SUFFIXES)} "
+            f"(rename it, e.g. to {WEIGHT_NAMES[0]} or open_clip_pytorch_model.bin)." if others else "")
+    raise ModelLoadError(f"'{folder}' has a config but no weights file that open_clip reads, so only random weights could be loaded."
+                         f"{hint} For random weights on purpose use dv.load_model('<open_clip name>', "
+                         "pretrained=None).")
+
+
+def _check_finite(model: torch.nn.Module, source) -> None:
+    bad = [n for n, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ModelLoadError(f"The weights from {source} hold NaN or infinite values in {len(bad)} tensor(s) (e.g. "
+                             f"{bad[0]!r}): the checkpoint is damaged or was saved after training diverged.")
 
 
 def _load_state_dict(model: torch.nn.Module, path: Path) -> None:
@@ -116,6 +210,7 @@ def _load_state_dict(model: torch.nn.Module, path: Path) -> None:
         open_clip.load_checkpoint(model, str(path), weights_only=True)
     except Exception as err:
         raise ModelLoadError(
-            f"Could not load weights from '{path}': {err}. decomviz only loads safetensors files or plain "
-            "state dicts (torch.load with weights_only=True); a checkpoint that needs arbitrary code to "
-            "unpickle is refused.") from None
+            f"Could not load weights from '{path}': {type(err).__name__}: {str(err)[:600]}. The file must hold the "
+            "weights of the architecture named. decomviz only loads safetensors files or plain state dicts "
+            "(torch.load with weights_only=True); a checkpoint that needs arbitrary code to unpickle is refused.") \
+            from None

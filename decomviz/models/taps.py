@@ -30,6 +30,8 @@ class Tap:
     def _capture(self, module, inputs, output):
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"Layer {self.layer} returns a {type(output).__name__}; only tensor outputs can be tapped.")
+        if not bool(torch.isfinite(output).all()):
+            raise ValueError(self.model._nonfinite(f"activations at {self.layer}"))
         leaf = output.detach()
         if self.requires_grad:
             leaf.requires_grad_(True)
@@ -81,17 +83,21 @@ def _batch_first(model: CLIPModel) -> bool:
 
 @contextmanager
 def tap(model: CLIPModel, layer: str, requires_grad: bool = True) -> Iterator[Tap]:
-    """Hook `layer` for the duration of the block; hooks are removed on exit, also after an exception."""
+    """Hook `layer` for the duration of the block; hooks are removed on exit, also after an exception.
+
+    Holds ``model.lock`` meanwhile: a hook sees every pass through its module, so no other thread may run the
+    model while it is set."""
     layer = model.resolve_layer(layer)
     t = Tap(model, layer, requires_grad)
-    handles = [model.module(layer).register_forward_hook(t._capture)]
-    try:
-        if model.kind == "vit":
-            handles.append(model.visual.conv1.register_forward_hook(t._capture_patch_grid))
-        yield t
-    finally:
-        for h in handles:
-            h.remove()
+    with model.lock:
+        handles = [model.module(layer).register_forward_hook(t._capture)]
+        try:
+            if model.kind == "vit":
+                handles.append(model.visual.conv1.register_forward_hook(t._capture_patch_grid))
+            yield t
+        finally:
+            for h in handles:
+                h.remove()
 
 
 def hook_count(module: torch.nn.Module) -> int:

@@ -1,6 +1,7 @@
 """`CLIPModel`: the wrapper every other module talks to (preprocessing, tokenizer, encoders, layers)."""
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from PIL import Image
 from ..images import ImageInputError, load_images, resize_center_crop
 
 _TEXT_CACHE_SIZE = 4096
+_TEXT_BATCH = 256  # prompts per pass of the text tower: memory stays bounded for any number of prompts
 
 
 class ModelLoadError(RuntimeError):
@@ -22,6 +24,17 @@ class ModelLoadError(RuntimeError):
 
 class LayerError(ValueError):
     """A layer name that the model cannot tap."""
+
+
+class Normalized:
+    """Marks a float (B, 3, H, W) tensor as already normalised for the model (its mean and std applied), so that
+    `CLIPModel.prepare` takes it as it is, whatever its values. ``model.normalize(pixels)`` makes one from pixel
+    values in [0, 1]."""
+
+    def __init__(self, tensor: torch.Tensor):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"Normalized wraps a torch tensor, got {type(tensor).__name__}.")
+        self.tensor = tensor
 
 
 @dataclass
@@ -37,6 +50,11 @@ class CLIPModel:
 
     Attributes: `model` (the open_clip module, eval mode, no gradients on weights), `name`, `pretrained`,
     `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` ("resnet"|"vit").
+
+    Threads: hooks are set on the model's modules, so one engine call at a time may use a model. `lock` (a
+    re-entrant lock, one per model) is held by every method call (`CAM.__call__`), every tap and every pass
+    through the towers; threads sharing a model take turns, each with the result it would get alone. For
+    parallel work, give each thread its own `model.clone()`.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, *, name: str, pretrained: Optional[str],
@@ -53,8 +71,7 @@ class CLIPModel:
         self.image_size: Tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
         mean = preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))
         std = preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711))
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.mean, self.std = _normalisation(mean, std, name, self.device)
         self.interpolation = preprocess_cfg.get("interpolation", "bicubic")
         self.kind, self.layers, self.default_layer = _describe_tower(model.visual)
         if default_layer is not None:   # a checkpoint may name its own (e.g. a finer grid than the last stage)
@@ -63,6 +80,7 @@ class CLIPModel:
                                      f"of its layers: {', '.join(self.layers)}.")
             self.default_layer = default_layer
         self._text_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        self.lock = threading.RLock()
 
     def __repr__(self) -> str:
         tag = f", pretrained={self.pretrained!r}" if self.pretrained else ""
@@ -102,8 +120,12 @@ class CLIPModel:
         """Images (PIL, paths, uint8 arrays, or a list of them) -> normalised tensor + displayed pixels.
 
         Resizes the shorter side to the model's input size and centre-crops, as CLIP's preprocessing does.
-        A float tensor (B, 3, H, W) is taken as already normalised for this model.
+        A float tensor (B, 3, H, W) must be normalised for this model: one with every value in [0, 1] (pixels or
+        a normalised batch?) or far outside the normalised range is refused; ``model.normalize(pixels)`` or
+        ``Normalized(tensor)`` says which it is.
         """
+        if isinstance(images, Normalized):
+            return self._prepare_tensor(images.tensor, marked=True)
         if isinstance(images, torch.Tensor):
             return self._prepare_tensor(images)
         pils = load_images(images)
@@ -113,25 +135,78 @@ class CLIPModel:
         tensor = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         return PreparedImages((tensor - self.mean) / self.std, pixels)
 
-    def _prepare_tensor(self, x: torch.Tensor) -> PreparedImages:
+    def normalize(self, pixels: torch.Tensor) -> Normalized:
+        """A float (B, 3, H, W) tensor of pixel values in [0, 1], normalised for this model (marked as such)."""
+        if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point():
+            raise ImageInputError("normalize takes a float tensor of pixel values in [0, 1], (B, 3, H, W).")
+        x = pixels.to(self.device, torch.float32)
+        x = x[None] if x.ndim == 3 else x
+        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ImageInputError(f"normalize takes pixel values in [0, 1]; these span [{float(x.min()):.3g}, "
+                                  f"{float(x.max()):.3g}] (for 0-255 values divide by 255).")
+        return Normalized((x - self.mean) / self.std)
+
+    def _prepare_tensor(self, x: torch.Tensor, marked: bool = False) -> PreparedImages:
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ImageInputError(f"A tensor input must be a normalised float (B, 3, H, W) batch; got "
                                   f"{tuple(x.shape)} {x.dtype}. Pass PIL images or uint8 arrays to have them "
                                   "preprocessed.")
+        if tuple(x.shape[-2:]) != tuple(self.image_size):
+            H, W = self.image_size
+            raise ImageInputError(f"The tensor's images are {x.shape[-2]}x{x.shape[-1]}, but {self.name} takes "
+                                  f"{H}x{W} inputs. Pass PIL images or arrays to have them resized and centre-"
+                                  f"cropped, or resize the tensor to {H}x{W} first.")
         x = x.to(self.device, torch.float32)
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ImageInputError(f"The input tensor holds {bad} NaN or infinite value(s); fix the input.")
+        if not marked:
+            self._check_normalised(x)
         pixels = ((x * self.std + self.mean).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return PreparedImages(x, pixels)
 
+    def _check_normalised(self, x: torch.Tensor) -> None:
+        lo, hi = float(x.min()), float(x.max())
+        if lo >= 0 and hi <= 1:
+            raise ImageInputError(
+                "A float tensor with every value in [0, 1] is ambiguous: pixel values, or an already normalised "
+                "batch? For pixel values pass model.normalize(tensor); for a normalised batch pass "
+                "decomviz.models.Normalized(tensor) (or PIL images / uint8 arrays to have them preprocessed).")
+        low = float(((0 - self.mean) / self.std).min()) - 1.0
+        high = float(((1 - self.mean) / self.std).max()) + 1.0
+        if lo < low or hi > high:
+            raise ImageInputError(
+                f"The tensor's values span [{lo:.3g}, {hi:.3g}], far outside a normalised batch for this model "
+                f"(about [{low + 1:.2f}, {high - 1:.2f}]): pixel values 0-255? Pass a uint8 (B, H, W, 3) array, or "
+                "model.normalize(tensor / 255); if the values are meant, wrap them in decomviz.models.Normalized.")
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings of a preprocessed batch (keeps whatever autograd context it is in)."""
-        return F.normalize(self.model.encode_image(x).float(), dim=-1)
+        with self.lock:
+            emb = self.model.encode_image(x).float()
+        if not bool(torch.isfinite(emb).all()):
+            raise ValueError(self._nonfinite("image embeddings"))
+        return F.normalize(emb, dim=-1)
+
+    def _nonfinite(self, what: str) -> str:
+        """Why a pass gave NaN or inf, as far as can be told: the weights, or the input / reduced precision."""
+        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            return (f"The model {self.name} produced NaN or infinite {what}: {len(bad)} of its weight tensors hold "
+                    f"NaN or inf (e.g. {bad[0]!r}). The weights are damaged; load a good checkpoint.")
+        return (f"The model {self.name} produced NaN or infinite {what} from finite weights: check the input for "
+                "extreme values, or run without autocast (fp16 overflows).")
 
     def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         """Run the image tower from the output of `layer` (in the tower's own layout) to the embedding
         (not normalised). `forward_from(layer, tap.raw)` equals the full forward."""
         layer = self.resolve_layer(layer)
+        with self.lock:
+            return self._forward_from(layer, raw)
+
+    def _forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         v = self.visual
         if self.kind == "resnet":
             x = raw
@@ -174,16 +249,21 @@ class CLIPModel:
     def encode_text(self, prompts: Union[str, Sequence[str]]) -> torch.Tensor:
         """L2-normalised text embeddings (T, D); each distinct prompt is encoded once and cached."""
         prompts = self.check_prompts(prompts)
-        missing = list(dict.fromkeys(p for p in prompts if p not in self._text_cache))
-        if missing:
-            self._warn_truncation(missing)
-            tokens = self.tokenizer(missing).to(self.device)
-            emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
-            for p, e in zip(missing, emb):
-                self._text_cache[p] = e
+        with self.lock:
+            known = {p: self._text_cache[p] for p in dict.fromkeys(prompts) if p in self._text_cache}
+            missing = [p for p in dict.fromkeys(prompts) if p not in known]
+            if missing:
+                self._warn_truncation(missing)
+            for i in range(0, len(missing), _TEXT_BATCH):
+                chunk = missing[i:i + _TEXT_BATCH]
+                emb = self.model.encode_text(self.tokenizer(chunk).to(self.device)).float()
+                if not bool(torch.isfinite(emb).all()):
+                    raise ValueError(self._nonfinite("text embeddings"))
+                for p, e in zip(chunk, F.normalize(emb, dim=-1)):
+                    known[p] = self._text_cache[p] = e
             while len(self._text_cache) > _TEXT_CACHE_SIZE:
                 self._text_cache.popitem(last=False)
-        return torch.stack([self._text_cache[p] for p in prompts])
+        return torch.stack([known[p] for p in prompts])
 
     def _warn_truncation(self, prompts: List[str]) -> None:
         encode = getattr(self.tokenizer, "encode", None)
@@ -195,6 +275,27 @@ class CLIPModel:
             if n > ctx:
                 warnings.warn(f"Prompt {p[:40]!r}... has {n} tokens, more than the model's context of {ctx}; "
                               "it is truncated.", stacklevel=4)
+
+
+def _normalisation(mean, std, name: str, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The preprocessing's mean and std as (1, 3, 1, 1) tensors, checked: a zero or NaN std would divide every
+    input into NaN and end, much later, as a failed SVD."""
+    try:
+        m = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        s = torch.as_tensor(std, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise ModelLoadError(f"The preprocessing config of {name} has mean={mean!r}, std={std!r}; both must be "
+                             "lists of 3 numbers (one per RGB channel).") from None
+    if m.numel() == 1:
+        m = m.expand(3)
+    if s.numel() == 1:
+        s = s.expand(3)
+    if m.numel() != 3 or s.numel() != 3 or not bool(torch.isfinite(m).all()) or not bool(torch.isfinite(s).all()) \
+            or not bool((s > 0).all()):
+        raise ModelLoadError(f"The preprocessing config of {name} has mean={mean!r}, std={std!r}: both need 3 finite "
+                             "numbers and every std must be > 0 (CLIP's are mean=[0.481, 0.458, 0.408], "
+                             "std=[0.269, 0.261, 0.276]). Fix 'preprocess_cfg' in open_clip_config.json.")
+    return m.to(device).view(1, 3, 1, 1), s.to(device).view(1, 3, 1, 1)
 
 
 def _describe_tower(visual: torch.nn.Module) -> Tuple[str, List[str], str]:

@@ -94,10 +94,9 @@ def default_gallery(n_scenes: int = 8, seed: int = 2024, n_objects=(1, 2)) -> "O
 # ---------------------------------------------------------------------------------------------- uploads
 def decode_upload(value: Any):
     """(name, RGB PIL image) from an ipywidgets 8 FileUpload value (a tuple of dicts with name and content),
-    a single such dict, or raw bytes. Raises ImageInputError with a message a user can act on."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..images import ImageInputError, to_rgb
+    a single such dict, or raw bytes. Raises ImageInputError with a message a user can act on (also for an
+    image too large to decode safely)."""
+    from ..images import ImageInputError, from_bytes
 
     if isinstance(value, (tuple, list)):
         if not value:
@@ -110,20 +109,11 @@ def decode_upload(value: Any):
         name, content = "upload", value
     if content is None:
         raise ImageInputError(f"'{name}' has no content.")
-    data = bytes(content)
-    if not data:
-        raise ImageInputError(f"'{name}' is empty.")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return name, to_rgb(im)
-    except UnidentifiedImageError:
-        raise ImageInputError(f"Could not read '{name}' as an image: it is not a format PIL knows "
-                              "(try a PNG or JPEG).") from None
-    except ImageInputError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageInputError(f"Could not read '{name}' as an image: {err} (the file may be truncated).") from None
+        data = bytes(content)
+    except TypeError:
+        raise ImageInputError(f"'{name}': the upload's content is a {type(content).__name__}, not bytes.") from None
+    return name, from_bytes(data, name)
 
 
 def preview_png(pixels: np.ndarray, size: int = 160) -> bytes:

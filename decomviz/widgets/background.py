@@ -1,13 +1,28 @@
 """Runs in a background thread that a newer run supersedes: the notebook stays responsive meanwhile."""
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from ._common import message_html
+
+
+#: At interpreter exit, how long to wait for a run in progress to reach its next check (seconds).
+EXIT_WAIT = 300.0
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()  # widgets that may have a run going
+
+
+@atexit.register
+def _stop_runs_at_exit() -> None:
+    """A daemon thread still inside torch when the interpreter tears down aborts the process (exit 134): at exit,
+    supersede every run in progress and wait for its thread to stop at its next check."""
+    for widget in list(_LIVE):
+        widget._stop_at_exit(EXIT_WAIT)
 
 
 class _Superseded(Exception):
@@ -47,6 +62,8 @@ class BackgroundRuns:
         self._generation = 0
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._ticker: Optional[threading.Thread] = None
+        _LIVE.add(self)
 
     @property
     def running(self) -> bool:
@@ -64,8 +81,19 @@ class BackgroundRuns:
                                   daemon=True)
         self._thread = thread
         thread.start()
-        threading.Thread(target=self._tick, args=(job,), name=f"decomviz-tick-{job.generation}", daemon=True).start()
+        self._ticker = threading.Thread(target=self._tick, args=(job,), name=f"decomviz-tick-{job.generation}",
+                                        daemon=True)
+        self._ticker.start()
         return job
+
+    def _stop_at_exit(self, timeout: float) -> None:
+        """Supersede the run in progress (its results are dropped) and wait until its threads have ended."""
+        with self._lock:
+            self._generation += 1
+        deadline = time.monotonic() + timeout
+        for t in (self._thread, self._ticker):
+            if t is not None and t.is_alive() and t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
 
     def _finished(self, job: "Job", wait: bool, timeout: Optional[float]) -> bool:
         """With ``wait``, block until the run ends; True if it ended and is still the latest run."""

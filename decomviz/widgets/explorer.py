@@ -22,6 +22,10 @@ from ._common import decode_upload, default_gallery, message_html, parse_prompts
 METHOD_LABELS = {name: spec.label for name, spec in METHODS.items()}
 
 
+def _reason(err: BaseException) -> str:
+    return str(err) if isinstance(err, (ImageInputError, ValueError, OSError)) else f"{type(err).__name__}: {err}"
+
+
 def _defaults() -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for spec in METHODS.values():
@@ -145,8 +149,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
                 name = str(name or (image if isinstance(image, str) else "your image"))
                 if name in self.gallery:  # never shadow an entry of the gallery
                     name = f"{name} ({sum(n.startswith(name) for n in self.gallery) + 1})"
-        except (ImageInputError, ValueError, OSError) as err:
-            self._message(f"Cannot use that image: {err}", "error")
+        except Exception as err:  # any image that cannot be used: say why, keep the previous one
+            self._message(f"Cannot use that image: {_reason(err)}", "error")
             return False
         self.image = np.asarray(pil, dtype=np.uint8)
         self.image_name = str(name)
@@ -172,8 +176,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
         exception, and the previous image stays."""
         try:
             name, pil = decode_upload(value)
-        except ImageInputError as err:
-            self._message(str(err), "error")
+        except Exception as err:  # a bad upload gives a message; the widget stays usable
+            self._message(_reason(err), "error")
             return False
         finally:
             if self.upload.value:  # ready for the next file (even the same one again)

@@ -22,6 +22,8 @@ def knob_widget(knob: Knob, default: Any, model=None) -> widgets.Widget:
     if knob.kind == "choice":
         return widgets.Dropdown(options=[("none" if c is None else str(c), c) for c in knob.choices],
                                 value=default, **common)
+    if knob.kind == "texts":
+        return widgets.Text(value=", ".join(default), placeholder="comma-separated", **common)
     if knob.kind == "bool":
         return widgets.Checkbox(value=bool(default), description=knob.name.replace("_", " "), indent=False,
                                 tooltip=knob.help)
@@ -51,8 +53,10 @@ class KnobPanel:
     def values(self) -> Dict[str, Any]:
         out = {}
         for name, w in self.widgets.items():
-            v = w.value
-            out[name] = int(v) if self.knobs[name].kind == "int" else float(v) if self.knobs[name].kind == "float" else v
+            v, kind = w.value, self.knobs[name].kind
+            if kind == "texts":
+                v = tuple(t.strip() for t in v.split(",") if t.strip())
+            out[name] = int(v) if kind == "int" else float(v) if kind == "float" else v
         return out
 
     def set(self, **values) -> None:
@@ -64,6 +68,8 @@ class KnobPanel:
             w = self.widgets[name]
             if hasattr(w, "min") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 w.max, w.min = max(w.max, value), min(w.min, value)
+            if self.knobs[name].kind == "texts":
+                value = ", ".join((value,) if isinstance(value, str) else value)
             w.value = value
 
     def enable_only(self, names: Iterable[str]) -> None:

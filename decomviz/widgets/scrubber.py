@@ -255,7 +255,8 @@ class ComponentScrubber(widgets.VBox):
                              f"{x.shape[-1]}x{x.shape[-2]}: measure with the model that made the explanation.")
         ref = blurred_reference(x, float(params.get("blur_sigma", 10.0)))
         M = torch.as_tensor(m, dtype=x.dtype, device=x.device)[None, None]
-        text = model.encode_text(self.explanation.prompts)  # all prompts: softmax scores need them
+        # all prompts and the contrast set: softmax scores need them
+        text = model.encode_text(list(self.explanation.prompts) + list(params.get("contrast", ())))
         zero = torch.zeros(1, dtype=torch.long, device=x.device)
         score = score_masked(model, x, ref, M, zero, text, zero + self.prompt_index, params.get("score", "cosine"))
         return float(score[0])

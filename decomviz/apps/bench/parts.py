@@ -19,7 +19,7 @@ from ... import metrics
 from ...data import PALETTE, PartsWorld, object_phrase
 from ...ops import resize_masks
 from ..evaluation import object_masks, object_prompts
-from .sections import SCORE_METHODS, make_methods
+from .sections import COSTLY_METHODS, make_methods
 
 PART_TEMPLATE = "the {part} of a {label}"
 
@@ -78,7 +78,7 @@ def part_maps(model, cams, scenes, scorecam_scenes: int, log) -> Dict[str, Dict]
             imp = metrics.part_importance(model, scene, prompt).values[[i for i, _ in parts]]
             cases.append((scene, prompt, masks, k, imp.numpy()))
     for name, cam in cams.items():
-        allowed = {id(s) for s in (scenes[:scorecam_scenes] if name in SCORE_METHODS else scenes)}
+        allowed = {id(s) for s in (scenes[:scorecam_scenes] if name in COSTLY_METHODS else scenes)}
         acc = {"part_pointing": [], "deletion_rank_correlation": [], "background_mass": []}
         seconds = 0.0
         for scene, prompt, masks, k, imp in cases:
@@ -107,7 +107,7 @@ def target_sensitivity(cams, scenes, scorecam_scenes: int) -> Dict[str, float]:
     the map for B does."""
     out = {}
     for name, cam in cams.items():
-        use = scenes[:scorecam_scenes] if name in SCORE_METHODS else scenes
+        use = scenes[:scorecam_scenes] if name in COSTLY_METHODS else scenes
         hits: List[bool] = []
         for scene in use:
             with warnings.catch_warnings():

@@ -18,11 +18,13 @@ import torch
 
 from ...models import BUNDLED, load_model
 from ..evaluation import two_object_scenes
+from .checks import checks_markdown, sanity, softmax_localisation
 from .parts import parts_markdown, parts_section
 from .sections import (FULL, QUICK, ablations, integration_agreement, localisation_and_faithfulness, make_methods,
                        part_alignment, speed)
 
-SECTIONS = ("localisation", "parts", "part_alignment", "integration_agreement", "ablations", "speed")
+SECTIONS = ("localisation", "softmax_localisation", "sanity", "parts", "part_alignment", "integration_agreement",
+            "ablations", "speed")
 
 
 def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
@@ -62,6 +64,10 @@ def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, l
     if section == "localisation":
         return localisation_and_faithfulness(model, make_methods(model), scene_list, cfg["steps"],
                                              cfg["scorecam_scenes"], log, cfg["faithfulness_scenes"])
+    if section == "softmax_localisation":
+        return softmax_localisation(model, scene_list, cfg["scorecam_scenes"], log)
+    if section == "sanity":
+        return sanity(model, scene_list[:cfg.get("sanity_scenes", 4)], cfg.get("sanity_steps", 3), log)
     if section == "parts":
         return parts_section(model, scene_list, cfg, seed, log)
     if section == "part_alignment":
@@ -125,6 +131,7 @@ def to_markdown(results: Dict) -> str:
                          f"{r['deletion_auc']:.4f} | {r['average_drop']:.3f} | {r['increase_in_confidence']:.3f} | "
                          f"{r['seconds_per_pair']:.3f} | {r['pairs']} | {r.get('faithfulness_pairs', r['pairs'])} "
                          f"| {r.get('empty_maps', '')} |")
+        lines += checks_markdown(entry)
         if "parts" in entry:
             lines += parts_markdown(entry["parts"])
         if "part_alignment" in entry:
@@ -139,9 +146,11 @@ def to_markdown(results: Dict) -> str:
                       f"| | {r['weight_correlation']:.3f} | {r['map_correlation']:.3f} | {r['same_top_component']:.3f} "
                       f"| {r['peaks_within_15px']:.3f} | {r['pairs']} |"]
         if "ablations" in entry:
-            lines += ["", "| DecomCAM variant | pointing | energy | s/pair |", "|---|---|---|---|"]
+            lines += ["", "| DecomCAM variant | pointing | energy | s/pair | median map r with default |",
+                      "|---|---|---|---|---|"]
             for v, r in entry["ablations"].items():
-                lines.append(f"| {v} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | {r['seconds_per_pair']:.3f} |")
+                lines.append(f"| {v} | {r['pointing_game']:.3f} | {r['energy_pointing_game']:.3f} | "
+                             f"{r['seconds_per_pair']:.3f} | {r.get('map_correlation_with_default', float('nan')):.2f} |")
         if "speed" in entry:
             lines += ["", "| speed (s per image-prompt pair) | s |", "|---|---|"]
             lines += [f"| {k} | {v:.3f} |" for k, v in entry["speed"].items()]
