@@ -2,11 +2,11 @@
 
 `base.CAM` holds what they share; `registry.METHODS` names them for every entry point.
 """
-from .base import CAM
+from .base import CAM, Method
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .decomcam import DecomCAM
 from .occlusion import Occlusion
 from .registry import METHODS, MethodSpec, make_method
 
-__all__ = ["CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
+__all__ = ["Method", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
            "Occlusion", "METHODS", "MethodSpec", "make_method"]

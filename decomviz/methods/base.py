@@ -33,25 +33,25 @@ class Tapped:
     tap: Optional[Tap] = None  # the raw layer output, in the tower's layout (detached)
 
 
-class CAM:
+class Method:
     """Base class of every attribution method: holds the model and the knobs; subclasses implement `_explain`.
 
     A method declares its knobs in ``_knobs`` (see `decomviz.knobs`); the constructor validates them through
-    `_set_knobs`, and `get_params` returns them.
+    `_set_knobs`, and `get_params` returns them. `CAM` adds a tapped layer; a method that taps none (occlusion)
+    derives from this class directly.
 
     Parameters
     ----------
     model : CLIPModel from `dv.load_model`.
-    layer : name of the layer to tap (see ``model.layers``); default ``model.default_layer``.
-    score : "cosine" (default), "logit", or "softmax" (over the prompts of the same call).
+    score : "cosine" (default), "logit", or "softmax" (over the prompts of the same call and ``contrast``).
     batch_size : images per forward pass when scoring masked inputs.
     autocast : None (fp32), "bf16" or "fp16" for the towers; decompositions always run in fp32.
+    contrast : prompts the softmax also runs over, without being explained.
     """
 
-    method = "cam"
-    uses_gradients = True
+    method = "method"
+    uses_gradients = False
     _knobs = (
-        Knob("layer", "layer", "layer to tap (see model.layers); default: the model's default layer"),
         Knob("score", "choice", "what is explained: cosine similarity, the logit, or the softmax over the prompts "
              "given together and the contrast prompts (class-discriminative)", choices=SCORES),
         Knob("contrast", "texts", "prompts the softmax score also competes with, without being explained (e.g. the "
@@ -62,12 +62,12 @@ class CAM:
              choices=AUTOCAST, advanced=True),
     )
 
-    def __init__(self, model: CLIPModel, layer: Optional[str] = None, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+    def __init__(self, model: CLIPModel, score: str = "cosine", batch_size: int = 32,
+                 autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         if not isinstance(model, CLIPModel):
             raise TypeError(f"model must be a decomviz CLIPModel (from dv.load_model()), got {type(model).__name__}.")
         self.model = model
-        self._set_knobs(layer=layer, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
+        self._set_knobs(score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
         if self.contrast and self.score != "softmax":
             raise ValueError(f"contrast prompts only change a softmax score; with score={self.score!r} they would be "
                              "ignored. Use score='softmax' with contrast=[...], or drop contrast.")
@@ -145,6 +145,27 @@ class CAM:
         """Scores (..., T) against the explained prompts (the contrast prompts at the end of ``text`` only enter
         the softmax)."""
         return clip_score(emb, text, self.score, self.model.logit_scale)[..., :len(text) - len(self.contrast)]
+
+
+
+class CAM(Method):
+    """A method on the activations (and gradients) of one layer of the image tower.
+
+    Parameters
+    ----------
+    model : CLIPModel from `dv.load_model`.
+    layer : name of the layer to tap (see ``model.layers``); default ``model.default_layer``.
+    score, batch_size, autocast, contrast : as for `Method`.
+    """
+
+    method = "cam"
+    uses_gradients = True
+    _knobs = (Knob("layer", "layer", "layer to tap (see model.layers); default: the model's default layer"),)
+
+    def __init__(self, model: CLIPModel, layer: Optional[str] = None, score: str = "cosine",
+                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+        super().__init__(model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
+        self._set_knobs(layer=layer)
 
     def _tapped(self, x: torch.Tensor, text: torch.Tensor, gradients: bool = True) -> Tapped:
         """ONE forward and (if asked) ONE backward pass for all images and prompts.

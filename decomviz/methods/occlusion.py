@@ -11,7 +11,7 @@ from ..explanation import Explanation
 from ..knobs import Knob
 from ..models import CLIPModel
 from ..ops import blurred_reference, embed_masked, minmax, scaled_pixels
-from .base import CAM
+from .base import Method
 from .decomcam import DecomCAM
 
 FILLS = ("blur", "gray")
@@ -33,7 +33,7 @@ def window_indicators(size: int, window: int, stride: int, device=None) -> torch
     return ((pixels >= starts[:, None]) & (pixels < starts[:, None] + min(window, size))).float()
 
 
-class Occlusion:
+class Occlusion(Method):
     """Occlusion: the score lost when a square window of the image is hidden, averaged over the windows.
 
     For each window position (a square of ``window`` pixels at 224 px, scaled with the input width as every
@@ -45,8 +45,7 @@ class Occlusion:
 
     i.e. the mean drop over the windows that cover the pixel, ReLU'd, min-max normalised per (image, prompt).
 
-    It taps no layer and takes no gradient, so it has no ``layer`` knob: it is not a `CAM` subclass (that would
-    inherit CAM's ``layer`` knob) but reuses CAM's call, protocol and knob machinery, which need only the model.
+    It taps no layer and takes no gradient, so it derives from `Method` (not `CAM`) and has no ``layer`` knob.
 
     Parameters
     ----------
@@ -79,33 +78,16 @@ class Occlusion:
         Knob("fill", "choice", "what hides the window: the blurred image (blur) or the mean colour (gray)",
              choices=FILLS),
         DecomCAM.knobs()["blur_sigma"],
-        *(k for k in CAM._knobs if k.name != "layer"),
     )
 
     def __init__(self, model: CLIPModel, window: int = 32, stride: int = 16, fill: str = "blur",
                  blur_sigma: float = 10.0, score: str = "cosine", batch_size: int = 32,
                  autocast: Optional[str] = None, contrast: Sequence[str] = ()):
-        CAM.__init__(self, model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
+        super().__init__(model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
         self._set_knobs(window=window, stride=stride, fill=fill, blur_sigma=blur_sigma)
         if self.stride > self.window:
             raise ValueError(f"stride ({self.stride}) must be at most window ({self.window}): with a larger step "
                              "some pixels lie under no window and would get no value.")
-
-    def _set_knobs(self, **values) -> None:
-        """CAM's validation; the layer that `CAM.__init__` sets is dropped (Occlusion taps no layer)."""
-        values.pop("layer", None)
-        CAM._set_knobs(self, **values)
-
-    # CAM's machinery that needs only the model and the knobs (none of it taps a layer)
-    knobs = classmethod(CAM.knobs.__func__)
-    __repr__ = CAM.__repr__
-    get_params = CAM.get_params
-    __call__ = CAM.__call__
-    protocol = CAM.protocol
-    _autocast = CAM._autocast
-    _embed = CAM._embed
-    _embed_batched = CAM._embed_batched
-    _scores = CAM._scores
 
     # ----------------------------------------------------------------- the method
     def windows(self, size: Tuple[int, int]) -> Tuple[int, int, torch.Tensor, torch.Tensor]:

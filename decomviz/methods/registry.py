@@ -1,6 +1,6 @@
 """The one registry of methods. The command line, the Explorer, the bench and the docs all read it.
 
-A method is a `CAM` subclass plus one `MethodSpec` here. ``fixed`` knobs turn one class into a named variant
+A method is a `Method` (or `CAM`) subclass plus one `MethodSpec` here. ``fixed`` knobs turn one class into a named variant
 (DecomCAM with feature-space integration, or without integration); every other knob the class declares can be
 set from every entry point.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Type
 
 from ..knobs import Knob, check_declared, defaults_of, knobs_of
-from .base import CAM
+from .base import Method
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .decomcam import DecomCAM
 from .occlusion import Occlusion
@@ -21,7 +21,7 @@ class MethodSpec:
     """A named method: its class, the knobs the name fixes, how it is shown, and one line on what it does."""
 
     name: str
-    cls: Type[CAM]
+    cls: Type[Method]
     label: str
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
@@ -35,7 +35,7 @@ class MethodSpec:
     def defaults(self) -> Dict[str, Any]:
         return {n: v for n, v in defaults_of(self.cls).items() if n not in self.fixed}
 
-    def make(self, model, **knobs) -> CAM:
+    def make(self, model, **knobs) -> Method:
         """The method object with ``knobs``; a knob this method does not take is refused by name."""
         fixed = [n for n in knobs if n in self.fixed]
         if fixed:
@@ -75,7 +75,7 @@ def method_spec(name: str) -> MethodSpec:
     return METHODS[name]
 
 
-def make_method(name: str, model, **knobs) -> CAM:
+def make_method(name: str, model, **knobs) -> Method:
     """The method registered as ``name`` with ``knobs`` (each validated by the method's declaration)."""
     return method_spec(name).make(model, **knobs)
 
