@@ -5,6 +5,7 @@ import math
 import pytest
 
 from decomviz.apps.cli import main
+from decomviz.methods.registry import METHODS
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -15,9 +16,8 @@ def test_bench_quick(tmp_path, capsys):
     assert set(res["models"]) == {"parts-rn", "parts-vit"}
     assert set(res["models"]["parts-vit"]["localisation"]) == set(res["models"]["parts-rn"]["localisation"])
     entry = res["models"]["parts-rn"]
-    methods = {"decomcam", "decomcam (feature)", "decomcam (no integration)", "gradcam", "gradcam++", "layercam",
-               "eigencam", "gscorecam", "scorecam"}
-    assert set(entry["localisation"]) == methods
+    methods = set(METHODS)                                          # every registered method has a row
+    assert set(entry["localisation"]) == methods and "occlusion" in methods
     for row in entry["localisation"].values():
         assert 0 <= row["pointing_game"] <= 1 and 0 <= row["energy_pointing_game"] <= 1
         assert row["pairs"] > 0 and row["seconds_per_pair"] > 0
@@ -28,9 +28,17 @@ def test_bench_quick(tmp_path, capsys):
     assert entry["speed"]["floor"] > 0 and entry["speed"]["decomcam_over_floor"] > 0
     agree = entry["integration_agreement"]
     assert agree["pairs"] > 0 and 0 <= agree["same_top_component"] <= 1 and -1 <= agree["map_correlation"] <= 1
-    assert "ablations" not in res["models"]["parts-vit"]           # the ablations run on the first model only
+    assert {"default", "authors", "blend=max"} <= set(res["models"]["parts-vit"]["ablations"])
+    assert set(entry["softmax_localisation"]) == methods
+    assert all(0 <= r["pointing_game"] <= 1 for r in entry["softmax_localisation"].values())
+    sanity = entry["sanity"]["gradcam"]
+    assert len(sanity["spearman"]) == len(sanity["blocks"]) == 2 and sanity["blocks"][0] == "visual.attnpool"
+    parts = entry["parts"]
+    assert 0 <= parts["model"]["attribute_binding"] <= 1 and set(parts["maps"]) == methods
+    assert all(0 <= r["target_sensitivity"] <= 1 for r in parts["maps"].values())
     md = (tmp_path / "results.md").read_text()
     assert "| decomcam |" in md and "### parts-rn" in md and "### parts-vit" in md
+    assert "pointing, softmax over the scene's prompts" in md and "Attribute binding" in md
     assert "| decomcam |" in capsys.readouterr().out
 
 
@@ -53,3 +61,13 @@ def test_bench_reruns_a_section_in_place(tmp_path, capsys):
     results["models"]["parts-rn-copy"] = {"layer": "visual.layer4", "integration_agreement": agree}
     from decomviz.apps.bench import to_markdown
     assert "### parts-rn-copy" in to_markdown(results)
+
+
+def test_bench_runs_only_some_sections_with_changed_sizes(tmp_path, capsys):
+    assert main(["bench", "--quick", "--models", "parts-rn", "--only", "sanity", "--set", "sanity_steps=1",
+                 "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert set(res["models"]["parts-rn"]) == {"layer", "sanity"} and res["config"]["sanity_steps"] == 1
+    assert all(len(r["spearman"]) == 1 for r in res["models"]["parts-rn"]["sanity"].values())
+    with pytest.raises(ValueError, match="Unknown bench setting"):
+        main(["bench", "--quick", "--only", "sanity", "--set", "nope=1", "--out", str(tmp_path)])

@@ -100,7 +100,8 @@ def cmd_explain(args) -> int:
             if len(results) > 1 or main_exp.ossms is None:
                 figs.append(comparison_figure(results, 0, t))
         write_report(out, figs, title=f"decomviz: {display_name(Path(args.image).name)}",
-                     intro=f"Model {model.name} ({model.source}), layer {main_exp.params.get('layer')}.",
+                     intro=f"Model {model.name} ({model.source})"
+                           + (f", layer {main_exp.params['layer']}." if main_exp.params.get("layer") else "."),
                      preformatted=_summary(results))
     _log(f"[decomviz] wrote {out} (total {time.perf_counter() - t0:.1f} s)")
     return 0

@@ -28,11 +28,13 @@ SECTIONS = ("localisation", "softmax_localisation", "sanity", "parts", "part_ali
 
 
 def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
-              scenes: int = None, device=None, log=None, sections=None) -> Dict:
+              scenes: int = None, device=None, log=None, sections=None, only=None, overrides=None) -> Dict:
     """Run the benchmark and write ``out/results.json`` and ``out/results.md``.
 
     ``sections`` (a subset of :data:`SECTIONS`) reruns only those, on the scenes and settings recorded in an
     existing ``out/results.json``, and updates it in place (e.g. the speed section after an engine change).
+    ``only`` runs a new benchmark with just those sections; ``overrides`` changes sizes of the configuration
+    (e.g. ``{"part_scenes": 40}``).
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if sections is not None:
@@ -41,18 +43,21 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
     cfg = dict(QUICK if quick else FULL)
     if scenes is not None:
         cfg["scenes"] = scenes
+    unknown = [k for k in (overrides or {}) if k not in cfg]
+    if unknown:
+        raise ValueError(f"Unknown bench setting(s) {unknown}; settings are {', '.join(cfg)}.")
+    cfg.update(overrides or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    results = {"mode": "quick" if quick else "full", "config": cfg, "seed": seed, "machine": _machine(device),
+    results = {"mode": "quick" if quick else "full", "sections": list(only or SECTIONS), "config": cfg, "seed": seed, "machine": _machine(device),
                "models": {}}
     scene_list = two_object_scenes(cfg["scenes"], seed)
     for name in models:
         model = load_model(name, device=device)
         entry = {"layer": model.default_layer}
-        for section in SECTIONS:
-            if section != "ablations" or name == models[0]:
-                entry[section] = _section(section, model, name, scene_list, cfg, seed, log)
+        for section in (only or SECTIONS):
+            entry[section] = _section(section, model, name, scene_list, cfg, seed, log)
         results["models"][name] = entry
     results["seconds"] = time.perf_counter() - t_start
     _write(results, out, log)
@@ -169,7 +174,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="bench_results")
     ap.add_argument("--sections", nargs="+", default=None, choices=SECTIONS,
                     help="rerun only these sections of the run in --out and update its results")
+    ap.add_argument("--only", nargs="+", default=None, choices=SECTIONS, help="a new run with only these sections")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=N",
+                    help="change a size of the run, e.g. --set part_scenes=40 scorecam_scenes=10")
     args = ap.parse_args(argv)
+    try:
+        overrides = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
+    except ValueError:
+        ap.error(f"--set takes KEY=N pairs with an integer N, got {args.set}.")
+    if args.sections and (args.only or overrides):
+        ap.error("--sections reruns with the recorded settings; --only and --set are for a new run.")
     if args.sections and (args.quick or args.scenes is not None or args.seed is not None):
         ap.error("--sections reruns with the settings recorded in --out's results.json; "
                  "drop --quick, --scenes and --seed (or drop --sections for a new run).")
@@ -178,6 +192,6 @@ def main(argv=None) -> int:
         warnings.filterwarnings("ignore", message="No component raised")
         res = run_bench(args.models, quick=args.quick, out=args.out, seed=7 if args.seed is None else args.seed,
                         scenes=args.scenes,
-                        device=args.device, sections=args.sections)
+                        device=args.device, sections=args.sections, only=args.only, overrides=overrides)
     print(to_markdown(res))
     return 0
