@@ -94,6 +94,7 @@ ops = st.lists(st.tuples(st.sampled_from(["rename", "add", "remove", "edit"]), s
                          st.integers(0, 99)), min_size=1, max_size=4)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(initial=st.lists(st.sampled_from(NAMES), min_size=1, max_size=5, unique=True), changes=ops,
        stop_after=st.sampled_from([None, 1, 2]))

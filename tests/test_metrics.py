@@ -105,6 +105,7 @@ def test_sanity_check_randomisation_changes_maps(tiny_rn):
     before = dv.GradCAM(tiny_rn)(make_image(0), "a red circle").saliency
     res = dv.metrics.sanity_check(lambda m: dv.GradCAM(m), tiny_rn, [make_image(0)], ["a red circle"], steps=2)
     assert res.values.shape == (2,) and res.protocol["randomised_from_top"][0] == "visual.attnpool"
-    assert (res.values < 0.9).all()
+    finite = ~res.values.isnan()          # NaN: every map of that step became constant (left out of the mean)
+    assert finite.any() and (res.values[finite] < 0.9).all()
     # the original model is untouched
     assert torch.equal(dv.GradCAM(tiny_rn)(make_image(0), "a red circle").saliency, before)

@@ -77,4 +77,4 @@ def test_contrast_reaches_decomcam_integration(tiny_rn):
     exp = dv.DecomCAM(tiny_rn, n_components=3, score="softmax", contrast=["a blue square"])(image, "a red circle")
     both = dv.DecomCAM(tiny_rn, n_components=3, score="softmax")(image, ["a red circle", "a blue square"])
     assert torch.allclose(exp.masked_scores[0, 0], both.masked_scores[0, 0], atol=1e-5)
-    assert exp.params["contrast"] == ("a blue square",)
+    assert exp.params["contrast"] == ["a blue square"]

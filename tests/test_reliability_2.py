@@ -103,7 +103,7 @@ FOLDER_CASES = {
                     "several weight files"),
     "bad safetensors": (lambda f: (f / WEIGHTS).write_bytes(b"garbage" * 50), "SafetensorError"),
     "shape mismatch": (lambda f: _config(f, lambda c: c["model_cfg"].__setitem__("embed_dim", 48)),
-                       "size mismatch .*'model_cfg' must describe"),
+                       "(?s)size mismatch .*'model_cfg' must describe"),
     "unpickling": (lambda f: [(f / WEIGHTS).unlink(), (f / "open_clip_pytorch_model.bin").write_bytes(
         pickle.dumps(_Evil()))], "UnpicklingError.*refused"),
     "bad json": (lambda f: (f / "open_clip_config.json").write_text("{oops"), "not valid JSON"),
@@ -187,6 +187,11 @@ def test_explanation_roundtrip_for_every_method(tiny_rn, tmp_path):
         assert torch.equal(back.saliency, exp.saliency) and back.prompts == ["a", "b"], name
 
 
+def _text_file(path):
+    path.write_text("just some text")
+    return path
+
+
 def _crafted(tmp_path, **arrays):
     meta = {"format": 1, "method": "decomcam", "prompts": ["a", "b"], "params": {}}
     arrays.setdefault("__meta__", np.array(json.dumps(meta)))
@@ -195,7 +200,7 @@ def _crafted(tmp_path, **arrays):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda p: (p / "x.npz").write_text("just some text") or p / "x.npz", r"not an \.npz \(zip\) archive"),
+    (lambda p: _text_file(p / "x.npz"), r"not an \.npz \(zip\) archive"),
     (lambda p: _crafted(p, saliency=np.zeros((1, 3, 8, 8), np.float32)), r"saliency has shape \(1, 3, 8, 8\): its T"),
     (lambda p: _crafted(p, saliency=np.zeros((1, 2, 8), np.float32)), "expected"),
     (lambda p: _crafted(p, saliency=np.zeros((1, 2, 8, 8), np.float32), images=np.zeros((2, 8, 8, 3), np.uint8)),
@@ -310,8 +315,10 @@ def test_explain_takes_braces_literally_and_extract_refuses_bad_templates(image_
     assert main(["explain", str(image_path), "--prompt", "a {} with {color}", "--checkpoint", str(tiny_dirs["rn"]),
                  "--method", "gradcam", "--out", str(out)]) == 0
     assert dv.Explanation.load(out).prompts == ["a {} with {color}"]
-    rc = main(["extract", str(tmp_path), "--prompt", "a {} with {color}", "--checkpoint", str(tiny_dirs["rn"]),
-               "--out", str(tmp_path / "bank")])
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    shutil.copy(image_path, tmp_path / "photos" / "cat" / "a.png")  # a label, so the template is filled
+    rc = main(["extract", str(tmp_path / "photos"), "--prompt", "a {} with {color}", "--checkpoint",
+               str(tiny_dirs["rn"]), "--out", str(tmp_path / "bank")])
     err = capsys.readouterr().err
     assert rc == 2 and "{color}" in err and "Traceback" not in err and "KeyError" not in err
 

@@ -17,6 +17,7 @@ from decomviz.ops import clip_score, gaussian_blur
 from decomviz.viz import steps as F
 from decomviz.widgets import ComponentScrubber, Explorer, StepThrough
 from decomviz.widgets._common import decode_upload, default_gallery, parse_prompts
+from decomviz.methods.registry import METHODS
 from decomviz.widgets.explorer import METHOD_LABELS
 
 from .conftest import make_image
@@ -315,7 +316,9 @@ def test_explorer_runs_each_method(explorer, method):
     out = explorer.run(wait=True)
     assert out is not None, explorer.status_text
     exp = explorer.explanation
-    assert list(out) == [method] and exp.method.startswith(method.replace("++", "++"))
+    spec = METHODS[method]
+    assert list(out) == [method] and exp.params["method"] == spec.cls.method
+    assert all(exp.params[k] == v for k, v in spec.fixed.items())
     assert exp.prompts == ["a house", "a car"]
     assert "done" in explorer.status_text and explorer.progress.value == explorer.progress.max
     fig = explorer.figures[0]

@@ -200,11 +200,11 @@ def check_templates(prompts) -> None:
             fields = [f for _, f, _, _ in string.Formatter().parse(p) if f is not None]
         except ValueError as err:
             raise ValueError(f"Prompt {p!r} is not a valid template ({err}): write a literal brace as '{{{{' or "
-                             "'}}}}'.") from None
+                             "'}}'.") from None
         named = [f for f in fields if f != ""]
         if named:
             raise ValueError(f"Prompt {p!r} has the field {{{named[0]}}}; a template takes only '{{}}', filled with "
-                             "each image's label (e.g. 'a photo of a {}'). Write a literal brace as '{{{{' or '}}}}'.")
+                             "each image's label (e.g. 'a photo of a {}'). Write a literal brace as '{{' or '}}'.")
 
 
 def resolve_prompts(item: Item, prompts: Optional[Sequence[str]]) -> List[str]:

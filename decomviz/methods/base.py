@@ -117,7 +117,8 @@ class Method:
         import open_clip
         from .._version import __version__
         return {
-            "method": self.method, **self.get_params(),
+            "method": self.method,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()},  # as JSON keeps it
             "model": self.model.name, "pretrained": self.model.pretrained, "model_source": self.model.source,
             "image_size": list(x.shape[-2:]), "device": str(self.model.device),
             "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,

@@ -145,7 +145,7 @@ def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
         tokenizer = open_clip.get_tokenizer(ident)
     except Exception as err:
         raise ModelLoadError(f"Could not load the checkpoint folder '{folder}' (open_clip_config.json with "
-                             f"{weights.name}): {type(err).__name__}: {str(err)[:600]}. The config's 'model_cfg' "
+                             f"{weights.name}): {_reason(err)}. The config's 'model_cfg' "
                              "must describe the architecture whose weights the file holds; weights load only from "
                              "safetensors or plain state dicts (code that runs on unpickling is refused).") from None
     _check_finite(model, weights)
@@ -210,7 +210,17 @@ def _load_state_dict(model: torch.nn.Module, path: Path) -> None:
         open_clip.load_checkpoint(model, str(path), weights_only=True)
     except Exception as err:
         raise ModelLoadError(
-            f"Could not load weights from '{path}': {type(err).__name__}: {str(err)[:600]}. The file must hold the "
+            f"Could not load weights from '{path}': {_reason(err)}. The file must hold the "
             "weights of the architecture named. decomviz only loads safetensors files or plain state dicts "
             "(torch.load with weights_only=True); a checkpoint that needs arbitrary code to unpickle is refused.") \
             from None
+
+
+def _reason(err: BaseException) -> str:
+    """A loading error in a line; torch's advice to unpickle without weights_only (unsafe) is not repeated."""
+    import pickle
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        return ("UnpicklingError: the file is a pickle that needs more than plain tensors to load, i.e. it could "
+                "run code")
+    return f"{type(err).__name__}: {text[:600]}"
