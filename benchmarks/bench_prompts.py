@@ -1,13 +1,14 @@
 """Peak memory and time of one DecomCAM call with many prompts on one image.
 
     nice -n 19 python benchmarks/bench_prompts.py [--prompts 10 100 1000] [--model parts-rn] [--device cpu]
-                                                  [--n-components 10]
+                                                  [--n-components 10] [--chunk 16]
 
 Each count runs in a fresh subprocess (so that one run's allocator pools do not hide the next one's peak):
 load the model, warm up with one call, then one call with N prompts. Reported: the peak resident memory of the
 call over the warmed-up process (ru_maxrss, or torch's peak allocation on a GPU), the size of the result (the
 Explanation's tensors; the OSSMs at input resolution grow with N), the memory beyond the result (what chunking
-keeps bounded), and seconds. Prompts go through the engine in chunks of `PROMPTS_PER_PASS`.
+keeps bounded), and seconds. Prompts go through the engine in chunks of `PROMPTS_PER_PASS`; ``--chunk N``
+sets another chunk size (``--chunk 100000``: no chunking, as before issue 16) for comparison.
 """
 from __future__ import annotations
 
@@ -19,16 +20,19 @@ import sys
 import time
 
 
-def _one(n: int, model_name: str, device, k: int) -> dict:
+def _one(n: int, model_name: str, device, k: int, chunk=None) -> dict:
     import warnings
 
     import numpy as np
     import torch
 
     import decomviz as dv
-    from decomviz.methods.chunking import PROMPTS_PER_PASS
+    from decomviz.methods import base, chunking
 
     warnings.simplefilter("ignore")
+    if chunk is not None:
+        base.PROMPTS_PER_PASS = chunking.PROMPTS_PER_PASS = chunk
+    PROMPTS_PER_PASS = chunking.PROMPTS_PER_PASS
     torch.manual_seed(0)
     model = dv.load_model(model_name, device=device)
     H, W = model.image_size
@@ -62,16 +66,19 @@ def main(argv=None):
     ap.add_argument("--model", default="parts-rn")
     ap.add_argument("--device", default=None)
     ap.add_argument("--n-components", type=int, default=10)
+    ap.add_argument("--chunk", type=int, default=None, help="prompts per engine pass (default: the library's)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the subprocess's own run
     args = ap.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(_one(args.one, args.model, args.device, args.n_components)))
+        print(json.dumps(_one(args.one, args.model, args.device, args.n_components, args.chunk)))
         return 0
-    print(f"DecomCAM, {args.model}, K = {args.n_components}, one image; memory over the warmed-up process")
+    print(f"DecomCAM, {args.model}, K = {args.n_components}, one image, chunks of {args.chunk or 'the default'} "
+          "prompts; memory over the warmed-up process")
     print(f"{'prompts':>8} {'seconds':>9} {'peak extra MB':>14} {'result MB':>10} {'beyond result MB':>17}")
     for n in args.prompts:
         cmd = [sys.executable, __file__, "--one", str(n), "--model", args.model, "--n-components",
-               str(args.n_components)] + (["--device", args.device] if args.device else [])
+               str(args.n_components)] + (["--device", args.device] if args.device else []) + \
+            (["--chunk", str(args.chunk)] if args.chunk else [])
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             print(f"{n:>8} failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
