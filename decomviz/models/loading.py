@@ -133,7 +133,6 @@ def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
 
 
 def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
-    import open_clip
     """A checkpoint folder: open_clip_config.json and one weights file. Nothing is ever left at random weights:
     a folder without weights, or with weights open_clip would not find, is refused."""
     import open_clip

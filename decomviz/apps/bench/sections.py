@@ -225,12 +225,11 @@ def _gradcam_package_speed(model, x, text, repeats) -> Dict[str, float]:
             return F.normalize(self.net.encode_image(inp).float(), dim=-1)
 
     target = lambda out: (out * text[0]).sum()
-    reshape = None
-    if model.kind == "vit":
-        def reshape(t):
-            n = t.shape[1]
-            side = int(round((n - 1) ** 0.5))
-            return t[:, 1:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
+    def vit_tokens_to_grid(t):
+        side = int(round((t.shape[1] - 1) ** 0.5))
+        return t[:, 1:].reshape(t.shape[0], side, side, -1).permute(0, 3, 1, 2)
+
+    reshape = vit_tokens_to_grid if model.kind == "vit" else None
     out = {}
     for name in ("GradCAM", "ScoreCAM"):
         cam = getattr(pytorch_grad_cam, name)(model=Net(), target_layers=[model.module(model.default_layer)],
