@@ -1,6 +1,5 @@
 """Issue 16 (reliability, second round): nothing silently wrong, threads and bombs survived, clear errors.
 Bank integrity (items 1, 4, bank errors of 10) is in test_bank_integrity.py."""
-import io
 import json
 import os
 import pickle
