@@ -150,14 +150,7 @@ def exemplar_grid_figure(images: Sequence[np.ndarray], heats: Sequence[Optional[
             fig.add_shape(type="rect", xref=f"x{'' if j == 0 else j + 1} domain",
                           yref=f"y{'' if j == 0 else j + 1} domain", x0=0, y0=0, x1=1, y1=1,
                           line=dict(color=color, width=3))
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_annotations(font_size=10)
-    fig.update_layout(title=dict(text=title, font_size=14, y=1, yanchor="top", pad=dict(t=12)),
-                      width=geo["width"], height=geo["height"], margin=dict(l=10, r=10, t=geo["top"], b=10),
-                      showlegend=False,
-                      plot_bgcolor="white")
-    return fig
+    return _finish_grid(fig, title, geo)
 
 
 def exemplar_titles(df, rows: Sequence[int], name: str, overlap=None, vocabulary=()) -> List[str]:
@@ -269,12 +262,15 @@ def image_components_figure(pixels: np.ndarray, prompts: Sequence[str], heats: S
         for j, (name, mask) in enumerate(part_items):
             n = j + 1
             add(part_highlight(pixels, mask, j), r0 + n // cols, 1 + n % cols, f"part {name}")
+    return _finish_grid(fig, title, geo)
+
+
+def _finish_grid(fig: go.Figure, title: str, geo: Dict) -> go.Figure:
+    """The layout every image grid shares: no axes, small subplot titles, the size `_grid` computed."""
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_annotations(font_size=10)
     fig.update_layout(title=dict(text=title, font_size=14, y=1, yanchor="top", pad=dict(t=12)),
                       width=geo["width"], height=geo["height"], margin=dict(l=10, r=10, t=geo["top"], b=10),
-                      showlegend=False,
-                      plot_bgcolor="white")
+                      showlegend=False, plot_bgcolor="white")
     return fig
-
