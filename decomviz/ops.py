@@ -11,7 +11,7 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -172,6 +172,32 @@ def resize_masks(masks: Union[np.ndarray, torch.Tensor], size: Sequence[int]) ->
     lead = m.shape[:-2]
     out = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]).float(), size=tuple(size), mode="nearest")
     return out.reshape(*lead, *out.shape[-2:]) > 0.5
+
+
+def to_host(*groups: dict, pack: Optional[bool] = None) -> tuple:
+    """Dicts of tensors, detached and on the CPU, moved in one device-to-host copy (bytes packed, then split
+    and viewed back), so that a batch on a GPU pays one transfer, not one per array. Returns one dict per
+    dict given. ``pack`` (default: when any tensor is off the CPU) forces or skips the packing."""
+    items = [(g, k, t.detach().contiguous()) for g, group in enumerate(groups) for k, t in group.items()]
+    out: tuple = tuple({} for _ in groups)
+    if pack is None:
+        pack = any(t.device.type != "cpu" for _, _, t in items)
+    if not pack:
+        for g, k, t in items:
+            out[g][k] = t
+        return out
+    # each tensor's bytes start at a multiple of 16, so that every dtype can view its slice back
+    flat, offsets, at = [], [], 0
+    for _, _, t in items:
+        raw = t.reshape(-1).view(torch.uint8)
+        pad = -raw.numel() % 16
+        flat += [raw, raw.new_zeros(pad)]
+        offsets.append(at)
+        at += raw.numel() + pad
+    host = torch.cat(flat).cpu()
+    for (g, k, t), o in zip(items, offsets):
+        out[g][k] = host[o:o + t.numel() * t.element_size()].view(t.dtype).reshape(t.shape)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -333,7 +333,7 @@ def test_feature_integration_fast_pool_matches_running_the_tail(tiny_rn, images,
 
 
 def test_svd_driver_is_a_gpu_knob_ignored_on_the_cpu(tiny_rn, images):
-    default = dv.DecomCAM(tiny_rn, n_components=3)(images, PROMPTS)
+    default = dv.DecomCAM(tiny_rn, n_components=3, svd_driver=None)(images, PROMPTS)
     gesvda = dv.DecomCAM(tiny_rn, n_components=3, svd_driver="gesvda")(images, PROMPTS)
     assert torch.equal(default.singular_values, gesvda.singular_values) and torch.equal(default.saliency, gesvda.saliency)
     assert gesvda.params["svd_driver"] == "gesvda"          # recorded in the protocol all the same

@@ -97,7 +97,7 @@ def test_knob_errors(tiny_rn):
                         ({"score": "dot"}, "score"), ({"sign": "random"}, "sign"), ({"blur_sigma": 0}, "blur_sigma"),
                         ({"weight_threshold": 1.5}, "weight_threshold"), ({"integration": "x"}, "integration"),
                         ({"batch_size": 0}, "batch_size"), ({"autocast": "fp8"}, "autocast"), ({"center": "yes"}, "center"),
-                        ({"svd_driver": "gesdd"}, "svd_driver must be one of None, 'gesvd'")]:
+                        ({"svd_driver": "gesdd"}, "svd_driver must be one of 'auto', None, 'gram'")]:
         with pytest.raises(ValueError, match=msg):
             dv.DecomCAM(tiny_rn, **kwargs)
     with pytest.raises(ValueError, match="visual.layer4"):  # the message lists the valid layers

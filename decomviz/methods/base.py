@@ -16,7 +16,7 @@ from ..explanation import Explanation
 from ..knobs import Knob, check_declared, knobs_of
 from ..models import CLIPModel
 from ..models.taps import Tap, tap
-from ..ops import clip_score, embed_batched, minmax, upsample
+from ..ops import clip_score, embed_batched, minmax, to_host, upsample
 from .chunking import PROMPTS_PER_PASS, explain_in_chunks
 
 SCORES = ("cosine", "logit", "softmax")
@@ -196,6 +196,6 @@ class CAM(Method):
         """A low-resolution map (B, T, h, w) -> normalised saliency at input resolution."""
         sal = minmax(upsample(lowres, x.shape[-2:]).clamp_min(0))
         flat = (lowres.clamp_min(0).amax(dim=(-2, -1)) <= 0)
-        return Explanation(method=self.method, prompts=prompts, saliency=sal.cpu(), images=None,
-                           saliency_lowres=lowres.cpu(), base_score=tapped.base_score.cpu(),
-                           flags={"empty_map": flat.cpu()}, **extra)
+        arrays, flags = to_host(dict(saliency=sal, saliency_lowres=lowres, base_score=tapped.base_score, **extra),
+                                {"empty_map": flat})
+        return Explanation(method=self.method, prompts=prompts, images=None, flags=flags, **arrays)

@@ -118,7 +118,7 @@ class ScoreCAM(CAM):
         weights = pair_scores.softmax(dim=-1)
         A_sel = A.reshape(B, 1, C, h * w).expand(B, T, C, h * w).gather(2, channels[..., None].expand(-1, -1, -1, h * w))
         lowres = (weights[..., None] * A_sel).sum(dim=2).reshape(B, T, h, w).clamp_min(0)
-        return self._finish(lowres, x, prompts, t, channels=channels.cpu())
+        return self._finish(lowres, x, prompts, t, channels=channels)
 
 
 class GScoreCAM(ScoreCAM):

@@ -18,7 +18,7 @@ from ..knobs import Knob
 from ..models import CLIPModel
 from ..models.attnpool import BlendedAttentionPool, is_attention_pool
 from ..models.taps import tap
-from ..ops import blurred_reference, embed_masked, minmax, pair_score, upsample
+from ..ops import blurred_reference, embed_masked, minmax, pair_score, to_host, upsample
 from .base import CAM
 
 SIGN_RULES = ("gradcam", "both", "svd_flip")
@@ -31,7 +31,7 @@ _NULL_RTOL = 1e-6  # a singular value below this share of the largest is numeric
 # cuSOLVER's gesvda goes through the Gram matrix, so in fp32 it resolves singular values only down to about
 # sqrt(eps) of the largest; below that a component is treated as zero
 _APPROX_NULL_RTOL = 1e-3
-SVD_DRIVERS = (None, "gesvd", "gesvdj", "gesvda")
+SVD_DRIVERS = ("auto", None, "gram", "gesvd", "gesvdj", "gesvda")
 
 
 @dataclass
@@ -54,9 +54,10 @@ class Decomposition:
 
 
 def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
-              center: bool, svd_driver: Optional[str] = None, orient: str = "gradcam") -> Decomposition:
+              center: bool, svd_driver: Optional[str] = "auto", orient: str = "gradcam") -> Decomposition:
     """Stage 1 (docs/method.md). activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
-    ``svd_driver`` picks cuSOLVER's algorithm for CUDA tensors (ignored on the CPU). ``orient`` is the sign
+    ``svd_driver``: "auto" (the Gram route where P >= 2n, else torch's default), "gram" (`gram_svd`), None
+    (torch's default) or a cuSOLVER algorithm for CUDA tensors (ignored on the CPU). ``orient`` is the sign
     rule: "gradcam" (u_k sigma_k correlates positively with the Grad-CAM map) or "svd_flip" (the entry of u_k
     with the largest magnitude is positive, the rule of scikit-learn's ``svd_flip`` on U)."""
     B, C, h, w = activations.shape
@@ -72,7 +73,7 @@ def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: 
     gradcam = X.sum(dim=-1)
     if center:
         X = X - X.mean(dim=-2, keepdim=True)
-    U, S, Vh, null_rtol = _svd(X, svd_driver)
+    U, S, Vh, null_rtol = _svd(X, svd_driver, n_components)
     K = min(n_components, S.shape[-1])
     u, s, v = U[..., :K].transpose(-1, -2), S[..., :K], Vh[..., :K, :]
     total = (S ** 2).sum(dim=-1, keepdim=True)
@@ -89,9 +90,12 @@ def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: 
     return Decomposition(alpha, channels, u * sign[..., None], v * sign[..., None], s, explained, gradcam, null)
 
 
-def _svd(X: torch.Tensor, driver: Optional[str]):
-    """Reduced SVD of X and the share of the largest singular value below which one counts as zero."""
-    if driver is None or not X.is_cuda:
+def _svd(X: torch.Tensor, driver: Optional[str], k: int):
+    """Reduced SVD of X (at least the first ``k`` components) and the share of the largest singular value
+    below which one counts as zero."""
+    if driver == "gram" or (driver == "auto" and X.shape[-1] >= 2 * X.shape[-2]):
+        return gram_svd(X, k)
+    if driver in (None, "auto") or not X.is_cuda:
         return (*torch.linalg.svd(X, full_matrices=False), _NULL_RTOL)
     U, S, Vh = torch.linalg.svd(X, full_matrices=False, driver=driver)
     if driver == "gesvda":
@@ -99,6 +103,23 @@ def _svd(X: torch.Tensor, driver: Optional[str]):
             return (*torch.linalg.svd(X, full_matrices=False), _NULL_RTOL)
         return U, S, Vh, _APPROX_NULL_RTOL
     return U, S, Vh, _NULL_RTOL
+
+
+def gram_svd(X: torch.Tensor, k: int):
+    """The SVD of wide matrices X (..., n, P), n < P, through their n x n Gram matrices X X^T (a batched ``eigh``).
+
+    Returns U (..., n, n), S (..., n) descending, Vh (..., k, P) for the first k components only (rows of null
+    components are zero) and the null tolerance. In fp32 the Gram matrix resolves singular values only down to
+    about sqrt(eps) of the largest, so components below 1e-3 of it count as zero, as for "gesvda".
+    """
+    lam, U = torch.linalg.eigh(X @ X.transpose(-1, -2))  # ascending
+    S = lam.flip(-1).clamp_min(0).sqrt()
+    U = U.flip(-1)
+    k = min(k, S.shape[-1])
+    s = S[..., :k]
+    keep = s > _APPROX_NULL_RTOL * S[..., :1]
+    Vh = (U[..., :k].transpose(-1, -2) @ X) / torch.where(keep, s, torch.ones_like(s))[..., None]
+    return U, S, Vh * keep[..., None], _APPROX_NULL_RTOL
 
 
 def integration_weights(contributions: torch.Tensor, threshold: float, norm: str) -> torch.Tensor:
@@ -164,10 +185,12 @@ class DecomCAM(CAM):
     contribution : "gain" (d_k = s(x_k) - s(r)) or "raw" (d_k = s(x_k), the authors' code).
     batch_size : masked images per forward pass.
     autocast : None, "bf16" or "fp16" for the towers; the SVD always runs in fp32.
-    svd_driver : None (torch's default) or a cuSOLVER driver, "gesvd", "gesvdj" or "gesvda", for models on a
-        GPU (ignored on the CPU). "gesvda" is an approximate SVD for wide matrices, as X is here: on an H200
-        it took DecomCAM's SVD of 32 ViT-B-16 pairs from 194 ms to 9 ms (BENCHMARKS.md). It treats
-        components below 1e-3 of the largest singular value as zero.
+    svd_driver : "auto" (default: "gram" when P >= 2 n, the cells n being much fewer than the channels P,
+        else torch's default), "gram" (the SVD through the n x n Gram matrix X X^T, a batched ``eigh``), None
+        (torch's default SVD) or a cuSOLVER driver, "gesvd", "gesvdj" or "gesvda", for models on a GPU
+        (ignored on the CPU). "gesvda" is an approximate SVD for wide matrices: on an H200 it took DecomCAM's
+        SVD of 32 ViT-B-16 pairs from 194 ms to 9 ms (BENCHMARKS.md). "gram" and "gesvda" treat components
+        below 1e-3 of the largest singular value as zero (fp32 resolves no finer through X X^T).
 
     Calling it returns an `Explanation` with every intermediate (see ``decomviz.explanation.ARRAY_FIELDS``).
     """
@@ -193,7 +216,8 @@ class DecomCAM(CAM):
              "of the authors' code", choices=BLENDS, advanced=True),
         Knob("contribution", "choice", "d_k: the score restored over the reference, s(x_k) - s(r), or the raw "
              "s(x_k) of the authors' code", choices=CONTRIBUTIONS, advanced=True),
-        Knob("svd_driver", "choice", "cuSOLVER SVD driver for models on a GPU (ignored on the CPU)",
+        Knob("svd_driver", "choice", "SVD route: auto (Gram matrix when channels >= 2 x cells), gram, torch's "
+             "default (None), or a cuSOLVER driver for models on a GPU",
              choices=SVD_DRIVERS, advanced=True),
     )
 
@@ -201,7 +225,7 @@ class DecomCAM(CAM):
                  layer: Optional[str] = None, center: bool = True, sign: str = "gradcam",
                  blur_sigma: float = 10.0, score: str = "cosine", weight_threshold: float = 0.01,
                  weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
-                 batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = None,
+                 batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = "auto",
                  blend: str = "convex", contribution: str = "gain", contrast: Sequence[str] = ()):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,
                          contrast=contrast)
@@ -240,10 +264,9 @@ class DecomCAM(CAM):
                       pooled=ossm_pooled(ossms_lowres, tapped.activations), **extra)
         self._warn_flags(flags, prompts)
         method = {"pixel": self.method, "feature": "decomcam-feature", "none": "decomcam-nointegration"}
-        return Explanation(method=method[self.integration], prompts=prompts, images=None,
-                           flags={k: f.cpu() for k, f in flags.items()},
-                           params={"grid": [h, w], "n_channels": C, "n_components_used": K},
-                           **{k: val.detach().cpu() for k, val in arrays.items()})
+        arrays, flags = to_host(arrays, flags)
+        return Explanation(method=method[self.integration], prompts=prompts, images=None, flags=flags,
+                           params={"grid": [h, w], "n_channels": C, "n_components_used": K}, **arrays)
 
     def _integrate(self, x, text, tapped, dec: Decomposition, flags):
         """Stage 2 (steps 7-10). Returns the upsampled OSSMs, the weights and the integration's arrays;

@@ -10,7 +10,7 @@ import torch
 from ..explanation import Explanation
 from ..knobs import Knob
 from ..models import CLIPModel
-from ..ops import blurred_reference, embed_masked, minmax, scaled_pixels
+from ..ops import blurred_reference, embed_masked, minmax, scaled_pixels, to_host
 from .base import Method
 from .decomcam import DecomCAM
 
@@ -126,6 +126,5 @@ class Occlusion(Method):
         flags: Dict[str, torch.Tensor] = {"empty_map": mean.amax(dim=(-2, -1)) <= 0}
         params = {"window_px": side, "stride_px": step, "grid": [ny, nx], "windows": P,
                   "forwards_per_image": P + 1}
-        return Explanation(method=self.method, prompts=prompts, saliency=minmax(mean).cpu(), images=None,
-                           saliency_lowres=lowres.cpu(), base_score=base.cpu(),
-                           flags={k: f.cpu() for k, f in flags.items()}, params=params)
+        arrays, flags = to_host(dict(saliency=minmax(mean), saliency_lowres=lowres, base_score=base), flags)
+        return Explanation(method=self.method, prompts=prompts, images=None, flags=flags, params=params, **arrays)

@@ -72,7 +72,9 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
     """Split ``steps`` over the recipe's stages (image size, fraction of the steps, lr scale, warmup).
 
     Stages before the last may train at a lower resolution (much cheaper on CPU); the last stage trains at
-    the model's own ``size``. Scenes of stage k come from ``PartsWorld(seed=seed + 10000 * k)``.
+    the model's own ``size``. Scenes of stage k come from ``PartsWorld(seed=seed + 10000 * k)``. A stage's
+    ``examples`` ("captions": `training_captions`, or "parts": `part_examples`) defaults to the recipe's, so a
+    recipe can ground class words first and teach parts after.
     """
     plan = recipe.get("stages") or [{"image_size": size, "fraction": 1.0}]
     if plan[-1]["image_size"] != size:
@@ -84,6 +86,7 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
         n = max(n, 0)
         used += n
         out.append({"image_size": int(st["image_size"]), "steps": n,
+                    "examples": st.get("examples", recipe.get("examples", "captions")),
                     "lr_scale": float(st.get("lr_scale", 1.0)),
                     "warmup": int(min(st.get("warmup", recipe["warmup"]), max(n // 5, 0))),
                     "scene_seed_offset": 10000 * k})
@@ -152,7 +155,6 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                    f"--lr {lr:g} --out {shlex.quote(str(out))}")
 
     stages = _plan_stages(recipe, steps, size)
-    parts = recipe.get("examples") == "parts"
 
     t_start = time.time()
     torch.set_num_threads(threads)
@@ -185,8 +187,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
         world = PartsWorld(stage["steps"] * batch_size, seed=stage["scene_seed_offset"] + seed,
                            size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
+        parts = stage["examples"] == "parts" and caption_fn is None
         data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions,
-                               example_fn=part_examples if parts and caption_fn is None else None)
+                               example_fn=part_examples if parts else None)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
                                              persistent_workers=False, prefetch_factor=4 if workers else None,
@@ -254,10 +257,12 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "stages": stages,
         "train_scenes": {"class": "PartsWorld", "n": step * batch_size, "seed": "seed + 10000 * stage",
                          "size": "per stage", "n_objects": list(recipe.get("n_objects", (1, 3))),
-                         "captions": ("decomviz.apps.train.part_examples(scene, seed): " + ", ".join(PART_EXAMPLE_LAYOUT)
-                                      + "; CLIP loss on the object caption, hard-negative loss on each pair")
-                         if parts else "decomviz.apps.train.training_captions(scene, seed): object level + part "
-                                       "level, losses averaged"},
+                         "captions": {
+                             "parts": "decomviz.apps.train.part_examples(scene, seed): " + ", ".join(PART_EXAMPLE_LAYOUT)
+                                      + "; CLIP loss on the object caption, hard-negative loss on each pair",
+                             "captions": "decomviz.apps.train.training_captions(scene, seed): object level + part "
+                                         "level, losses averaged"},
+                         "examples_by_stage": [st["examples"] for st in stages]},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "lrs": [float(f"{v:.4g}") for v in lrs],
