@@ -17,16 +17,20 @@ def image_path(tmp_path):
     return path
 
 
-def test_explain_writes_selfcontained_html(image_path, tmp_path, tiny_dirs, capsys):
+def test_explain_writes_a_compact_static_html_report(image_path, tmp_path, tiny_dirs, capsys):
     out = tmp_path / "report.html"
     rc = main(["explain", str(image_path), "--prompt", "a red circle", "--prompt", "a blue square",
                "--checkpoint", str(tiny_dirs["rn"]), "--n-components", "3", "--compare", "gradcam,eigencam",
                "--out", str(out)])
     assert rc == 0
     html = out.read_text()
-    assert "<script" in html and "<script src=" not in html  # plotly.js inlined: works offline
-    assert html.count("plotly-graph-div") >= 4  # per prompt: DecomCAM figure + comparison
-    assert "a blue square" in html
+    assert "<script" not in html and "http" not in html     # no code, nothing fetched: opens offline at once
+    # per prompt: the input and 3 methods, then 3 components over the image; pictures are WebP, not numbers
+    assert html.count("data:image/webp;base64,") == 2 * (4 + 3)
+    assert html.count("<svg") == 2                           # one spectrum per prompt
+    assert "a blue square" in html and 'id="g-weight-w"' in html   # terms link to the glossary
+    assert out.stat().st_size < 400_000
+    assert html.count("cosine score s(x, t) =") == 2         # the model's score given once per prompt
     err = capsys.readouterr().err
     assert "decomcam: 2 prompt(s)" in err and "wrote" in err
 
@@ -75,3 +79,20 @@ def test_explain_unusual_files(tmp_path, tiny_dirs, capsys, kind):
         assert rc == 2 and "corrupt" in capsys.readouterr().err
     else:
         assert rc == 0 and dv.Explanation.load(tmp_path / "r.npz").saliency.shape == (1, 1, 128, 128)
+
+
+def test_demo_writes_a_small_report_with_every_method_and_part_prompts(tmp_path, capsys):
+    out = tmp_path / "demo.html"
+    assert main(["demo", "--scenes", "1", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert out.stat().st_size < 3_000_000 / 4               # 4 scenes (the default) stay under 3 MB
+    assert "<script" not in html
+    for label in ("DecomCAM", "Grad-CAM", "LayerCAM", "Occlusion (reference)", "ground truth: the",
+                  "What each DecomCAM component adds", "removing the"):
+        assert label in html, label
+    assert "softmax" in capsys.readouterr().out
+
+
+def test_demo_refuses_an_output_that_is_not_html(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo.png")]) == 2
+    assert "must end in .html" in capsys.readouterr().err

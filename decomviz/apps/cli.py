@@ -68,8 +68,6 @@ def check_output(out: Path, option: str = "--out") -> None:
 
 def cmd_explain(args) -> int:
     from ..images import load_images
-    from ..viz.explanation_figures import comparison_figure
-    from ..viz.report import write_report
 
     out = Path(args.out)
     if out.suffix not in (".html", ".npz"):
@@ -93,16 +91,7 @@ def cmd_explain(args) -> int:
     if out.suffix == ".npz":
         main_exp.save(out)
     else:
-        figs = []
-        for t in range(len(args.prompt)):
-            if main_exp.ossms is not None:
-                figs.append(main_exp.figure(0, t))
-            if len(results) > 1 or main_exp.ossms is None:
-                figs.append(comparison_figure(results, 0, t))
-        write_report(out, figs, title=f"decomviz: {display_name(Path(args.image).name)}",
-                     intro=f"Model {model.name} ({model.source})"
-                           + (f", layer {main_exp.params['layer']}." if main_exp.params.get("layer") else "."),
-                     preformatted=_summary(results))
+        _write_explain_report(out, args.image, model, results, main_exp)
     _log(f"[decomviz] wrote {out} (total {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -159,12 +148,41 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+def _write_explain_report(out: Path, image: str, model, results, main_exp) -> None:
+    """A static report: per prompt, every method's map side by side and DecomCAM's components."""
+    import html
+
+    from ..viz import static_report as sr
+    layer = main_exp.params.get("layer")
+    head = sr.section(f"{display_name(Path(image).name)} explained by {model.name}",
+                      f"<pre>{html.escape(_summary(results))}</pre>",
+                      note=html.escape(f"Model {model.name} ({model.source})" + (f", layer {layer}" if layer else "")
+                                       + ". ") + f"The {sr.term('score s(x, t)', 'score')} is the model's, the same "
+                                       "for every method; each method explains it differently.")
+    blocks = [head]
+    for t, prompt in enumerate(main_exp.prompts):
+        rows = []
+        if len(results) > 1 or main_exp.ossms is None:
+            rows.append(sr.methods_row(results, 0, t))
+        if main_exp.ossms is not None:
+            rows.append(sr.components_row(main_exp, 0, t))
+        blocks.append(sr.section(f"“{prompt}”", *rows))
+    sr.write_page(out, f"decomviz: {display_name(Path(image).name)}", blocks)
+
+
 def _summary(results) -> str:
+    """Per prompt, the model's score (once: it does not depend on the method), then each method's time and any
+    flag on its map."""
+    from ..viz.pairs import flag_note
+    first = next(iter(results.values()))
     lines = []
-    for name, exp in results.items():
-        for t, p in enumerate(exp.prompts):
-            score = f"{float(exp.base_score[0, t]):.4f}" if exp.base_score is not None else "-"
-            lines.append(f"{name:24s} {p!r:40s} score {score}  ({exp.params.get('seconds', 0):.2f} s)")
+    for t, p in enumerate(first.prompts):
+        kind = first.params.get("score", "cosine")
+        score = f"{float(first.base_score[0, t]):.4f}" if first.base_score is not None else "-"
+        lines.append(f"{p!r}: {kind} score s(x, t) = {score}")
+        for name, exp in results.items():
+            note = flag_note(exp, 0, t)
+            lines.append(f"  {name:24s} {exp.params.get('seconds', 0):6.2f} s" + (f"  ({note})" if note else ""))
     return "\n".join(lines)
 
 

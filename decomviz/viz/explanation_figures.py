@@ -15,16 +15,17 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..ops import minmax_np
-from .images import HEAT, image_uri, overlay_traces, shrink, thumbnail_trace
-from .pairs import KEPT_COLOR, OTHER_COLOR, component_title, hide_axes, pair_index, to_numpy
+from .images import HEAT, image_uri, overlay_traces, thumbnail_trace
+from .pairs import KEPT_COLOR, OTHER_COLOR, component_title, hide_axes, mark_flag, pair_index, to_numpy
 
 STRIP_SIZE = 112  # OSSM thumbnails are drawn at this resolution to keep figures light
 
 
 def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_components: Optional[int] = None,
-                       opacity: float = 0.5) -> go.Figure:
+                       opacity: float = 0.5, title: Optional[str] = None) -> go.Figure:
     """One (image, prompt) pair: the image, the saliency overlay, the singular-value spectrum with weights, and
-    (DecomCAM) every OSSM with its weight w and contribution d."""
+    (DecomCAM) every OSSM over the image with its weight w and contribution d. ``title`` names the image
+    (default "image b"); an empty map is marked on its panel with the reason (`exp.flags`)."""
     b, t = pair_index(exp, image, prompt)
     pixels = to_numpy(exp.images[b])
     sal = to_numpy(exp.saliency[b, t])
@@ -41,17 +42,16 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
     titles += [component_title(exp, b, t, k) for k in range(K)]
     fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=titles, horizontal_spacing=0.015,
                         vertical_spacing=0.1, row_heights=[3] + [1] * strip_rows if strip_rows else None)
-    fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), 1, 1)
+    fig.add_trace(thumbnail_trace(pixels, size=None, name="input"), 1, 1)
     for tr in overlay_traces(pixels, sal, opacity, showscale=True):
         fig.add_trace(tr, 1, 1 + spans[0])
+    mark_flag(fig, exp, b, t, 1, 1 + spans[0])
     if K:
         _add_spectrum(fig, exp, b, t, row=1, col=1 + spans[0] + spans[1])
         for k in range(K):
             r, c = 2 + k // cols, 1 + k % cols
-            fig.add_trace(go.Heatmap(z=shrink(to_numpy(exp.ossms[b, t, k]), STRIP_SIZE), colorscale=HEAT,
-                                     showscale=False,
-                                     zmin=0, hovertemplate=f"OSSM {k + 1}: %{{z:.3f}}<extra></extra>"), r, c)
-            fig.update_yaxes(autorange="reversed", row=r, col=c)
+            fig.add_trace(thumbnail_trace(pixels, minmax_np(to_numpy(exp.ossms[b, t, k])), opacity, size=STRIP_SIZE,
+                                          name=f"ossm {k}"), r, c)
     hide_axes(fig)
     if K:
         # at most ~8 component numbers under the spectrum, which has a third of the figure's width
@@ -59,8 +59,9 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
                          row=1, col=1 + spans[0] + spans[1])
         fig.update_yaxes(showticklabels=True, row=1, col=1 + spans[0] + spans[1])
     fig.update_annotations(font_size=11)
-    score = "" if exp.base_score is None else f" · score {float(exp.base_score[b, t]):.4f}"
-    fig.update_layout(title=f"{exp.method} · image {b} · “{exp.prompts[t]}”{score}",
+    kind = exp.params.get("score", "cosine")
+    score = "" if exp.base_score is None else f" · {kind} score s(x, t) = {float(exp.base_score[b, t]):.4f}"
+    fig.update_layout(title=f"{exp.method} · {title or f'image {b}'} · “{exp.prompts[t]}”{score}",
                       height=380 + 150 * strip_rows, width=max(900, 110 * cols), margin=dict(l=10, r=10, t=70, b=10),
                       showlegend=False)
     return fig
@@ -92,8 +93,9 @@ def spectrum_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figu
 
 
 def comparison_figure(explanations: Dict[str, object], image: int = 0, prompt: Union[int, str] = 0,
-                      opacity: float = 0.5) -> go.Figure:
-    """Several methods side by side on one (image, prompt) pair."""
+                      opacity: float = 0.5, title: Optional[str] = None) -> go.Figure:
+    """Several methods side by side on one (image, prompt) pair; ``title`` names the image (default "image b");
+    an empty map is marked on its panel with the reason."""
     names = list(explanations)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.01)
     for i, name in enumerate(names):
@@ -102,10 +104,11 @@ def comparison_figure(explanations: Dict[str, object], image: int = 0, prompt: U
         for tr in overlay_traces(to_numpy(exp.images[b]), to_numpy(exp.saliency[b, t]), opacity,
                                  showscale=(i == len(names) - 1)):
             fig.add_trace(tr, 1, i + 1)
+        mark_flag(fig, exp, b, t, 1, i + 1)
     hide_axes(fig)
     first = next(iter(explanations.values()))
     b, t = pair_index(first, image, prompt)
-    fig.update_layout(title=f"“{first.prompts[t]}” · image {b}", height=300, width=max(600, 230 * len(names)),
+    fig.update_layout(title=f"“{first.prompts[t]}” · {title or f'image {b}'}", height=300, width=max(600, 230 * len(names)),
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 

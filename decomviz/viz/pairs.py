@@ -34,3 +34,31 @@ def component_title(exp, b: int, t: int, k: int) -> str:
 def hide_axes(fig) -> None:
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+
+
+#: Why a pair's map may be empty, most specific first (the names of ``exp.flags``).
+FLAG_NOTES = (
+    ("zero_gradient", "empty map: no gradient reached the tapped layer"),
+    ("no_positive_contribution", "empty map: no component raised the score over the blurred reference (every w = 0)"),
+    ("empty_map", "empty map: nothing positive to show"),
+)
+
+
+def flag_note(exp, b: int, t: int):
+    """The reason a pair's map is empty, as a short sentence, or None when it is not flagged."""
+    flags = getattr(exp, "flags", None) or {}
+    for name, note in FLAG_NOTES:
+        f = flags.get(name)
+        if f is not None and bool(f[b, t]):
+            return note
+    return None
+
+
+def mark_flag(fig, exp, b: int, t: int, row: int = 1, col: int = 1) -> None:
+    """Write the pair's flag (if any) across the panel at (row, col), so that an empty map is never silent."""
+    note = flag_note(exp, b, t)
+    if note is None:
+        return
+    fig.add_annotation(text="⚠ " + note.replace(": ", ":<br>", 1), x=0.5, y=0.5, xref="x domain", yref="y domain",
+                       row=row, col=col, showarrow=False, font=dict(size=11, color="#8a1c1c"),
+                       bgcolor="rgba(255,255,255,0.85)", bordercolor="#8a1c1c", borderpad=3)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..ops import minmax_np, upsample_np
-from .images import HEAT, image_uri, overlay_traces, thumbnail_trace
+from .images import HEAT, overlay_traces, thumbnail_trace
 from .pairs import KEPT_COLOR, OTHER_COLOR, SPECTRUM_COLOR, hide_axes, pair_index, to_numpy
 
 
@@ -196,8 +196,6 @@ def final_figure(exp, image: int = 0, prompt: Union[int, str] = 0, opacity: floa
     for i, (name, heat) in enumerate(panels):
         for tr in overlay_traces(pixels, np.round(heat.astype(np.float64), 4), opacity, showscale=(i == 0),
                                  name="saliency" if i == 0 else "gradcam"):
-            if isinstance(tr, go.Image):
-                tr = go.Image(source=image_uri(pixels, None, "PNG"), hoverinfo="skip", name="image")
             fig.add_trace(tr, 1, i + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
     hide_axes(fig)
