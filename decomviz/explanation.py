@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import numpy as np
@@ -169,6 +170,10 @@ class Explanation:
     # ----------------------------------------------------------------- persistence
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write an .npz file (no pickles): every array plus the protocol record as JSON."""
+        if Path(os.fspath(path)).suffix.lower() != ".npz":
+            raise ValueError(f"exp.save writes a NumPy .npz archive of the explanation; name the file with .npz "
+                             f"(got '{os.fspath(path)}'). For a picture of a map use exp.figure(...) or the report "
+                             "of `decomviz explain ... --out report.html`.")
         arrays = {}
         for name in ["saliency", *ARRAY_FIELDS]:
             val = getattr(self, name)

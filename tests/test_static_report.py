@@ -32,3 +32,15 @@ def test_a_picture_is_a_small_webp():
     pixels = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
     html = sr.picture(pixels, rng.random((224, 224)), "x")
     assert "data:image/webp;base64," in html and len(html) < 60_000   # the float map alone is 400 kB as text
+
+
+def test_figures_name_a_missing_pair_and_save_checks_its_suffix(tiny_rn, images, tmp_path):
+    import pytest
+    exp = dv.GradCAM(tiny_rn)(images[:1], ["a red circle"])
+    with pytest.raises(ValueError, match=r"no prompt 'a dog'; its prompts are 'a red circle'"):
+        exp.figure(prompt="a dog")
+    with pytest.raises(IndexError, match=r"image=5 is out of range: the explanation has 1 image"):
+        exp.figure(image=5)
+    with pytest.raises(ValueError, match=r"\.npz"):
+        exp.save(tmp_path / "e.png")
+    assert not (tmp_path / "e.png").exists()

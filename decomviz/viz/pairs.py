@@ -18,9 +18,23 @@ def to_numpy(x) -> np.ndarray:
 
 
 def pair_index(exp, image, prompt: Union[int, str]) -> Tuple[int, int]:
-    """(b, t): the image index and the prompt index (a prompt may be given by its text)."""
-    t = exp.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
-    return int(image), t
+    """(b, t): the image index and the prompt index (a prompt may be given by its text); a pair the explanation
+    does not hold raises an error that lists what it holds."""
+    B, T = exp.saliency.shape[:2]
+    if isinstance(prompt, str):
+        if prompt not in exp.prompts:
+            shown = ", ".join(repr(p) for p in exp.prompts[:8]) + (", ..." if T > 8 else "")
+            raise ValueError(f"The explanation has no prompt {prompt!r}; its prompts are {shown}. Pass one of them "
+                             "or its index.")
+        t = exp.prompts.index(prompt)
+    else:
+        t = int(prompt)
+        if not -T <= t < T:
+            raise IndexError(f"prompt={t} is out of range: the explanation has {T} prompt(s) (0 to {T - 1}).")
+    b = int(image)
+    if not -B <= b < B:
+        raise IndexError(f"image={b} is out of range: the explanation has {B} image(s) (0 to {B - 1}).")
+    return b % B, t % T
 
 
 def component_title(exp, b: int, t: int, k: int) -> str:
