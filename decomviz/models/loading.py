@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import torch
 
@@ -52,9 +52,9 @@ def list_models() -> List[str]:
     return list(BUNDLED) + open_clip.list_models()
 
 
-def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
+def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optional[str] = None, *,
                checkpoint: Optional[Union[str, os.PathLike]] = None,
-               device: Optional[Union[str, torch.device]] = None) -> CLIPModel:
+               device: Optional[Union[str, torch.device]] = None, tokenizer: Any = None) -> CLIPModel:
     """Load a CLIP model for explanation.
 
     - ``load_model()`` / ``load_model("parts-rn")``: the bundled PartsWorld model (no download).
@@ -62,10 +62,20 @@ def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
     - ``load_model("ViT-B-16", checkpoint="weights.safetensors")``: local weights for an open_clip name;
       ``checkpoint`` may also be a folder with ``open_clip_config.json`` and weights (then ``name`` may be None).
     - ``load_model("RN50", pretrained=None)``: random weights (tests, offline experiments).
+    - ``load_model("hf-hub:org/model")``: an open_clip model on the Hugging Face hub.
+    - ``load_model(model)``: a model object, open_clip's or a Hugging Face ``CLIPModel`` / ``SiglipModel``
+      (``load_model(hf_model, tokenizer=processor)``); preprocessing comes from the model's own config.
+
+    ``tokenizer``: a Hugging Face tokenizer or processor, or any callable from a list of strings to token ids;
+    it replaces the model's own (e.g. offline, where that one would come from the hub).
     """
     import open_clip
 
     device = resolve_device(device)
+    if isinstance(name, torch.nn.Module):
+        if pretrained is not None or checkpoint is not None:
+            raise ModelLoadError("A model object comes with its weights: pass it without pretrained= or checkpoint=.")
+        return _wrap_object(name, tokenizer, device)
     if pretrained is not None and checkpoint is not None:
         raise ModelLoadError("Give either pretrained= (an open_clip tag) or checkpoint= (a local file), not both.")
 
@@ -94,7 +104,7 @@ def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
     if not isinstance(name, str) or not name:
         raise ModelLoadError("Name a model: one of the bundled models "
                              f"{', '.join(BUNDLED)} or an open_clip architecture such as 'RN50'.")
-    if name not in open_clip.list_models():
+    if not name.startswith("hf-hub:") and name not in open_clip.list_models():
         close = [m for m in list_models() if name.lower().replace("/", "-") in m.lower() and m != name][:8]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ModelLoadError(f"Unknown model '{name}'. Bundled: {', '.join(BUNDLED)}; open_clip knows "
@@ -126,10 +136,64 @@ def load_model(name: Optional[str] = None, pretrained: Optional[str] = None, *,
         if pretrained:
             _check_finite(model, f"the '{pretrained}' weights of {name}")
         source = f"open_clip:{name}:{pretrained}" if pretrained else f"open_clip:{name}:random-init"
-    tokenizer = open_clip.get_tokenizer(name)
+    tokenizer = _open_clip_tokenizer(name) if tokenizer is None else tokenizer
     cfg = open_clip.get_model_preprocess_cfg(model)
     return CLIPModel(model, tokenizer, name=name, pretrained=pretrained, source=source,
                      preprocess_cfg=cfg, device=device)
+
+
+def _open_clip_tokenizer(name: str):
+    import open_clip
+    try:
+        return open_clip.get_tokenizer(name)
+    except Exception as err:  # e.g. SigLIP's tokenizer, which comes from the Hugging Face hub
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        raise ModelLoadError(f"Could not get the tokenizer of {name}{' (HF_HUB_OFFLINE is set)' if offline else ''}: "
+                             f"{_reason(err)[:200]}. Pass one: dv.load_model('{name}', ..., tokenizer=tok), a Hugging "
+                             "Face tokenizer or any callable from a list of strings to token ids.") from None
+
+
+def _wrap_object(model: torch.nn.Module, tokenizer, device: torch.device) -> CLIPModel:
+    """A model object: open_clip's (tokenizer and preprocessing from its config when it has them) or a Hugging
+    Face CLIPModel / SiglipModel (tokenizer= required; preprocessing from its config and the processor, if given)."""
+    kind = type(model).__name__
+    if type(model).__module__.startswith("transformers"):
+        if tokenizer is None:
+            raise ModelLoadError(f"A Hugging Face {kind} needs its tokenizer: dv.load_model(model, tokenizer=...), "
+                                 "a tokenizer or processor (e.g. AutoProcessor.from_pretrained(...)).")
+        cfg = _processor_cfg(tokenizer)
+        name = getattr(model.config, "name_or_path", "") or kind
+        return CLIPModel(model.to(device), tokenizer, name=name, pretrained=None, source=f"object:{kind}",
+                         preprocess_cfg=cfg, device=device)
+    if not hasattr(model, "encode_image") or not hasattr(model, "encode_text"):
+        raise ModelLoadError(f"dv.load_model takes an open_clip model or a Hugging Face CLIPModel / SiglipModel; "
+                             f"got a {kind}.")
+    import open_clip
+    if tokenizer is None:
+        vocab = getattr(model, "vocab_size", None) or getattr(getattr(model, "token_embedding", None),
+                                                              "num_embeddings", None)
+        if vocab != 49408:
+            raise ModelLoadError(f"This {kind} does not use CLIP's tokenizer: pass its own, dv.load_model(model, "
+                                 "tokenizer=open_clip.get_tokenizer('<its name>')) or any callable from strings to "
+                                 "token ids.")
+        tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=getattr(model, "context_length", 77))
+    cfg = getattr(model.visual, "preprocess_cfg", None) or {}
+    return CLIPModel(model.to(device), tokenizer, name=kind, pretrained=None, source=f"object:{kind}",
+                     preprocess_cfg=dict(cfg), device=device)
+
+
+def _processor_cfg(tokenizer) -> dict:
+    """Preprocessing from a Hugging Face processor's image processor, when one is given (else the model's own)."""
+    proc = getattr(tokenizer, "image_processor", None)
+    if proc is None:
+        return {}
+    size = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else getattr(proc, "size", None)
+    if isinstance(size, dict):
+        size = (size["height"], size["width"]) if "height" in size else size.get("shortest_edge")
+    cfg = {"mean": getattr(proc, "image_mean", None), "std": getattr(proc, "image_std", None), "size": size}
+    if getattr(proc, "do_center_crop", None) is False:
+        cfg["resize_mode"] = "squash"
+    return cfg
 
 
 def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:

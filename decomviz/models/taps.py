@@ -16,8 +16,9 @@ from .wrapper import CLIPModel
 class Tap:
     """What one forward pass left at the tapped layer.
 
-    `raw` is the layer output as the tower lays it out (B, C, h, w) for ResNets, (B, N, D) or (N, B, D)
-    tokens for ViTs; `grid` converts it (or a gradient of the same layout) to (B, C, h, w).
+    `raw` is the layer output as the tower lays it out: (B, C, h, w), (B, h, w, C), or (B, N, D) / (N, B, D)
+    tokens; `grid` converts it (or a gradient of the same layout) to (B, C, h, w). The tower's adapter
+    (`models.towers`) knows the layout.
     """
 
     def __init__(self, model: CLIPModel, layer: str, requires_grad: bool):
@@ -25,9 +26,12 @@ class Tap:
         self.layer = layer
         self.requires_grad = requires_grad
         self.raw: Optional[torch.Tensor] = None
-        self.patch_grid: Optional[Tuple[int, int]] = None  # from the patch embedding (ViT)
+        self.patch_grid: Optional[Tuple[int, int]] = model.tower.patch_grid()  # token layers: the patch grid
 
     def _capture(self, module, inputs, output):
+        rest = None
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            output, rest = output[0], output  # e.g. a Hugging Face layer's (hidden_states, ...)
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"Layer {self.layer} returns a {type(output).__name__}; only tensor outputs can be tapped.")
         if not bool(torch.isfinite(output).all()):
@@ -36,53 +40,21 @@ class Tap:
         if self.requires_grad:
             leaf.requires_grad_(True)
         self.raw = leaf
-        return leaf
-
-    def _capture_patch_grid(self, module, inputs, output):
-        self.patch_grid = tuple(output.shape[-2:])
+        return leaf if rest is None else type(rest)([leaf, *rest[1:]])
 
     def grid(self, tensor: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Layer output (or a gradient w.r.t. it, with any extra leading dims) as (..., B, C, h, w) in fp32."""
-        t = self.raw if tensor is None else tensor
-        lead = t.shape[: t.ndim - self.raw.ndim]
-        t = t.float()
-        if self.raw.ndim == 4:
-            return t
-        if self.raw.ndim != 3 or self.patch_grid is None:
-            raise RuntimeError(f"Cannot lay out the output of {self.layer} (shape {tuple(self.raw.shape)}) on a grid.")
-        h, w = self.patch_grid
-        if not _batch_first(self.model):
-            t = t.transpose(-3, -2)  # (N, B, D) -> (B, N, D)
-        n_tokens = t.shape[-2]
-        if n_tokens < h * w:
-            raise RuntimeError(f"{self.layer} has {n_tokens} tokens, fewer than the {h}x{w} patch grid.")
-        patches = t[..., n_tokens - h * w:, :]  # class and register tokens come first
-        return patches.transpose(-1, -2).reshape(*lead, t.shape[-3], t.shape[-1], h, w)
-
+        return self.model.tower.grid(self.layer, self.raw, self.raw if tensor is None else tensor, self.patch_grid)
 
     def blend(self, index: torch.Tensor, other: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """In the tower's layout: M * raw[index] + (1 - M) * other[index] at the grid cells, for masks
         (N, h, w) in [0, 1]; `other` is another raw output of the same layer (e.g. of the blurred reference).
-        ViT class/register tokens are kept from `raw`."""
-        if self.raw.ndim == 4:
-            m = masks[:, None].to(self.raw.dtype)
-            return m * self.raw[index] + (1 - m) * other[index]
-        bf = _batch_first(self.model)
-        a = self.raw[index] if bf else self.raw[:, index].transpose(0, 1)
-        o = other[index] if bf else other[:, index].transpose(0, 1)
-        n = masks.shape[-2] * masks.shape[-1]
-        m = masks.reshape(len(index), n, 1).to(a.dtype)
-        out = torch.cat([a[:, :-n], m * a[:, -n:] + (1 - m) * o[:, -n:]], dim=1)
-        return out if bf else out.transpose(0, 1)
-
-
-def _batch_first(model: CLIPModel) -> bool:
-    transformer = getattr(model.visual, "transformer", None)
-    return bool(getattr(transformer, "batch_first", True))
+        Class/register tokens are kept from `raw`."""
+        return self.model.tower.blend(self.layer, self.raw, index, other, masks)
 
 
 @contextmanager
-def tap(model: CLIPModel, layer: str, requires_grad: bool = True) -> Iterator[Tap]:
+def tap(model: CLIPModel, layer, requires_grad: bool = True) -> Iterator[Tap]:
     """Hook `layer` for the duration of the block; hooks are removed on exit, also after an exception.
 
     Holds ``model.lock`` meanwhile: a hook sees every pass through its module, so no other thread may run the
@@ -92,8 +64,7 @@ def tap(model: CLIPModel, layer: str, requires_grad: bool = True) -> Iterator[Ta
     with model.lock:
         handles = [model.module(layer).register_forward_hook(t._capture)]
         try:
-            if model.kind == "vit":
-                handles.append(model.visual.conv1.register_forward_hook(t._capture_patch_grid))
+            handles.extend(model.tower.hooks(t))
             yield t
         finally:
             for h in handles:

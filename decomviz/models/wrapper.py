@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..images import ImageInputError, load_images, resize_center_crop
+from .text import make_tokenize
+from .towers import adapter_for
 
 _TEXT_CACHE_SIZE = 4096
 _TEXT_BATCH = 256  # prompts per pass of the text tower: memory stays bounded for any number of prompts
@@ -49,7 +51,8 @@ class CLIPModel:
     """A CLIP-style model with its preprocessing and tokenizer, ready to be explained.
 
     Attributes: `model` (the open_clip module, eval mode, no gradients on weights), `name`, `pretrained`,
-    `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` ("resnet"|"vit").
+    `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` (the tower family: "resnet", "vit", "timm-vit", "timm-stages", "hf-clip", "hf-siglip"),
+    `tower` (its adapter, see `models.towers`).
 
     Threads: hooks are set on the model's modules, so one engine call at a time may use a model. `lock` (a
     re-entrant lock, one per model) is held by every method call (`CAM.__call__`), every tap and every pass
@@ -61,23 +64,31 @@ class CLIPModel:
                  source: str, preprocess_cfg: Dict[str, Any], device: Union[str, torch.device],
                  default_layer: Optional[str] = None):
         self.model = model.eval().requires_grad_(False)
+        self.tower = adapter_for(model)
+        if self.tower is None:
+            raise ModelLoadError(f"decomviz has no tower adapter for this model ({type(model).__name__}); it explains "
+                                 "open_clip towers (ModifiedResNet, VisionTransformer, timm towers) and Hugging Face "
+                                 "CLIPModel / SiglipModel. See docs/extending.md to add a family.")
         self.tokenizer = tokenizer
+        self._tokenize = make_tokenize(tokenizer, self.tower.context_length(), self.tower.pad_to_max)
         self.name = name
         self.pretrained = pretrained
         self.source = source
         self.device = torch.device(device)
-        self.preprocess_cfg = dict(preprocess_cfg)
-        size = preprocess_cfg.get("size", getattr(model.visual, "image_size", 224))
+        preprocess_cfg = {**self.tower.preprocess_defaults(), **{k: v for k, v in dict(preprocess_cfg).items()
+                                                                  if v is not None}}
+        self.preprocess_cfg = preprocess_cfg
+        size = preprocess_cfg["size"]
         self.image_size: Tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
-        mean = preprocess_cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))
-        std = preprocess_cfg.get("std", (0.26862954, 0.26130258, 0.27577711))
-        self.mean, self.std = _normalisation(mean, std, name, self.device)
+        self.tower.input_size = self.image_size
+        self.mean, self.std = _normalisation(preprocess_cfg["mean"], preprocess_cfg["std"], name, self.device)
         self.interpolation = preprocess_cfg.get("interpolation", "bicubic")
-        self.kind, self.layers, self.default_layer = _describe_tower(model.visual)
+        self.resize_mode = preprocess_cfg.get("resize_mode", "shortest")
+        self.kind, self.layers, self.default_layer = self.tower.kind, self.tower.layers, self.tower.default_layer
         if default_layer is not None:   # a checkpoint may name its own (e.g. a finer grid than the last stage)
             if default_layer not in self.layers:
                 raise ModelLoadError(f"The model's config names default layer {default_layer!r}, which is not one "
-                                     f"of its layers: {', '.join(self.layers)}.")
+                                     f"of its layers: {_some(self.layers)}.")
             self.default_layer = default_layer
         self._text_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         self.lock = threading.RLock()
@@ -99,16 +110,26 @@ class CLIPModel:
     # ------------------------------------------------------------------ layers
     @property
     def visual(self) -> torch.nn.Module:
-        return self.model.visual
+        """The image tower."""
+        return self.tower.visual
 
     @property
     def logit_scale(self) -> torch.Tensor:
-        return self.model.logit_scale.detach().float().exp()
+        return self.tower.logit_scale()
 
-    def resolve_layer(self, layer: Optional[str]) -> str:
+    def resolve_layer(self, layer: Union[None, str, torch.nn.Module]) -> str:
+        """A layer's name, from its name or the module itself (None: the default layer)."""
         layer = self.default_layer if layer is None else layer
+        if isinstance(layer, torch.nn.Module):
+            found = next((n for n, m in self.model.named_modules() if m is layer), None)
+            if found is None or found not in self.layers:
+                what = f"module '{found}'" if found is not None else "module that is not part of this model"
+                raise LayerError(f"The {type(layer).__name__} {what} cannot be tapped in {self.name}. Valid layers: "
+                                 f"{_some(self.layers)} (default: {self.default_layer}).")
+            return found
         if not isinstance(layer, str) or layer not in self.layers:
-            raise LayerError(f"Unknown layer {layer!r} for {self.name}. Valid layers: {', '.join(self.layers)} "
+            shown = repr(layer) if isinstance(layer, (str, int, float)) else f"of type {type(layer).__name__}"
+            raise LayerError(f"Unknown layer {shown} for {self.name}. Valid layers: {_some(self.layers)} "
                              f"(default: {self.default_layer}).")
         return layer
 
@@ -131,7 +152,10 @@ class CLIPModel:
         pils = load_images(images)
         H, W = self.image_size
         resample = Image.BICUBIC if self.interpolation == "bicubic" else Image.BILINEAR
-        pixels = np.stack([resize_center_crop(im, (H, W), resample) for im in pils])
+        if self.resize_mode == "squash":  # the whole image, resized to the model's size (SigLIP)
+            pixels = np.stack([np.asarray(im.resize((W, H), resample), dtype=np.uint8) for im in pils])
+        else:
+            pixels = np.stack([resize_center_crop(im, (H, W), resample) for im in pils])
         tensor = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         return PreparedImages((tensor - self.mean) / self.std, pixels)
 
@@ -185,7 +209,7 @@ class CLIPModel:
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings of a preprocessed batch (keeps whatever autograd context it is in)."""
         with self.lock:
-            emb = self.model.encode_image(x).float()
+            emb = self.tower.encode_image(x).float()
         if not bool(torch.isfinite(emb).all()):
             raise ValueError(self._nonfinite("image embeddings"))
         return F.normalize(emb, dim=-1)
@@ -199,28 +223,12 @@ class CLIPModel:
         return (f"The model {self.name} produced NaN or infinite {what} from finite weights: check the input for "
                 "extreme values, or run without autocast (fp16 overflows).")
 
-    def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
+    def forward_from(self, layer: Union[str, torch.nn.Module], raw: torch.Tensor) -> torch.Tensor:
         """Run the image tower from the output of `layer` (in the tower's own layout) to the embedding
         (not normalised). `forward_from(layer, tap.raw)` equals the full forward."""
         layer = self.resolve_layer(layer)
         with self.lock:
-            return self._forward_from(layer, raw)
-
-    def _forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
-        v = self.visual
-        if self.kind == "resnet":
-            x = raw
-            for i in range(int(layer[-1]) + 1, 5):
-                x = getattr(v, f"layer{i}")(x)
-            return v.attnpool(x)
-        start = 0 if layer == "visual.ln_pre" else int(layer.rsplit(".", 1)[1]) + 1
-        x = raw
-        for block in v.transformer.resblocks[start:]:
-            x = block(x)
-        if not getattr(v.transformer, "batch_first", True):
-            x = x.transpose(0, 1)
-        pooled, _ = v._pool(x)
-        return pooled @ v.proj if v.proj is not None else pooled
+            return self.tower.forward_from(layer, raw)
 
     @torch.no_grad()
     def encode_image(self, images: Any, batch_size: int = 64) -> torch.Tensor:
@@ -256,7 +264,8 @@ class CLIPModel:
                 self._warn_truncation(missing)
             for i in range(0, len(missing), _TEXT_BATCH):
                 chunk = missing[i:i + _TEXT_BATCH]
-                emb = self.model.encode_text(self.tokenizer(chunk).to(self.device)).float()
+                tokens = {k: v.to(self.device) for k, v in self._tokenize(chunk).items()}
+                emb = self.tower.encode_text(tokens).float()
                 if not bool(torch.isfinite(emb).all()):
                     raise ValueError(self._nonfinite("text embeddings"))
                 for p, e in zip(chunk, F.normalize(emb, dim=-1)):
@@ -298,19 +307,8 @@ def _normalisation(mean, std, name: str, device) -> Tuple[torch.Tensor, torch.Te
     return m.to(device).view(1, 3, 1, 1), s.to(device).view(1, 3, 1, 1)
 
 
-def _describe_tower(visual: torch.nn.Module) -> Tuple[str, List[str], str]:
-    """Which layers of an image tower can be tapped, and the default (see docs/method.md)."""
-    if hasattr(visual, "layer4") and hasattr(visual, "attnpool"):
-        layers = [f"visual.layer{i}" for i in range(1, 5)]
-        return "resnet", layers, "visual.layer4"
-    transformer = getattr(visual, "transformer", None)
-    blocks = getattr(transformer, "resblocks", None)
-    if blocks is not None and hasattr(visual, "conv1"):
-        n = len(blocks)
-        layers = ["visual.ln_pre"] + [f"visual.transformer.resblocks.{i}" for i in range(n)]
-        # The last block's patch tokens get no gradient: tap its input, i.e. the previous block's output.
-        default = f"visual.transformer.resblocks.{n - 2}" if n >= 2 else "visual.ln_pre"
-        return "vit", layers, default
-    raise ModelLoadError(
-        f"decomviz can explain CLIP ResNet (ModifiedResNet) and ViT image towers; this model's tower is a "
-        f"{type(visual).__name__}. Use an open_clip model with a native RN or ViT tower.")
+def _some(names: List[str], n: int = 12) -> str:
+    """A list of names, shortened in the middle when long."""
+    if len(names) <= n:
+        return ", ".join(names)
+    return ", ".join(names[: n // 2]) + f", ... ({len(names) - n} more), " + ", ".join(names[-n // 2:])

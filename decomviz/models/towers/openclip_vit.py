@@ -1,0 +1,44 @@
+"""open_clip's VisionTransformer: CLIP ViTs, with a class token or without (global average pooling), and CoCa's
+attentional pooler."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+
+from .base import Tower, block_layers
+
+
+class OpenCLIPViT(Tower):
+    """Layers ``visual.ln_pre`` and ``visual.transformer.resblocks.{i}`` (default: the input of the last block);
+    tokens (B, N, D), or (N, B, D) for towers that are not batch-first; the patch grid is read off ``conv1``."""
+
+    kind = "vit"
+
+    @classmethod
+    def matches(cls, model: torch.nn.Module) -> bool:
+        visual = getattr(model, "visual", None)
+        blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
+        return blocks is not None and hasattr(visual, "conv1")
+
+    def _describe(self) -> Tuple[List[str], str]:
+        self.batch_first = bool(getattr(self.visual.transformer, "batch_first", True))
+        n = len(self.visual.transformer.resblocks)
+        layers, default = block_layers("visual.transformer.resblocks", n)
+        return ["visual.ln_pre"] + layers, default if n >= 2 else "visual.ln_pre"
+
+    def hooks(self, tap) -> list:
+        def capture(module, inputs, output):
+            tap.patch_grid = tuple(output.shape[-2:])
+        return [self.visual.conv1.register_forward_hook(capture)]
+
+    def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
+        v = self.visual
+        start = 0 if layer == "visual.ln_pre" else int(layer.rsplit(".", 1)[1]) + 1
+        x = raw
+        for block in v.transformer.resblocks[start:]:
+            x = block(x)
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        pooled, _ = v._pool(x)
+        return pooled @ v.proj if v.proj is not None else pooled

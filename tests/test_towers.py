@@ -1,0 +1,118 @@
+"""Every tower family: a small random model of it gets an adapter, a default layer, a grid that matches the
+tower's patch grid, a non-empty DecomCAM map, and a tail (`forward_from`) that reproduces the full forward."""
+import warnings
+
+import pytest
+import torch
+
+import decomviz as dv
+from decomviz.models.taps import hook_count, tap
+from decomviz.models.towers import ADAPTERS, adapter_for
+from tests.conftest import make_image
+from tests.tower_zoo import OPEN_CLIP_FAMILIES, char_tokenizer, hf_model, open_clip_model
+
+EXPECTED = {  # family -> (adapter kind, default layer, grid of the default layer)
+    "openclip-rn": ("resnet", "visual.layer4", (2, 2)),
+    "openclip-vit": ("vit", "visual.transformer.resblocks.0", (4, 4)),
+    "openclip-vit-gap": ("vit", "visual.transformer.resblocks.0", (4, 4)),
+    "openclip-coca-pooler": ("vit", "visual.transformer.resblocks.0", (4, 4)),
+    "timm-siglip": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+    "timm-vit-token": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+    "timm-vit-reg": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+    "timm-eva02": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+    "timm-pe-core": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+    "timm-convnext": ("timm-stages", "visual.trunk.stages.3", (2, 2)),
+    "timm-fastvit": ("timm-stages", "visual.trunk.stages.3", (2, 2)),
+    "timm-swin": ("timm-stages", "visual.trunk.layers.1", (8, 8)),
+    "timm-vitamin": ("timm-vit", "visual.trunk.blocks.0", (4, 4)),
+}
+
+
+def _load(family):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family.startswith("hf-"):
+            return dv.load_model(hf_model(family[3:]), tokenizer=char_tokenizer, device="cpu")
+        return dv.load_model(open_clip_model(family), device="cpu")
+
+
+FAMILIES = list(OPEN_CLIP_FAMILIES) + ["hf-clip", "hf-siglip"]
+EXPECTED.update({"hf-clip": ("hf-clip", "vision_model.encoder.layers.0", (4, 4)),
+                 "hf-siglip": ("hf-siglip", "vision_model.encoder.layers.0", (4, 4))})
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_model(request):
+    return request.param, _load(request.param)
+
+
+def test_family_adapter_grid_and_map(family_model):
+    family, model = family_model
+    kind, default, grid = EXPECTED[family]
+    assert (model.kind, model.default_layer) == (kind, default)
+    img = make_image(3)
+    x = model.prepare(img).tensor
+    with tap(model, model.default_layer, requires_grad=False) as t, torch.no_grad():
+        full = model.tower.encode_image(x)
+        A = t.grid()
+    assert tuple(A.shape[-2:]) == grid and A.shape[0] == 1
+    with torch.no_grad():  # the tail from the tapped output reproduces the full forward
+        tail = model.forward_from(model.default_layer, t.raw)
+    torch.testing.assert_close(tail.float(), full.float(), rtol=1e-4, atol=1e-5)
+    exp = dv.DecomCAM(model, n_components=2)(img, "a red circle")
+    assert torch.isfinite(exp.saliency).all()
+    assert tuple(exp.params["grid"]) == grid
+    assert float(exp.saliency.max()) > 0 or bool(exp.flags["empty_map"].all())
+    assert hook_count(model.model) == 0
+
+
+def test_feature_integration_blends_in_the_tower_layout(family_model):
+    family, model = family_model
+    exp = dv.DecomCAM(model, n_components=2, integration="feature")(make_image(2), "a blue square")
+    assert torch.isfinite(exp.saliency).all()
+    assert hook_count(model.model) == 0
+
+
+def test_every_layer_is_tappable(family_model):
+    family, model = family_model
+    x = model.prepare(make_image(1)).tensor
+    for layer in model.layers:
+        with tap(model, layer, requires_grad=False) as t, torch.no_grad():
+            model.tower.encode_image(x)
+            A = t.grid()
+        assert A.ndim == 4 and A.shape[0] == 1, layer
+
+
+def test_layer_as_a_module_and_short_errors():
+    model = _load("timm-siglip")
+    module = model.model.get_submodule(model.default_layer)
+    cam = dv.GradCAM(model, layer=module)
+    assert cam.layer == model.default_layer
+    with pytest.raises(dv.LayerError) as err:
+        dv.GradCAM(model, layer=model.visual.trunk.patch_embed)
+    assert "visual.trunk.patch_embed" in str(err.value) and "Conv2d(" not in str(err.value)
+    assert len(str(err.value)) < 1000
+    with pytest.raises(dv.LayerError) as err:
+        dv.GradCAM(model, layer=torch.nn.Linear(3, 3))
+    assert "Linear" in str(err.value) and "in_features" not in str(err.value)
+
+
+def test_unknown_tower_is_named_not_printed():
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(30)])
+
+        def encode_image(self, x):
+            return x
+
+        def encode_text(self, x):
+            return x
+    with pytest.raises(dv.ModelLoadError) as err:
+        dv.load_model(Odd(), tokenizer=char_tokenizer, device="cpu")
+    assert "Odd" in str(err.value) and "in_features" not in str(err.value)
+
+
+def test_registry_picks_one_adapter_per_family():
+    assert len({cls.kind for cls in ADAPTERS}) == len(ADAPTERS)
+    assert adapter_for(torch.nn.Linear(2, 2)) is None
