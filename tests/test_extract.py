@@ -157,21 +157,21 @@ def test_unwritable_output_fails_clearly(tiny_rn, world, tmp_path):
 def test_full_disk_keeps_completed_shards(tiny_rn, world, tmp_path, monkeypatch):
     import errno
     from decomviz.analysis import extraction as ex
-    real = ex._to_table
+    real = ex._write_table
     calls = {"n": 0}
 
-    def failing(columns):
+    def failing(table, path):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(columns)
+        return real(table, path)
 
-    monkeypatch.setattr(ex, "_to_table", failing)
+    monkeypatch.setattr(ex, "_write_table", failing)
     out = tmp_path / "bank"
     with pytest.raises(OSError, match="disk is full.*intact"):
         dv.extract(_cam(tiny_rn), world, "a photo of a {}", out=out, shard_size=6, progress=False)
     assert [p.name for p in out.glob("shard-*")] == ["shard-00000.parquet"]
-    monkeypatch.setattr(ex, "_to_table", real)
+    monkeypatch.setattr(ex, "_write_table", real)
     bank = dv.extract(_cam(tiny_rn), world, "a photo of a {}", out=out, shard_size=6, progress=False)
     assert bank.complete and bank.n_images == 12
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..images import ImageInputError, to_rgb
+from ..images import ImageInputError, from_bytes, to_rgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -80,6 +80,10 @@ class PartsWorldItems:
     def fingerprint(self, i: int) -> str:
         return f"partsworld-{self.world.seed}-{i}"  # scenes are a function of describe() and the index
 
+    def id_of(self, i: int) -> str:
+        """The id of item ``i`` without rendering it."""
+        return f"partsworld-{self.world.seed}-{i}"
+
 
 class ImageFolderItems:
     """An image folder whose sub-folder names are the classes (files in sorted order); unreadable files
@@ -110,6 +114,10 @@ class ImageFolderItems:
     def fingerprint(self, i: int) -> str:
         path = self.files[i]
         return f"{path.relative_to(self.root)}\t{_file_state(path)}"
+
+    def id_of(self, i: int) -> str:
+        """The id of item ``i`` without reading its file."""
+        return str(self.files[i].relative_to(self.root))
 
 
 class CSVItems:
@@ -156,15 +164,22 @@ class CSVItems:
     def _full(self, path: str) -> Path:
         return Path(path) if os.path.isabs(path) else self.csv_path.parent / path
 
+    def id_of(self, i: int) -> str:
+        """The id of item ``i`` without reading its file."""
+        return self.entries[i][0]
+
     def fingerprint(self, i: int) -> str:
         path, g = self.entries[i]
         return "\t".join([path, _file_state(self._full(path)), "|".join(g["labels"]), "|".join(g["prompts"])])
 
 
-def _read(item: Item, path: Path) -> Item:
-    """The item with its image, or with the reason it could not be read: one bad file never stops a run."""
+def _read(item: Item, path) -> Item:
+    """The item with its image (a path, PIL image, array or encoded bytes), or with the reason it could not be
+    read: one bad file never stops a run."""
     try:
-        item.image = to_rgb(path)
+        if isinstance(path, dict) and ("bytes" in path or "path" in path):  # e.g. a Hugging Face Image column
+            path = path.get("bytes") or path.get("path")
+        item.image = from_bytes(bytes(path), item.id) if isinstance(path, (bytes, bytearray)) else to_rgb(path)
     except ImageInputError as err:
         item.error = str(err)
     except Exception as err:  # anything else a decoder may raise (MemoryError included)
@@ -186,6 +201,12 @@ def as_items(dataset):
         return dataset
     raise TypeError(f"Cannot extract from a {type(dataset).__name__}: pass a dv.PartsWorld, an image folder "
                     "(sub-folders = classes) or a CSV file with a 'path' column.")
+
+
+def item_id(items, i: int) -> str:
+    """The id of item ``i``, without reading its image where the dataset can say (``id_of``)."""
+    id_of = getattr(items, "id_of", None)
+    return id_of(i) if id_of is not None else items[i].id
 
 
 def check_templates(prompts) -> None:

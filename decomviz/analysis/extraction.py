@@ -1,10 +1,10 @@
-"""Dataset-scale extraction: DecomCAM over a dataset, one row per (image, prompt, component), to sharded Parquet.
+"""Dataset-scale extraction: DecomCAM over a dataset, one row per (image, prompt, component), to Parquet.
 
-`explain_batch` is a pure function of (cam, items, prompts) -> columns, so any engine can map it over batches;
-`extract` only streams items through it and writes shards atomically (temporary name, then rename), with a
-manifest that makes a rerun resume after the last complete shard. Each shard's record holds its checksum and a
-fingerprint of its inputs (file names, sizes, times): a rerun re-extracts every shard whose file is missing or
-damaged or whose images changed, so that the bank always equals a fresh extraction of the dataset as it is.
+Two engines share `Extractor` (a batch of images -> a table in the bank schema). The local engine (here) streams
+items through it shard by shard and writes each shard atomically (temporary name, then rename), with a manifest
+that makes a rerun resume: each shard's record holds its checksum and a fingerprint of its inputs (file names,
+sizes, times), so a rerun re-extracts every shard whose file is missing or damaged or whose images changed, and
+the bank always equals a fresh extraction of the dataset as it is. The Ray engine is in `ray_engine.py`.
 """
 from __future__ import annotations
 
@@ -14,180 +14,22 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
-import torch
-from PIL import Image
-
-from .._version import __version__
-from ..images import resize_center_crop
 from ..methods.decomcam import DecomCAM
 from ..ops import atomic_write
 from .bank import OSSMBank
-from .datasets import Item, as_items, check_templates, fingerprint, resolve_prompts
-from .schema import FORMAT_VERSION, MANIFEST, VECTOR_COLUMNS
+from .datasets import as_items, check_templates, fingerprint
+from .extractor import Extractor, explain_batch, protocol_of
+from .schema import FORMAT_VERSION, MANIFEST
 from .shards import read_manifest, sha256_file, shard_name, shard_problem
 
-
-def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarray]:
-    """Ground-truth part masks (V, H, W) at the explained crop, or None without ground truth."""
-    if not vocabulary or not item.parts:
-        return None
-    H, W = size
-    out = np.zeros((len(vocabulary), H, W), bool)
-    for v, key in enumerate(vocabulary):
-        mask = item.parts.get(key)
-        if mask is None:
-            continue
-        if mask.shape != (H, W):
-            im = Image.fromarray(mask.astype(np.uint8) * 255)
-            mask = resize_center_crop(im, (H, W), Image.NEAREST) > 127
-        out[v] = mask
-    return out
-
-
-SCALAR_COLUMNS = {"singular_value": "singular_values", "explained_variance": "explained_variance",
-                  "weight": "weights", "contribution": "contributions", "masked_score": "masked_scores"}
-
-
-def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary: Sequence[str] = (),
-                  batch_size: Optional[int] = None,
-                  progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
-    """Explain readable items; return columns with one entry per (image, prompt, component).
-
-    Pairs are grouped by prompt, so that images with different prompt lists (a template filled with each
-    scene's labels) still share engine calls; each call explains up to `batch_size` images against one prompt.
-    Rows come back ordered by (image, prompt, component). `progress(done, total)` is called with pair counts.
-    Pure: no I/O, no state.
-    """
-    by_prompt: Dict[str, List[tuple]] = {}
-    for pos, item in enumerate(items):
-        for t, prompt in enumerate(resolve_prompts(item, prompts)):
-            by_prompt.setdefault(prompt, []).append((pos, t))
-    total = sum(len(v) for v in by_prompt.values())
-    step = batch_size or max(total, 1)
-    batches, done = [], 0
-    for prompt, pairs in by_prompt.items():
-        for lo in range(0, len(pairs), step):
-            chunk = pairs[lo:lo + step]
-            group = [items[pos] for pos, _ in chunk]
-            exp = cam([it.image for it in group], [prompt])
-            batches.append(_columns(exp, group, [t for _, t in chunk], prompt, part_vocabulary))
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-    return _sort_rows(_concat(batches))
-
-
-def _columns(exp, group: Sequence[Item], prompt_index: Sequence[int], prompt: str,
-             part_vocabulary: Sequence[str]) -> Dict[str, Any]:
-    """Rows of one single-prompt Explanation of `group`: (image, component) in order."""
-    B, _, K = exp.weights.shape
-    n = B * K
-    b_of = np.repeat(np.arange(B), K)
-    cols: Dict[str, Any] = {
-        "image_index": [group[b].index for b in b_of], "image_id": [group[b].id for b in b_of],
-        "labels": ["|".join(group[b].labels) for b in b_of], "prompt": [prompt] * n,
-        "prompt_index": [int(prompt_index[b]) for b in b_of], "component": np.tile(np.arange(K), B).tolist()}
-    for col, field in SCALAR_COLUMNS.items():
-        cols[col] = getattr(exp, field).reshape(n).tolist()
-    for col in ("base_score", "reference_score"):
-        cols[col] = getattr(exp, col)[:, :, None].expand(B, 1, K).reshape(n).tolist()
-    loading = torch.zeros(B, 1, K, exp.alpha.shape[-1])
-    loading.scatter_(3, exp.channels[:, :, None, :].expand(B, 1, K, -1), exp.v)
-    cols["ossm"] = exp.ossms_lowres.reshape(n, -1).numpy()
-    cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
-    cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
-    cols["loading"] = loading.reshape(n, -1).numpy()
-    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary).reshape(n, -1)
-    cols["grid"] = list(exp.params["grid"])
-    return cols
-
-
-def _sort_rows(columns: Dict[str, Any]) -> Dict[str, Any]:
-    order = np.lexsort((np.asarray(columns["component"]), np.asarray(columns["prompt_index"]),
-                        np.asarray(columns["image_index"])))
-    out: Dict[str, Any] = {}
-    for k, v in columns.items():
-        if k == "grid":
-            out[k] = v
-        elif isinstance(v, np.ndarray):
-            out[k] = v[order] if len(v) == len(order) else v
-        else:
-            out[k] = [v[i] for i in order]
-    return out
-
-
-def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str]) -> np.ndarray:
-    """Energy share of each full-resolution OSSM inside each ground-truth part, (B, T, K, V); V = 0 without."""
-    B, T, K, H, W = exp.ossms.shape
-    out = np.zeros((B, T, K, len(vocabulary) if any(it.parts for it in group) else 0), np.float32)
-    if out.shape[-1] == 0:
-        return out
-    for b, item in enumerate(group):
-        masks = _gt_masks(item, vocabulary, (H, W))
-        if masks is None:
-            continue
-        ossm = exp.ossms[b]
-        energy = ossm.sum(dim=(-2, -1))[..., None]  # (T, K, 1)
-        inside = torch.einsum("tkhw,vhw->tkv", ossm, torch.from_numpy(masks).float())
-        out[b] = torch.where(energy > 0, inside / energy.clamp_min(1e-12), torch.zeros_like(inside)).numpy()
-    return out
-
-
-def _to_table(columns: Dict[str, Any]):
-    import pyarrow as pa
-    arrays, names = [], []
-    for name, val in columns.items():
-        if name == "grid":
-            continue
-        if name in VECTOR_COLUMNS:
-            width = val.shape[1] if val.ndim == 2 else 0
-            if width == 0:  # e.g. no ground-truth parts: no column
-                continue
-            flat = pa.array(val.reshape(-1), type=pa.float32())
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, width))
-        else:
-            arrays.append(pa.array(val))
-        names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _empty_columns() -> Dict[str, Any]:
-    out = {k: [] for k in ("image_index", "image_id", "labels", "prompt", "prompt_index", "component",
-                           "singular_value", "explained_variance", "weight", "contribution", "masked_score",
-                           "base_score", "reference_score")}
-    return out
-
-
-def _concat(batches: List[Dict[str, Any]]) -> Dict[str, Any]:
-    out = _empty_columns()
-    vectors: Dict[str, List[np.ndarray]] = {k: [] for k in VECTOR_COLUMNS}
-    out["grid"] = next((c["grid"] for c in batches if "grid" in c), None)
-    for cols in batches:
-        for k in out:
-            if k != "grid":
-                out[k] += list(cols[k])
-        for k in VECTOR_COLUMNS:
-            if len(cols[k]):
-                vectors[k].append(cols[k])
-    for k in VECTOR_COLUMNS:
-        out[k] = np.concatenate(vectors[k]) if vectors[k] else np.zeros((0, 0), np.float32)
-    out["image_index"] = np.asarray(out["image_index"], np.int64)
-    return out
+ENGINES = ("local", "ray")
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1))
-
-
-def _protocol(cam: DecomCAM) -> Dict[str, Any]:
-    import open_clip
-    return {"method": cam.method, **cam.get_params(), "model": cam.model.name, "model_source": cam.model.source,
-            "image_size": list(cam.model.image_size),
-            "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}}
 
 
 def _check_writable(out: Path) -> None:
@@ -203,40 +45,61 @@ def _check_writable(out: Path) -> None:
 
 def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 16, shard_size: int = 256,
             num_workers: int = 0, progress: bool = True, overwrite: bool = False,
-            on_shard: Optional[Callable[[int], None]] = None):
-    """Run DecomCAM over a dataset and store one row per (image, prompt, component) in sharded Parquet.
+            on_shard: Optional[Callable[[int], None]] = None, engine: str = "local", address: Optional[str] = None,
+            num_actors: Optional[int] = None, num_gpus: Optional[float] = None):
+    """Run DecomCAM over a dataset and store one row per (image, prompt, component) in Parquet.
 
     dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
     optional `prompt` / `label` columns. prompts: a list, or a template such as "a photo of a {}" filled with
-    each image's labels (CSV rows may carry their own). A rerun with the same arguments resumes: shards whose
-    file is intact and whose images are unchanged (names, sizes, modification times) are kept, the others are
-    (re-)extracted with a warning that names them. Unreadable images are recorded as failed and skipped.
-    Returns the `OSSMBank`.
-    """
-    from torch.utils.data import DataLoader, Subset
-    from tqdm.auto import tqdm
+    each image's labels (CSV rows may carry their own). Unreadable images become error rows (`bank.failed`).
 
+    engine="local": shards of `shard_size` images with a manifest; a rerun with the same arguments resumes:
+    shards whose file is intact and whose images are unchanged (names, sizes, modification times) are kept, the
+    others are (re-)extracted with a warning that names them. engine="ray": Ray Data (`address` of a cluster,
+    else a local Ray), `num_actors` model replicas with `num_gpus` each; a rerun skips the image ids already
+    written. `batch_size`: images per engine call. Returns the `OSSMBank`.
+    """
     if not isinstance(cam, DecomCAM) or cam.integration != "pixel":
         raise TypeError("extract needs a dv.DecomCAM with pixel integration (it stores OSSMs, weights and the "
                         "masked-input embeddings).")
     for name, val in (("batch_size", batch_size), ("shard_size", shard_size)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive integer, got {val!r}.")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
     check_templates(prompts)
     items = as_items(dataset)
     out = Path(out)
     _check_writable(out)
+    if engine == "ray":
+        from .ray_engine import extract_ray
+        return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite, address=address,
+                           num_actors=num_actors, num_gpus=num_gpus, progress=progress)
+    if address is not None or num_actors is not None or num_gpus is not None:
+        raise ValueError("address, num_actors and num_gpus are options of engine='ray'.")
+    return _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress, overwrite,
+                          on_shard)
+
+
+def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_workers, progress, overwrite,
+                   on_shard):
+    from torch.utils.data import DataLoader, Subset
+    from tqdm.auto import tqdm
+
     manifest_path = out / MANIFEST
-    header = {"format": FORMAT_VERSION, "protocol": _protocol(cam), "dataset": items.describe(),
+    header = {"format": FORMAT_VERSION, "protocol": protocol_of(cam), "dataset": items.describe(),
               "prompts": prompts, "shard_size": shard_size,
               "part_vocabulary": list(getattr(items, "part_vocabulary", []))}
     header = json.loads(json.dumps(header))  # as the manifest holds it (tuples become lists), for comparison
     manifest = {**header, "shards": {}, "complete": False}
     if manifest_path.exists() and not overwrite:
         manifest = _resumable(out, header)
-    elif manifest_path.exists() and overwrite:
-        for f in out.glob("shard-*.parquet"):
-            f.unlink()
+    elif overwrite:
+        remove_bank_files(out)
+    elif any(out.glob("*.parquet")):
+        raise ValueError(f"'{out}' holds Parquet files but no {MANIFEST} (a bank written by the Ray engine or by "
+                         "hand): resume it with engine='ray', or use another out= folder, or overwrite=True.")
+    extractor = Extractor(cam, prompts, part_vocabulary=header["part_vocabulary"], images_per_call=batch_size)
     manifest["n_items"] = len(items)
     n_shards = -(-len(items) // shard_size)
     ranges = {s: (s * shard_size, min(len(items), (s + 1) * shard_size)) for s in range(n_shards)}
@@ -256,19 +119,16 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
                                 num_workers=num_workers)
             # a shard's images are held together (shard_size bounds memory) so that pairs sharing a prompt,
             # wherever they are in the shard, go through the engine in one call
-            good, failed = [], []
-            for batch in loader:
-                good += [it for it in batch if it.error is None]
-                failed += [{"id": it.id, "index": it.index, "error": it.error} for it in batch if it.error]
-            images_done.add(len(failed))
-            columns = explain_batch(cam, good, prompts, header["part_vocabulary"], batch_size=batch_size,
-                                    progress=images_done.pairs_of(len(good))) if good else _concat([])
+            shard_items = [it for batch in loader for it in batch]
+            unreadable = sum(it.error is not None for it in shard_items)
+            images_done.add(unreadable)
+            table = extractor.explain_items(shard_items, progress=images_done.pairs_of(len(shard_items) - unreadable))
+            failed = [{"id": it.id, "index": it.index, "error": it.error} for it in shard_items if it.error]
             name = shard_name(s)
-            digest, size = _write_shard(out / name, columns)
-            manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo,
-                                              "rows": int(len(columns["image_index"])), "failed": failed,
-                                              "grid": columns["grid"], "sha256": digest, "bytes": size,
-                                              "inputs": inputs[s]}
+            digest, size = _write_shard(out / name, table)
+            manifest["shards"][f"{s:05d}"] = {"file": name, "first": lo, "images": hi - lo, "rows": table.num_rows,
+                                              "failed": failed, "grid": _grid_of(table), "sha256": digest,
+                                              "bytes": size, "inputs": inputs[s]}
             _atomic_write_json(manifest_path, manifest)
             if on_shard is not None:
                 on_shard(s)
@@ -279,12 +139,27 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     return OSSMBank(out)
 
 
+def remove_bank_files(out: Path) -> None:
+    """Remove what an extraction wrote in ``out`` (its manifest and Parquet files), to start again."""
+    for f in list(out.glob("*.parquet")) + [out / MANIFEST]:
+        if f.is_file():
+            f.unlink()
+
+
+def _grid_of(table) -> Optional[List[int]]:
+    """[h, w] of the table's first explained row, or None when it has none."""
+    import pyarrow.compute as pc
+    ok = table.filter(pc.is_null(table.column("error"))).slice(0, 1)
+    return [int(ok.column("grid_h")[0].as_py()), int(ok.column("grid_w")[0].as_py())] if ok.num_rows else None
+
+
 def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
     """The manifest already in ``out``, if this extraction may resume it; else a ValueError saying why."""
     old = read_manifest(out)
     if old.get("format") != FORMAT_VERSION:
-        raise ValueError(f"'{out}' holds a bank of format {old.get('format')} (an older decomviz, without shard "
-                         "checksums); use another out= folder, or overwrite=True to extract it again.")
+        raise ValueError(f"'{out}' holds a bank of format {old.get('format')} (written by an older decomviz; "
+                         f"this one writes format {FORMAT_VERSION}): it can be read but not resumed: use another out= "
+                         "folder, or overwrite=True to extract it again.")
     diff = [k for k in header if old.get(k) != header[k]]
     if diff:
         raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
@@ -347,15 +222,22 @@ class _ImageProgress:
         return advance
 
 
-def _write_shard(path: Path, columns: Dict[str, Any]) -> tuple:
-    """Write a shard atomically; return its SHA-256 and size, taken from the file before it is renamed."""
+def _write_table(table, path) -> None:
     import pyarrow.parquet as pq
+    pq.write_table(table, path)
+
+
+def _write_shard(path: Path, table) -> tuple:
+    """Write a shard atomically; return its SHA-256 and size, taken from the file before it is renamed."""
     try:
         with atomic_write(path) as tmp:
-            pq.write_table(_to_table(columns), tmp)
+            _write_table(table, tmp)
             digest, size = sha256_file(tmp), os.path.getsize(tmp)
         return digest, size
     except OSError as err:
         reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         raise OSError(err.errno, f"Writing {path.name} failed: {reason}. The shards completed so far are intact; "
                                  "free space (or choose another out=) and rerun to resume.") from None
+
+
+__all__ = ["extract", "explain_batch", "ENGINES"]

@@ -1,5 +1,6 @@
 """A bank's files, checked before use: the manifest's records, shard names that stay inside the bank folder,
-and a SHA-256 checksum per shard, verified on every read and on every resumed extraction."""
+and a SHA-256 checksum per shard, verified once per shard, when the bank first reads it, and on every resumed
+extraction. `BankFiles` is the one way the bank reads its files (lazily, through `pyarrow.dataset`)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .schema import FORMAT_VERSION, MANIFEST, READABLE_FORMATS
+from .schema import FORMAT_VERSION, MANIFEST, READABLE_FORMATS, REQUIRED_COLUMNS
 
 _SHARD_NAME = re.compile(r"shard-\d{5}\.parquet")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -138,5 +139,94 @@ def read_shard(folder: Path, rec: Dict[str, Any]):
     return table
 
 
-__all__ = ["BankError", "FORMAT_VERSION", "read_manifest", "read_shard", "shard_name", "shard_path",
+def data_files(folder: Path):
+    """The Parquet files of a bank without manifest (Ray's output, or written by hand), in name order; names
+    starting with '_' or '.' (temporary or hidden) are skipped, as `pyarrow.dataset` does."""
+    return sorted(p for p in folder.rglob("*.parquet")
+                  if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts))
+
+
+class BankFiles:
+    """The files of a bank folder in order: the manifest's shards, or else every Parquet file in it.
+
+    `open(i)` gives file i as a `pyarrow.dataset.Dataset`, after checking it once: for a manifest bank that
+    it lies inside the folder, its checksum and its row count match the manifest; for any bank that it is
+    Parquet with the bank's columns. The check reads the file once (hashing); a file changed after it is
+    caught by the next `verify()` or resumed extraction, not by every read.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        if (self.folder / MANIFEST).is_file():
+            self.manifest: Optional[Dict[str, Any]] = read_manifest(self.folder)
+            self.records = [self.manifest["shards"][k] for k in sorted(self.manifest["shards"])]
+            self.paths = [self.folder / r["file"] for r in self.records]
+        else:
+            self.paths = data_files(self.folder) if self.folder.is_dir() else []
+            if not self.paths:
+                raise FileNotFoundError(f"'{self.folder}' is not an OSSM bank (no {MANIFEST} and no Parquet files); "
+                                        "create one with dv.extract.")
+            self.manifest, self.records = None, [None] * len(self.paths)
+        self._open: Dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def name(self, i: int) -> str:
+        return str(self.paths[i].relative_to(self.folder))
+
+    def rows(self, i: int) -> Optional[int]:
+        """Rows of file i as the manifest records them (None without a manifest)."""
+        return None if self.records[i] is None else self.records[i]["rows"]
+
+    def problem(self, i: int) -> Optional[str]:
+        """Why file i cannot be used, or None; reads the whole file (checksum) for a manifest bank."""
+        rec = self.records[i]
+        if rec is not None:
+            if rec["rows"] == 0 and not (self.folder / rec["file"]).exists():
+                return None
+            return shard_problem(self.folder, rec)
+        try:
+            self._dataset(i)
+        except BankError as err:
+            return str(err)
+        return None
+
+    def open(self, i: int):
+        """File i as a `pyarrow.dataset.Dataset`, checked the first time; a `BankError` naming it otherwise."""
+        if i not in self._open:
+            rec = self.records[i]
+            if rec is not None:
+                path = shard_path(self.folder, rec)
+                rerun = "rerun dv.extract with the same arguments to re-extract it"
+                if not path.is_file():
+                    raise BankError(f"Shard file '{path}' is missing; {rerun}.")
+                if rec.get("sha256") is not None and sha256_file(path) != rec["sha256"]:
+                    written = "" if rec.get("bytes") is None else f", {rec['bytes']} written"
+                    raise BankError(f"Shard '{path}' is damaged: its checksum does not match the manifest "
+                                    f"({path.stat().st_size} bytes{written}); {rerun}.")
+            self._open[i] = self._dataset(i)
+        return self._open[i]
+
+    def _dataset(self, i: int):
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        path, rec = self.paths[i], self.records[i]
+        fix = ("rerun dv.extract with the same arguments to re-extract it" if rec is not None else
+               "remove it from the folder, or write it again in dv.bank_schema()")
+        try:
+            data = ds.dataset(str(path), format="parquet")
+            n = data.count_rows()
+        except (pa.ArrowException, OSError, ValueError) as err:
+            raise BankError(f"Shard '{path}' is not readable Parquet ({err}); {fix}.") from None
+        if rec is not None and n != rec["rows"]:
+            raise BankError(f"Shard '{path}' has {n} rows, the manifest says {rec['rows']}; {fix}.")
+        missing = [c for c in REQUIRED_COLUMNS if c not in data.schema.names]
+        if missing and n:
+            raise BankError(f"Shard '{path}' lacks the column(s) {', '.join(missing)}; it is not a bank file "
+                            f"(see dv.bank_schema()): {fix}.")
+        return data
+
+
+__all__ = ["BankError", "BankFiles", "data_files", "FORMAT_VERSION", "read_manifest", "read_shard", "shard_name", "shard_path",
            "shard_problem", "sha256_bytes", "sha256_file"]
