@@ -16,9 +16,10 @@ class EmbeddingModel(torch.nn.Module):
     def __init__(self, clip):
         super().__init__()
         self.net = clip.model
+        self.encode = clip.tower.encode_image  # open_clip's encode_image, or a Hugging Face model's features
 
     def forward(self, x):
-        return F.normalize(self.net.encode_image(x).float(), dim=-1)
+        return F.normalize(self.encode(x).float(), dim=-1)
 
 
 def _reference(cls_name, model, layer, x, text, reshape=None):
@@ -74,3 +75,34 @@ def test_gradcam_on_rn50_agrees(rn50):
     x = rn50.prepare(img).tensor
     ref = _reference("GradCAM", rn50, "visual.layer4", x, rn50.encode_text(["a dog"])[0])
     assert _corr(exp.saliency[0, 0], ref[0]) > 0.99
+
+
+def _tokens_reshape(prefix):
+    def reshape(t):  # (B, N, D) -> (B, D, h, w), dropping the `prefix` leading tokens
+        B, N, D = t.shape
+        side = int(round((N - prefix) ** 0.5))
+        return t[:, prefix:].reshape(B, side, side, D).permute(0, 3, 1, 2)
+    return reshape
+
+
+@pytest.mark.parametrize("family,prefix", [("timm-siglip", 0), ("hf-clip", 1)])
+def test_gradcam_agrees_on_timm_siglip_and_hf_clip(family, prefix):
+    """The adapters' grid (prefix tokens, layout) and encoders match the reference given the same layer, target
+    and reshape: median correlation over images > 0.99."""
+    import warnings
+    from tests.tower_zoo import char_tokenizer, hf_model, open_clip_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family == "hf-clip":
+            pytest.importorskip("transformers")
+            model = dv.load_model(hf_model("clip"), tokenizer=char_tokenizer, device="cpu")
+        else:
+            model = dv.load_model(open_clip_model(family), device="cpu")
+    images = [make_image(s) for s in range(8, 14)]
+    prompt = "a red circle"
+    exp = dv.GradCAM(model)(images, prompt)
+    x = model.prepare(images).tensor
+    ref = _reference("GradCAM", model, model.default_layer, x, model.encode_text([prompt])[0],
+                     reshape=_tokens_reshape(prefix))
+    corrs = [_corr(exp.saliency[b, 0], ref[b]) for b in range(len(images))]
+    assert float(np.median(corrs)) > 0.99, corrs

@@ -188,8 +188,9 @@ def _processor_cfg(tokenizer) -> dict:
     if proc is None:
         return {}
     size = getattr(proc, "crop_size", None) if getattr(proc, "do_center_crop", False) else getattr(proc, "size", None)
-    if isinstance(size, dict):
-        size = (size["height"], size["width"]) if "height" in size else size.get("shortest_edge")
+    if size is not None and not isinstance(size, int):  # a dict, or transformers 5's SizeDict
+        get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+        size = (get("height"), get("width")) if get("height") else get("shortest_edge")
     cfg = {"mean": getattr(proc, "image_mean", None), "std": getattr(proc, "image_std", None), "size": size}
     if getattr(proc, "do_center_crop", None) is False:
         cfg["resize_mode"] = "squash"

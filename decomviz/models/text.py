@@ -35,6 +35,21 @@ def make_tokenize(tokenizer, context_length: int, pad_to_max: bool) -> Callable[
 
 def as_tokens(out, n: int) -> Tokens:
     """A tokenizer's output (a (T, L) tensor, a dict with input_ids, or lists of ids) as a dict of tensors."""
+    try:
+        tokens = _as_tokens(out)
+    except (TypeError, ValueError, RuntimeError):
+        tokens = {}
+    ids = tokens.get("input_ids")
+    if ids is None or ids.ndim != 2 or len(ids) != n:
+        raise ValueError(f"The tokenizer must return token ids for each of the {n} prompts (a (T, L) tensor or "
+                         f"T lists of ids); it returned {type(out).__name__}"
+                         f"{'' if ids is None else ' of shape ' + str(tuple(ids.shape))}.")
+    return {k: v.long() for k, v in tokens.items()}
+
+
+def _as_tokens(out) -> Tokens:
+    if isinstance(out, (str, bytes)):
+        return {}
     if isinstance(out, dict) or hasattr(out, "keys"):
         tokens = {k: torch.as_tensor(out[k]) for k in out.keys() if k in ("input_ids", "attention_mask")}
     elif isinstance(out, torch.Tensor):
@@ -48,9 +63,4 @@ def as_tokens(out, n: int) -> Tokens:
             ids[i, :len(r)] = torch.as_tensor(r, dtype=torch.long)
             mask[i, :len(r)] = 1
         tokens = {"input_ids": ids, "attention_mask": mask}
-    ids = tokens.get("input_ids")
-    if ids is None or ids.ndim != 2 or len(ids) != n:
-        raise ValueError(f"The tokenizer must return token ids for each of the {n} prompts (a (T, L) tensor or "
-                         f"T lists of ids); it returned {type(out).__name__}"
-                         f"{'' if ids is None else ' of shape ' + str(tuple(ids.shape))}.")
-    return {k: v.long() for k, v in tokens.items()}
+    return tokens
