@@ -116,3 +116,21 @@ def test_unknown_tower_is_named_not_printed():
 def test_registry_picks_one_adapter_per_family():
     assert len({cls.kind for cls in ADAPTERS}) == len(ADAPTERS)
     assert adapter_for(torch.nn.Linear(2, 2)) is None
+
+
+def test_coverage_script_lists_and_renders(tmp_path):
+    """benchmarks/coverage.py: sizes from the meta device, a reason for what is not built, a markdown table."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+    spec = importlib.util.spec_from_file_location("coverage_script", path)
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    (total, tower), reason = cov.estimate_params("RN50")
+    assert reason is None and 90e6 < total < 110e6 and tower < total
+    row = {"name": "RN50", "params": total, "kind": "resnet", "layer": "visual.layer4", "grid": "7x7",
+           "map": "non-empty", "seconds": 1.0, "note": ""}
+    text = cov.render([row, {"name": "big", "params": 2e9, "error": "over the time limit"}],
+                      [("hub-model", None, "its tokenizer comes from the hub")], "# t")
+    assert "| RN50 | 102 | resnet | `visual.layer4` | 7x7 | non-empty | 1.00 |" in text
+    assert "| big | 2000 | over the time limit |" in text and "hub-model" in text
