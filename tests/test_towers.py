@@ -134,3 +134,20 @@ def test_coverage_script_lists_and_renders(tmp_path):
                       [("hub-model", None, "its tokenizer comes from the hub")], "# t")
     assert "| RN50 | 102 | resnet | `visual.layer4` | 7x7 | non-empty | 1.00 |" in text
     assert "| big | 2000 | over the time limit |" in text and "hub-model" in text
+
+
+def test_every_tower_module_registers_its_adapters():
+    """One module per family under models/towers, each with its adapter(s) in the registry."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    from decomviz.models.towers import Tower
+    folder = Path(__file__).resolve().parents[1] / "decomviz" / "models" / "towers"
+    for path in sorted(folder.glob("*.py")):
+        if path.stem in ("__init__", "base"):
+            continue
+        module = importlib.import_module(f"decomviz.models.towers.{path.stem}")
+        own = [c for _, c in inspect.getmembers(module, inspect.isclass)
+               if issubclass(c, Tower) and c is not Tower and c.__module__ == module.__name__]
+        assert own and all(c in ADAPTERS for c in own), path.name
