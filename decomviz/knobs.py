@@ -101,23 +101,25 @@ class Knob:
         return "--" + self.name.replace("_", "-")
 
     def add_to_parser(self, parser, default: Any) -> None:
-        """Add this knob as an option of an argparse parser (its default is None: the method's default,
-        shown in the help, applies unless the option is given)."""
+        """Add this knob as an option of an argparse parser. An option not given leaves no attribute on the
+        namespace (``argparse.SUPPRESS``), so the method's default, shown in the help, applies; an option given
+        as ``none`` sets None where None is a choice."""
         import argparse
+        unset = argparse.SUPPRESS
         shown = f" (default: {_show(default)})"
         if self.kind == "bool":
-            parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=None,
+            parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=unset,
                                 help=self.help + shown)
         elif self.kind == "choice":
-            parser.add_argument(self.option, type=self._parse_choice, default=None, metavar="{" + ",".join(
+            parser.add_argument(self.option, type=self._parse_choice, default=unset, metavar="{" + ",".join(
                 _show(c) for c in self.choices) + "}", help=self.help + shown)
         elif self.kind == "layer":
-            parser.add_argument(self.option, default=None, metavar="NAME", help=self.help + shown)
+            parser.add_argument(self.option, default=unset, metavar="NAME", help=self.help + shown)
         elif self.kind == "texts":
-            parser.add_argument(self.option, action="append", default=None, metavar="TEXT",
+            parser.add_argument(self.option, action="append", default=unset, metavar="TEXT",
                                 help=self.help + " (repeat for several)" + shown)
         else:
-            parser.add_argument(self.option, type=int if self.kind == "int" else float, default=None,
+            parser.add_argument(self.option, type=int if self.kind == "int" else float, default=unset,
                                 metavar="N" if self.kind == "int" else "X", help=self.help + shown)
 
 

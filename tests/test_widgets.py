@@ -41,6 +41,13 @@ def scrubber(exp_rn, tiny_rn):
     return ComponentScrubber(exp_rn, model=tiny_rn, image=0, prompt=0)
 
 
+def block_means(m, cell: int = 8) -> np.ndarray:
+    """What a figure's hover layer holds for a map drawn as a picture: its cell x cell block means."""
+    m = np.asarray(m, dtype=np.float64)
+    H, W = m.shape
+    return m[: H - H % cell, : W - W % cell].reshape(H // cell, cell, W // cell, cell).mean(axis=(1, 3))
+
+
 def heat(fig: go.FigureWidget, name: str) -> np.ndarray:
     return np.asarray(next(fig.select_traces(selector=dict(name=name))).z, dtype=np.float64)
 
@@ -95,11 +102,14 @@ def test_toggle_methods_and_buttons(scrubber, exp_rn):
     scrubber.toggle(2)
     scrubber.toggle(5)
     assert scrubber.selected == [2, 5] and scrubber.slider.value == 0
+    # a selection that is not the first k says which components are on, and hides the stale k
+    assert scrubber.slider.description == "custom: #3, #6" and scrubber.slider.readout is False
     np.testing.assert_allclose(heat(scrubber.figure, "combination"), expected(exp_rn, [2, 5]), atol=1e-4)
     scrubber.toggle(2, on=False)
     assert scrubber.selected == [5]
     scrubber.set_selected([True] * 3 + [False] * (K - 3))
     assert scrubber.selected == [0, 1, 2] and scrubber.slider.value == 3
+    assert scrubber.slider.description == "first k components" and scrubber.slider.readout is True
     scrubber.all_button.click()
     assert scrubber.selected == list(range(K)) and scrubber.slider.value == K
     assert "10 of 10" in scrubber.info.value
@@ -258,7 +268,9 @@ def test_stepthrough_figures_hold_the_explanation(exp_rn):
     st.go_to("masked")
     assert sum(isinstance(tr, go.Image) for tr in st.figure.data) == K
     st.go_to("final")
-    np.testing.assert_allclose(heat(st.figure, "saliency"), exp_rn.saliency[b, t].numpy(), atol=1e-4)
+    # the map is drawn as a picture; the hover layer holds its 8 x 8 px block means
+    np.testing.assert_allclose(heat(st.figure, "saliency"), block_means(exp_rn.saliency[b, t]), atol=2e-3)
+    assert any(isinstance(tr, go.Image) and tr.source.startswith("data:image/webp") for tr in st.figure.data)
 
 
 def test_masked_inputs_rebuilt_in_pixel_space(exp_rn):
@@ -322,14 +334,15 @@ def test_explorer_runs_each_method(explorer, method):
     assert exp.prompts == ["a house", "a car"]
     assert "done" in explorer.status_text and explorer.progress.value == explorer.progress.max
     fig = explorer.figures[0]
-    np.testing.assert_allclose(heat(fig, "saliency"), exp.saliency[0, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(heat(fig, "saliency"), block_means(exp.saliency[0, 0]), atol=1e-3)
     if method == "decomcam":
         assert exp.n_components == 4 and exp.channels.shape[-1] == 64
         assert len(explorer.figures) == 2  # + the spectrum
     # a second prompt on show
     assert explorer.prompt_dropdown.layout.display is None
     explorer.prompt_dropdown.value = 1
-    np.testing.assert_allclose(heat(explorer.figures[0], "saliency"), exp.saliency[0, 1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(heat(explorer.figures[0], "saliency"), block_means(exp.saliency[0, 1]),
+                               atol=1e-3)
 
 
 def test_explorer_side_by_side_and_knobs(explorer, tiny_rn):
@@ -374,6 +387,7 @@ def test_explorer_bad_input(explorer):
                               "content": memoryview(buf.getvalue()),
                               "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
     assert explorer.image.shape == (90, 120, 3) and "blobs.png" in explorer.image_name
+    assert len(explorer.upload.value) == 1 and "blobs.png" in explorer.upload.description  # counter reads 1
     assert explorer.image_dropdown.value == explorer.image_name  # the dropdown shows the image in use
     explorer.set_prompts("a house, a car")
     assert explorer.run(wait=True) is not None and explorer.explanation.prompts == ["a house", "a car"]

@@ -26,7 +26,7 @@ def add_knob_args(parser: argparse.ArgumentParser, methods=None) -> None:
 
 def knobs_from_args(args, methods=None):
     """The knob options the user gave (those left unset keep each method's default)."""
-    return {k: getattr(args, k) for k in all_knobs(methods) if getattr(args, k, None) is not None}
+    return {k: getattr(args, k) for k in all_knobs(methods) if hasattr(args, k)}
 
 
 def make_methods(names, model, knobs):

@@ -91,6 +91,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
             options=[(v, k) for k, v in METHOD_LABELS.items()], value=(), rows=4,
             description="side by side", style=wide, layout=widgets.Layout(width="380px"),
             tooltip="also run these methods and show all maps side by side (ctrl/cmd-click to pick several)")
+        self.compare_hint = widgets.HTML("<span style='color:#666;font-size:12px;margin-left:114px'>"
+                                         "ctrl-click (cmd-click on a Mac) to pick several, again to drop one</span>")
         self.knob_panel = KnobPanel(all_knobs(), _defaults(), model)
         self.run_button = widgets.Button(description="Run", button_style="primary",
                                          tooltip="explain the image (a new run replaces one in progress)",
@@ -111,10 +113,11 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
 
         self.knobs_box = widgets.Accordion([self.knob_panel.box], titles=("knobs",), selected_index=None,
-                                           layout=widgets.Layout(width="400px"))
+                                           layout=widgets.Layout(width="420px"))
         left = widgets.VBox([self.image_dropdown, self.upload,
                              widgets.HBox([self.preview, self.image_label], layout=widgets.Layout(align_items="center"))])
-        right = widgets.VBox([self.prompts_box, self.method_dropdown, self.compare_select, self.knobs_box])
+        right = widgets.VBox([self.prompts_box, self.method_dropdown, self.compare_select, self.compare_hint,
+                              self.knobs_box])
         super().__init__([
             widgets.HTML("<b>decomviz Explorer</b> · explain an image against text prompts"),
             widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap", grid_gap="20px")),
@@ -179,9 +182,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
         except Exception as err:  # a bad upload gives a message; the widget stays usable
             self._message(_reason(err), "error")
             return False
-        finally:
-            if self.upload.value:  # ready for the next file (even the same one again)
-                self.upload.value = ()
+        # the upload keeps its value, so that its counter reads 1 (a file is loaded), and is named after it
+        self.upload.description = f"uploaded: {name[:24]}"
         return self.set_image(pil, name=f"upload: {name}")
 
     def set_prompts(self, prompts: Union[str, Sequence[str]]) -> None:

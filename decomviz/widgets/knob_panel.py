@@ -8,7 +8,7 @@ import ipywidgets as widgets
 from ..knobs import Knob
 
 _STYLE = {"description_width": "110px"}
-_WIDTH = "380px"
+_WIDTH = "350px"  # inside the 420 px accordion, with room for its padding: no clipped dropdowns
 
 
 def knob_widget(knob: Knob, default: Any, model=None) -> widgets.Widget:

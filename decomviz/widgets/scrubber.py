@@ -193,6 +193,11 @@ class ComponentScrubber(widgets.VBox):
             k = int(self._selected.sum())
             if self._selected[:k].all():
                 slider = k
+        # a selection that is not the first k components says so instead of showing a stale k
+        on = [str(i + 1) for i in np.flatnonzero(self._selected)]
+        self.slider.description = "first k components" if slider is not None else \
+            ("custom: #" + ", #".join(on[:4]) + (" ..." if len(on) > 4 else "") if on else "none selected")
+        self.slider.readout = slider is not None
         self._sync_controls(self._selected, slider)
         self.redraw()
 

@@ -55,7 +55,7 @@ class StepThrough(widgets.VBox):
         self.dropdown = widgets.Dropdown(options=[(f"{i + 1}. {s.title}", i) for i, s in enumerate(self.steps)],
                                          value=0, description="step", layout=widgets.Layout(width="360px"))
         self.counter = widgets.HTML()
-        self.sentence = widgets.HTML()
+        self.sentence = widgets.HTML(layout=widgets.Layout(width="100%", max_width="960px"))
         self.view = widgets.Box(layout=widgets.Layout(min_height="300px"))
         header = widgets.HTML(f"<b>DecomCAM, step by step</b> · image {self.image_index} · "
                               f"“{html.escape(self.prompt)}”")
@@ -102,7 +102,8 @@ class StepThrough(widgets.VBox):
         if self.dropdown.value != step:
             self.dropdown.value = step  # its callback calls go_to again, which is a no-op
         self.counter.value = f"{step + 1} / {len(self.steps)}"
-        self.sentence.value = (f"<div class='decomviz-sentence' style='font-size:1.05em;margin:6px 0'>"
+        self.sentence.value = (f"<div class='decomviz-sentence' style='font-size:1.05em;margin:6px 0;"
+                               "white-space:normal;word-break:normal;overflow-wrap:normal;hyphens:manual'>"
                                f"<b>{html.escape(s.title)}.</b> {html.escape(s.sentence)}</div>")
         self.previous_button.disabled = step == 0
         self.next_button.disabled = step == len(self.steps) - 1
