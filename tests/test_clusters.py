@@ -1,29 +1,34 @@
+"""ComponentClusters on hand-made banks (Parquet in dv.bank_schema(), no manifest), in memory and by streaming."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import decomviz as dv
-from decomviz.analysis.extraction import FORMAT_VERSION, _atomic_write_json, _write_shard
 
 
-def make_bank(path, features, overlap, vocabulary, weights=None, grid=(2, 2)):
-    """A hand-made bank: one image per row, features given, part overlaps given."""
+def make_bank(path, features, overlap, vocabulary, weights=None, grid=(2, 2), files=1, labels=None):
+    """A hand-made bank: one image per row, features given, part overlaps given, split over `files` files."""
     n = len(features)
     weights = np.ones(n) if weights is None else weights
-    cols = {"image_index": np.arange(n), "image_id": [f"img{i}" for i in range(n)], "labels": [""] * n,
-            "prompt": ["p"] * n, "prompt_index": [0] * n, "component": [0] * n,
-            "singular_value": [1.0] * n, "explained_variance": [1.0] * n, "weight": list(weights),
-            "contribution": list(weights), "masked_score": [0.0] * n, "base_score": [0.0] * n,
-            "reference_score": [0.0] * n,
-            "ossm": np.ones((n, grid[0] * grid[1]), np.float32), "embedding": features.astype(np.float32),
-            "pooled": features.astype(np.float32), "loading": features.astype(np.float32),
-            "part_overlap": overlap.astype(np.float32)}
+
+    def vectors(a):
+        return [list(map(float, row)) for row in np.asarray(a, np.float32)]
+    cols = {"image_index": np.arange(n), "image_id": [f"img{i}" for i in range(n)],
+            "labels": [""] * n if labels is None else list(labels), "prompt": ["p"] * n, "prompt_index": [0] * n,
+            "component": [0] * n, "singular_value": [1.0] * n, "explained_variance": [1.0] * n,
+            "weight": list(map(float, weights)), "contribution": list(map(float, weights)),
+            "masked_score": [0.0] * n, "base_score": [0.0] * n, "reference_score": [0.0] * n,
+            "grid_h": [grid[0]] * n, "grid_w": [grid[1]] * n,
+            "ossm": vectors(np.ones((n, grid[0] * grid[1]))), "embedding": vectors(features),
+            "pooled": vectors(features), "loading": vectors(features), "part_overlap": vectors(overlap),
+            "error": [None] * n}
+    table = pa.Table.from_pydict(cols, schema=dv.bank_schema(part_vocabulary=vocabulary))
     path.mkdir()
-    _write_shard(path / "shard-00000.parquet", cols)
-    _atomic_write_json(path / "manifest.json", {
-        "format": FORMAT_VERSION, "protocol": {}, "part_vocabulary": list(vocabulary), "complete": True,
-        "shards": {"00000": {"file": "shard-00000.parquet", "first": 0, "images": n, "rows": n, "failed": [],
-                             "grid": list(grid)}}})
+    bounds = np.linspace(0, n, files + 1).astype(int)
+    for f in range(files):
+        pq.write_table(table.slice(bounds[f], bounds[f + 1] - bounds[f]), path / f"part-{f:03d}.parquet")
     return dv.OSSMBank(path)
 
 
@@ -107,3 +112,79 @@ def test_name_parts_on_real_bank(tiny_rn, tmp_path):
     assert len(names) == 2 and all(n["name"] in ("wheel", "roof", "door") for n in names)
     assert all(1 / 3 - 1e-6 <= n["confidence"] <= 1 for n in names)
     assert sum(n["size"] for n in names) == len(bank)
+
+
+# ---------------------------------------------------------------------------------------------- streaming (issue 13)
+@pytest.fixture
+def split_bank(tmp_path):
+    """Three separable parts over 90 rows in 4 files; the first 10 rows have weight 0."""
+    rng = np.random.default_rng(4)
+    truth = np.tile(np.arange(3), 30)
+    feats = np.eye(3, 12)[truth] * 5 + rng.normal(0, 0.1, (90, 12))
+    overlap = np.zeros((90, 3))
+    overlap[np.arange(90), truth] = 0.7
+    weights = np.r_[np.zeros(10), np.ones(80)]
+    labels = np.array(["car", "house", "tree|car"])[truth]
+    bank = make_bank(tmp_path / "split", feats, overlap, ["car/wheels", "house/roof", "tree/crown"], weights=weights,
+                     files=4, labels=labels)
+    return bank, truth
+
+
+def test_streaming_fit_recovers_the_parts_a_batch_at_a_time(split_bank):
+    bank, truth = split_bank
+    cl = dv.ComponentClusters(3, random_state=0, streaming=True, batch_size=16, n_pca=4).fit(bank)
+    assert cl.streaming_ and cl.features_ is None and cl.pca_.n_components == 4
+    assert np.array_equal(cl.rows_, np.arange(10, 90)) and cl.labels_.shape == (80,)
+    report = cl.part_report()
+    assert report["nmi"] == pytest.approx(1.0) and report["purity"] == pytest.approx(1.0)
+    assert cl.cluster_centers_.shape == (3, 4) and cl.distance_.shape == (80,) and (cl.distance_ < 1).all()
+    assert cl.transform().shape == (80, 2)
+    with pytest.raises(ValueError, match="t-SNE.*streaming"):
+        cl.transform(method="tsne")
+    in_memory = dv.ComponentClusters(3, random_state=0, streaming=False).fit(bank)
+    assert not in_memory.streaming_ and in_memory.features_.shape == (80, 12)
+    from sklearn.metrics import adjusted_rand_score
+    assert adjusted_rand_score(in_memory.labels_, cl.labels_) == pytest.approx(1.0)
+
+
+def test_streaming_fit_on_a_filtered_view(split_bank):
+    bank, truth = split_bank
+    cars = bank.filter(label="car")  # "car" and "tree|car" rows: two of the three parts
+    assert len(cars) == 60
+    cl = dv.ComponentClusters(2, random_state=0, streaming=True, batch_size=8, n_pca=3, min_weight=None).fit(cars)
+    names = sorted(c["dominant_part"] for c in cl.part_report()["clusters"])
+    assert names == ["car/wheels", "tree/crown"] and cl.part_report()["purity"] == pytest.approx(1.0)
+
+
+def test_streaming_needs_kmeans(split_bank):
+    bank, _ = split_bank
+    with pytest.raises(ValueError, match="k-means only"):
+        dv.ComponentClusters(3, method="agglomerative", streaming=True).fit(bank)
+    with pytest.raises(ValueError, match="streaming must be"):
+        dv.ComponentClusters(3, streaming="yes").fit(bank)
+
+
+def test_auto_streams_above_the_memory_limit(split_bank, monkeypatch):
+    from decomviz.analysis import clusters
+    bank, _ = split_bank
+    assert not dv.ComponentClusters(3, random_state=0).fit(bank).streaming_
+    monkeypatch.setattr(clusters, "IN_MEMORY_BYTES", 100)
+    assert dv.ComponentClusters(3, random_state=0, batch_size=32).fit(bank).streaming_
+    with pytest.raises(ValueError, match="needs the features of all 80 components in memory"):
+        dv.ComponentClusters(3, method="hdbscan").fit(bank)
+
+
+def test_names_and_exemplars_by_centre_agree_in_both_modes(tiny_rn, tmp_path):
+    from decomviz.analysis.cluster_views import cluster_exemplars
+    bank = dv.extract(dv.DecomCAM(tiny_rn, n_components=3), dv.PartsWorld(6, seed=1, size=128), "a photo of a {}",
+                      out=tmp_path / "b", progress=False)
+    a = dv.ComponentClusters(2, random_state=0, min_weight=None, streaming=False).fit(bank)
+    emb = bank.embeddings[a.rows_]
+    names = a.name_parts(tiny_rn, ["wheel", "roof", "door"])
+    assert [n["size"] for n in names] == [int((a.labels_ == c).sum()) for c in range(2)]
+    for c in range(2):  # by centre: the nearest member first, in the clustering feature space
+        rows = cluster_exemplars(bank, a, c, n=3, by="centre", unique_images=False)
+        pos = [int(np.flatnonzero(a.rows_ == r)[0]) for r in rows]
+        d = np.linalg.norm(a.features_[pos] - a.cluster_centers_[c], axis=1)
+        assert list(d) == sorted(d) and np.allclose(d, a.distance_[pos], atol=1e-5)
+    assert emb.shape[0] == len(a.rows_)

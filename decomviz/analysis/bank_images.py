@@ -24,14 +24,14 @@ def upsample_ossm(m: np.ndarray, size, mode: str = "bilinear") -> np.ndarray:
 class BankImages:
     """The images behind a bank's rows, at the crop the model explained (`bank.protocol["image_size"]`).
 
-    PartsWorld banks are re-rendered from `bank.manifest["dataset"]` (scenes are deterministic); folder and CSV
+    PartsWorld banks are re-rendered from `bank.dataset` (scenes are deterministic); folder and CSV
     banks read `root / image_id`. `root` overrides where images are looked for (e.g. a bank moved to another
     machine). `parts(i)` gives the ground-truth part masks of PartsWorld images ("class/part" -> bool mask).
     """
 
     def __init__(self, bank, root=None, cache: int = 64):
         self.bank = bank
-        self.dataset = dict(bank.manifest.get("dataset") or {})
+        self.dataset = dict(bank.dataset)
         self.kind = self.dataset.get("kind")
         size = (bank.protocol or {}).get("image_size")
         self.size: Optional[Tuple[int, int]] = tuple(int(s) for s in size) if size else None
@@ -47,7 +47,7 @@ class BankImages:
         self._world = None
         self._cache: "OrderedDict[int, Any]" = OrderedDict()
         self._cache_size = cache
-        df = bank.to_pandas()
+        df = bank.to_pandas(["image_index", "image_id", "labels"])
         first = df.drop_duplicates("image_index")
         self.ids: Dict[int, str] = dict(zip(first["image_index"].astype(int), first["image_id"]))
         self.labels: Dict[int, str] = dict(zip(first["image_index"].astype(int), first["labels"]))
@@ -81,9 +81,9 @@ class BankImages:
             scene = self.world[i]
             labels = "|".join(o.label for o in scene.objects)
             if i in self.labels and self.labels[i] != labels:
-                raise ValueError(f"Scene {i} re-rendered from the bank's manifest ({self.dataset}) shows "
+                raise ValueError(f"Scene {i} re-rendered from the bank's record ({self.dataset}) shows "
                                  f"{labels.replace('|', ', ')}, but the bank has {self.labels[i].replace('|', ', ')}:"
-                                 " the bank was made with PartsWorld options its manifest does not record.")
+                                 " the bank was made with PartsWorld options its record does not hold.")
             image, parts, caption = scene.image, OrderedDict(), scene.caption
             for p in scene.parts:
                 key = f"{scene.objects[p.object].label}/{p.name}"

@@ -38,8 +38,9 @@ def cluster_exemplars(bank, clusters, c: int, n: int = 8, by: str = "weight", un
     """Bank rows of the top `n` exemplars of cluster `c`, best first.
 
     by="weight": highest integration weight first (ties: bank order); by="centre": closest (Euclidean, in the
-    clustering feature space) to the cluster's centre first. `unique_images` keeps only the best component of
-    each image, so a gallery does not show one image n times. Noise (c=-1) has no centre: it sorts by weight.
+    clustering feature space: `clusters.distance_`) to the cluster's centre first. `unique_images` keeps only the
+    best component of each image, so a gallery does not show one image n times. Noise (c=-1) has no centre: it
+    sorts by weight. `weights` and `image_index` (one per bank row) are read from the bank when not given.
     """
     if by not in ("weight", "centre", "center"):
         raise ValueError(f"by must be 'weight' or 'centre'; got {by!r}.")
@@ -49,18 +50,19 @@ def cluster_exemplars(bank, clusters, c: int, n: int = 8, by: str = "weight", un
                          f"{' and -1 (noise)' if (labels < 0).any() else ''}.")
     pos = np.flatnonzero(labels == c)
     rows = np.asarray(clusters.rows_)[pos]
-    if weights is None:
-        weights = bank.to_pandas()["weight"].to_numpy()
     if by == "weight" or c < 0:
-        key = -np.asarray(weights)[rows]
+        if weights is None:
+            weights = bank.take(rows, ["weight"]).column(0).to_numpy()
+            key = -np.asarray(weights)
+        else:
+            key = -np.asarray(weights)[rows]
     else:
-        key = np.linalg.norm(clusters.features_[pos] - clusters.cluster_centers_[c], axis=1)
+        key = np.asarray(clusters.distance_)[pos]
     order = np.argsort(key, kind="stable")
     rows = rows[order]
     if unique_images:
-        if image_index is None:
-            image_index = bank.to_pandas()["image_index"].to_numpy()
-        img = np.asarray(image_index)[rows]
+        img = (bank.take(rows, ["image_index"]).column(0).to_numpy() if image_index is None
+               else np.asarray(image_index)[rows])
         _, first = np.unique(img, return_index=True)
         rows = rows[np.sort(first)]
     return rows[:n]
@@ -70,11 +72,11 @@ def exemplar_images(bank, df, images: BankImages, rows: Sequence[int]
                     ) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """The image (H, W, 3) uint8 and the upsampled, min-max normalised OSSM (H, W) of each bank row."""
     pix, heats = [], []
-    ossms = bank.ossms
-    for r in rows:
+    ossms = bank.ossms_of(rows)  # only the rows shown
+    for r, ossm in zip(rows, ossms):
         px = images.pixels(int(df["image_index"].iat[int(r)]))
         pix.append(px)
-        heats.append(upsample_ossm(ossms[int(r)], px.shape[:2], images.resample))
+        heats.append(upsample_ossm(ossm, px.shape[:2], images.resample))
     return pix, heats
 
 
@@ -87,21 +89,31 @@ def exemplar_figure_for(bank, df, images: BankImages, rows: Sequence[int], c: in
                                    confidence=confidence, cols=cols)
 
 
+#: Bank columns the views show (the rest of a row is read only for the rows on screen).
+VIEW_COLUMNS = ["image_index", "labels", "prompt", "prompt_index", "component", "weight"]
+
+
 def cluster_report_figures(bank, clusters, n_exemplars: int = 6, layout: str = "pca", by: str = "weight",
-                           root=None) -> List[go.Figure]:
-    """The figures of a clustering report: the 2-D scatter, the cluster-by-part heat map (banks with ground-truth
-    parts), and one exemplar grid per cluster (its top `n_exemplars` by weight, or by="centre")."""
+                           root=None, max_points: int = 20_000, seed: int = 0) -> List[go.Figure]:
+    """The figures of a clustering report: the 2-D scatter (a random `max_points` of the components, when there
+    are more), the cluster-by-part heat map (banks with ground-truth parts), and one exemplar grid per cluster
+    (its top `n_exemplars` by weight, or by="centre"). Reads the bank's scalar columns, and vectors only for the
+    exemplars shown."""
     if not hasattr(clusters, "labels_"):
         raise RuntimeError("Fit the clusters first: clusters.fit(bank).")
-    df = bank.to_pandas()
+    df = bank.to_pandas(VIEW_COLUMNS)
     names = cluster_names(clusters)
     K = clusters.n_clusters_
     xy = clusters.transform(method=layout)
-    hover = component_hover(df, clusters.rows_)
-    figs = [cluster_scatter_figure(xy, clusters.labels_, names, hover, n_colors=K,
-                                   title=f"{len(xy)} components · {clusters.method} on {clusters.feature} "
+    shown = np.arange(len(xy))
+    if len(xy) > max_points:
+        shown = np.sort(np.random.default_rng(seed).choice(len(xy), max_points, replace=False))
+    hover = component_hover(df, np.asarray(clusters.rows_)[shown])
+    sample = f" (a random {len(shown)} shown)" if len(shown) < len(xy) else ""
+    figs = [cluster_scatter_figure(xy[shown], np.asarray(clusters.labels_)[shown], names, hover, n_colors=K,
+                                   title=f"{len(xy)} components{sample} · {clusters.method} on {clusters.feature} "
                                          f"features · {layout.upper()} layout", width=720)]
-    if bank.part_overlap.shape[1]:
+    if bank.part_vocabulary:
         table, parts = clusters.cluster_part_table()
         figs.append(cluster_part_figure(table, parts, names))
     images = BankImages(bank, root=root)

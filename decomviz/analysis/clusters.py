@@ -1,23 +1,17 @@
 """Clustering OSSMs across a dataset, with scikit-learn conventions, and naming and scoring the clusters."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .streaming import (BATCH_ROWS, cluster_means, dominant_parts, feature_batches, kept_rows, rebatched,
+                        row_parts)
+
 METHODS = ("kmeans", "agglomerative", "hdbscan")
 FEATURES = ("embedding", "pooled", "loading", "ossm")
-BACKGROUND = "background"
-
-
-def dominant_parts(part_overlap: np.ndarray, vocabulary: Sequence[str], min_share: float = 0.1) -> np.ndarray:
-    """The ground-truth part holding most of each component's energy; "background" below `min_share`."""
-    if part_overlap.shape[1] == 0:
-        raise ValueError("This bank has no ground-truth parts (extract from dv.PartsWorld to get them).")
-    best = part_overlap.argmax(axis=1)
-    names = np.asarray(list(vocabulary), dtype=object)[best]
-    names[part_overlap.max(axis=1) < min_share] = BACKGROUND
-    return names
+#: Above this size (float64 features of the kept rows), streaming="auto" clusters by streaming.
+IN_MEMORY_BYTES = 1 << 30
 
 
 class PartReport(dict):
@@ -43,14 +37,21 @@ class ComponentClusters:
     min_weight : components whose integration weight is <= this are left out (None keeps all).
     normalize : L2-normalise each feature vector (cosine geometry).
     random_state : seed for k-means and the 2-D layouts.
+    streaming : True: fit a batch at a time, for banks larger than memory (k-means only): IncrementalPCA to
+        `n_pca` dimensions, then MiniBatchKMeans over `n_epochs` passes, both by `partial_fit`; memory is one
+        batch of `batch_size` rows plus a few numbers per row. False: all features in memory. "auto": streaming
+        when the features would take more than 1 GiB.
 
-    After `fit(bank)`: `labels_` (n_kept,), `rows_` (their bank row indices), `features_`, `n_clusters_`,
-    `cluster_centers_` (k-means; mean feature per cluster otherwise).
+    After `fit(bank)`: `labels_` (n_kept,), `rows_` (their bank row indices), `n_clusters_`, `cluster_centers_`
+    (k-means; mean feature per cluster otherwise; in the PCA space when streaming), `distance_` (n_kept,) each
+    component's distance to its cluster's centre (inf for noise), `features_` (n_kept, D) in memory (None when
+    streaming), `streaming_`.
     """
 
     def __init__(self, n_clusters: int = 12, method: str = "kmeans", feature: str = "embedding",
                  min_weight: Optional[float] = 0.0, normalize: bool = True, random_state: Optional[int] = None,
-                 min_cluster_size: int = 10):
+                 min_cluster_size: int = 10, streaming: Union[bool, str] = "auto", batch_size: int = BATCH_ROWS,
+                 n_pca: int = 32, n_epochs: int = 3):
         self.n_clusters = n_clusters
         self.method = method
         self.feature = feature
@@ -58,10 +59,14 @@ class ComponentClusters:
         self.normalize = normalize
         self.random_state = random_state
         self.min_cluster_size = min_cluster_size
+        self.streaming = streaming
+        self.batch_size = batch_size
+        self.n_pca = n_pca
+        self.n_epochs = n_epochs
 
     def __repr__(self) -> str:
         return (f"ComponentClusters(n_clusters={self.n_clusters}, method={self.method!r}, feature={self.feature!r}, "
-                f"min_weight={self.min_weight}, random_state={self.random_state})")
+                f"min_weight={self.min_weight}, random_state={self.random_state}, streaming={self.streaming!r})")
 
     def _validate(self):
         if self.method not in METHODS:
@@ -70,19 +75,41 @@ class ComponentClusters:
             raise ValueError(f"feature must be one of {', '.join(FEATURES)}; got {self.feature!r}.")
         if self.method != "hdbscan" and (not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 2):
             raise ValueError(f"n_clusters must be an integer >= 2, got {self.n_clusters!r}.")
+        if self.streaming not in (True, False, "auto"):
+            raise ValueError(f"streaming must be True, False or 'auto'; got {self.streaming!r}.")
+        for name in ("batch_size", "n_pca", "n_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+    def _streams(self, bank, n_kept: int) -> bool:
+        if self.streaming is not True:
+            width = bank.vectors(self.feature, [0]).shape[1] if len(bank) else 0
+            size = n_kept * width * 8
+            if self.streaming is False or size <= IN_MEMORY_BYTES:
+                return False
+            if self.method != "kmeans":
+                raise ValueError(f"{self.method} clustering needs the features of all {n_kept} components in memory "
+                                 f"({size / 2**30:.1f} GiB); use method='kmeans' (it streams), or cluster a part of "
+                                 "the bank (bank.filter(...)), or pass streaming=False to try anyway.")
+            return True
+        if self.method != "kmeans":
+            raise ValueError(f"streaming=True clusters with k-means only (MiniBatchKMeans); got method={self.method!r}.")
+        return True
 
     def fit(self, bank) -> "ComponentClusters":
-        from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
         self._validate()
         self.bank_ = bank
-        weights = bank.to_pandas()["weight"].to_numpy()
-        keep = np.ones(len(bank), bool) if self.min_weight is None else weights > self.min_weight
-        rows = np.flatnonzero(keep)
+        rows = kept_rows(bank, self.min_weight, self.batch_size)
         n_needed = 2 if self.method == "hdbscan" else self.n_clusters
         if len(rows) < n_needed:
             raise ValueError(f"Only {len(rows)} components have weight > {self.min_weight}; too few for "
                              f"{n_needed} clusters. Lower n_clusters or pass min_weight=None.")
-        X = bank.features(self.feature)[rows].astype(np.float64)
+        self.streaming_ = self._streams(bank, len(rows))
+        if self.streaming_:
+            return self._fit_streaming(bank)
+        from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
+        X = bank.features(self.feature, rows).astype(np.float64)
         if self.normalize:
             X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
         if self.method == "kmeans":
@@ -92,7 +119,7 @@ class ComponentClusters:
             est = AgglomerativeClustering(self.n_clusters).fit(X)
         else:
             est = HDBSCAN(min_cluster_size=self.min_cluster_size).fit(X)
-        self.estimator_ = est
+        self.estimator_, self.pca_ = est, None
         self.labels_ = est.labels_.astype(int)
         self.rows_ = rows
         self.features_ = X
@@ -100,6 +127,41 @@ class ComponentClusters:
         self.n_clusters_ = len(ids)
         if self.method != "kmeans":
             self.cluster_centers_ = np.stack([X[self.labels_ == c].mean(0) for c in ids]) if ids else np.zeros((0, X.shape[1]))
+        self.distance_ = _distances(X, self.labels_, self.cluster_centers_)
+        return self
+
+    def _batches(self, bank, min_rows: int = 1):
+        return rebatched(feature_batches(bank, self.feature, self.min_weight, self.normalize, self.batch_size),
+                         min_rows)
+
+    def _fit_streaming(self, bank) -> "ComponentClusters":
+        """IncrementalPCA, then MiniBatchKMeans in the PCA space, each by partial_fit over passes of the bank."""
+        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.decomposition import IncrementalPCA
+        width = bank.vectors(self.feature, [0]).shape[1]
+        pca = IncrementalPCA(n_components=max(1, min(self.n_pca, width)))
+        for _, X in self._batches(bank, max(self.batch_size, pca.n_components)):
+            if len(X) >= pca.n_components:
+                pca.partial_fit(X)
+        km = MiniBatchKMeans(self.n_clusters, random_state=self.random_state, n_init=3,
+                             batch_size=min(self.batch_size, 4096))
+        for _ in range(self.n_epochs):
+            for _, X in self._batches(bank, max(self.batch_size, 3 * self.n_clusters)):
+                if len(X) >= self.n_clusters or hasattr(km, "cluster_centers_"):
+                    km.partial_fit(pca.transform(X))
+        rows, labels, distance = [], [], []
+        for r, X in self._batches(bank):
+            Z = pca.transform(X)
+            lab = km.predict(Z)
+            rows.append(r)
+            labels.append(lab.astype(np.int32))
+            distance.append(np.linalg.norm(Z - km.cluster_centers_[lab], axis=1).astype(np.float32))
+        self.estimator_, self.pca_ = km, pca
+        self.rows_, self.labels_ = np.concatenate(rows), np.concatenate(labels)
+        self.distance_ = np.concatenate(distance)
+        self.features_ = None
+        self.cluster_centers_ = km.cluster_centers_
+        self.n_clusters_ = self.n_clusters
         return self
 
     def _check_fitted(self):
@@ -107,18 +169,26 @@ class ComponentClusters:
             raise RuntimeError("Call fit(bank) first.")
 
     def transform(self, bank=None, method: str = "pca") -> np.ndarray:
-        """A 2-D layout (n_kept, 2) of the fitted components: "pca" or "tsne" (seeded by random_state)."""
+        """A 2-D layout (n_kept, 2) of the fitted components: "pca" or "tsne" (seeded by random_state); when
+        streaming, the first two axes of the fitted IncrementalPCA ("tsne" needs features in memory)."""
         self._check_fitted()
         if bank is not None and bank is not self.bank_:
             raise ValueError("transform lays out the components the clusters were fitted on; call fit(bank) first.")
+        if method not in ("pca", "tsne"):
+            raise ValueError(f"method must be 'pca' or 'tsne'; got {method!r}.")
+        if self.features_ is None:
+            if method == "tsne":
+                raise ValueError("A t-SNE layout needs every feature in memory; these clusters were fitted by "
+                                 "streaming: use method='pca', or fit a part of the bank with streaming=False.")
+            xy = [self.pca_.transform(X)[:, :2] for _, X in self._batches(self.bank_)]
+            xy = np.concatenate(xy)
+            return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
         if method == "pca":
             from sklearn.decomposition import PCA
             return PCA(2, random_state=self.random_state).fit_transform(self.features_)
-        if method == "tsne":
-            from sklearn.manifold import TSNE
-            perplexity = float(min(30, max(2, len(self.features_) - 1) / 3))
-            return TSNE(2, perplexity=perplexity, random_state=self.random_state, init="pca").fit_transform(self.features_)
-        raise ValueError(f"method must be 'pca' or 'tsne'; got {method!r}.")
+        from sklearn.manifold import TSNE
+        perplexity = float(min(30, max(2, len(self.features_) - 1) / 3))
+        return TSNE(2, perplexity=perplexity, random_state=self.random_state, init="pca").fit_transform(self.features_)
 
     def fit_transform(self, bank, method: str = "pca") -> np.ndarray:
         return self.fit(bank).transform(method=method)
@@ -132,16 +202,16 @@ class ComponentClusters:
         if not vocabulary:
             raise ValueError("Give a non-empty vocabulary of part names, e.g. ['wheel', 'roof', 'door'].")
         text = model.encode_text([template.format(v) for v in vocabulary]).cpu().double()
-        emb = self.bank_.embeddings[self.rows_]
+        means, sizes = cluster_means(self.bank_, "embedding", self.rows_, self.labels_, self.n_clusters_,
+                                     self.batch_size)
         out = []
         for c in range(self.n_clusters_):
-            members = emb[self.labels_ == c]
-            mean = torch.from_numpy(members.mean(0)).double()
+            mean = torch.from_numpy(means[c]).double()
             mean = mean / mean.norm().clamp_min(1e-12)
             probs = (model.logit_scale.cpu().double() * (text @ mean)).softmax(0)
             best = int(probs.argmax())
             out.append({"cluster": c, "name": vocabulary[best], "confidence": float(probs[best]),
-                        "size": int(len(members))})
+                        "size": int(sizes[c])})
         self.names_ = out
         return out
 
@@ -149,10 +219,12 @@ class ComponentClusters:
         """Per cluster its dominant ground-truth part and purity; overall NMI and ARI of clusters vs parts."""
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
         self._check_fitted()
-        parts = dominant_parts(self.bank_.part_overlap[self.rows_], self.bank_.part_vocabulary, min_share)
+        parts = self.row_parts(min_share)
         clusters = []
         for c in range(self.n_clusters_):
             members = parts[self.labels_ == c]
+            if not len(members):
+                continue
             names, counts = np.unique(members, return_counts=True)
             top = int(counts.argmax())
             clusters.append({"cluster": c, "size": int(len(members)), "dominant_part": str(names[top]),
@@ -165,10 +237,15 @@ class ComponentClusters:
                           ari=float(adjusted_rand_score(parts[assigned], self.labels_[assigned])),
                           min_share=min_share, n_components=int(len(parts)))
 
+    def row_parts(self, min_share: float = 0.1) -> np.ndarray:
+        """The dominant ground-truth part of each clustered component (n_kept,), read a batch at a time."""
+        self._check_fitted()
+        return row_parts(self.bank_, self.rows_, min_share, self.batch_size)[0]
+
     def cluster_part_table(self, min_share: float = 0.1):
         """Counts (n_clusters_, n_parts) of components per cluster and dominant part, and the part names."""
         self._check_fitted()
-        parts = dominant_parts(self.bank_.part_overlap[self.rows_], self.bank_.part_vocabulary, min_share)
+        parts = self.row_parts(min_share)
         names = sorted(set(parts))
         table = np.zeros((self.n_clusters_, len(names)), int)
         index = {n: i for i, n in enumerate(names)}
@@ -176,3 +253,15 @@ class ComponentClusters:
             if lab >= 0:
                 table[lab, index[p]] += 1
         return table, names
+
+
+def _distances(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Each row's distance to its cluster's centre, inf for noise (-1); clusters are 0..len(centers)-1."""
+    out = np.full(len(X), np.inf, np.float32)
+    ok = (labels >= 0) & (labels < len(centers))
+    if ok.any():
+        out[ok] = np.linalg.norm(X[ok] - centers[labels[ok]], axis=1)
+    return out
+
+
+__all__ = ["ComponentClusters", "PartReport", "dominant_parts", "METHODS", "FEATURES"]

@@ -11,8 +11,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..analysis.bank_images import BankImages, upsample_ossm
-from ..analysis.cluster_views import cluster_confidence, cluster_exemplars, cluster_names, exemplar_figure_for
-from ..analysis.clusters import dominant_parts
+from ..analysis.cluster_views import (VIEW_COLUMNS, cluster_confidence, cluster_exemplars, cluster_names,
+                                      exemplar_figure_for)
+from ..analysis.streaming import dominant_parts, row_parts
 from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_figure, component_hover,
                             exemplar_grid_figure, image_components_figure, short_prompt)
 from ._common import message_html
@@ -73,7 +74,7 @@ class ClusterGallery(widgets.VBox):
             raise ValueError(f"n_exemplars must be >= 1, got {n_exemplars!r}.")
         self.bank, self.clusters = bank, clusters
         self.n_exemplars, self.by = int(n_exemplars), by
-        self.df = bank.to_pandas()
+        self.df = bank.to_pandas(VIEW_COLUMNS)  # scalars for the hover texts; vectors only for rows shown
         self._weights = self.df["weight"].to_numpy()
         self._image_index = self.df["image_index"].to_numpy()
         self.images = BankImages(bank, root=root)
@@ -197,7 +198,7 @@ class ClusterGallery(widgets.VBox):
         rec = self.df.iloc[row]
         i = int(rec["image_index"])
         px = self.images.pixels(i)
-        heat = upsample_ossm(self.bank.ossms[row], px.shape[:2], self.images.resample)
+        heat = upsample_ossm(self.bank.ossms_of([row])[0], px.shape[:2], self.images.resample)
         c = int(self.labels[self.point])
         title = (f"img {i} · “{html.escape(short_prompt(rec['prompt'], 28))}” · #{int(rec['component']) + 1}"
                  f"<br>w={float(rec['weight']):.2f} · {html.escape(self.names[c])}")
@@ -214,8 +215,8 @@ class ClusterGallery(widgets.VBox):
         prompts = sub["prompt"].value_counts(normalize=True).head(3)
         ptxt = ", ".join(f"“{html.escape(p)}” {s:.0%}" for p, s in prompts.items())
         parts = ""
-        if self.bank.part_overlap.shape[1]:
-            dom = dominant_parts(self.bank.part_overlap[self.rows[pos]], self.bank.part_vocabulary)
+        if self.bank.part_vocabulary:
+            dom = dominant_parts(self.bank.vectors("part_overlap", self.rows[pos]), self.bank.part_vocabulary)
             top = Counter(dom.tolist()).most_common(3)
             parts = " · dominant parts: " + ", ".join(f"{html.escape(p)} {k / len(dom):.0%}" for p, k in top)
         conf = self._confidence(c)
@@ -262,14 +263,15 @@ class PartInspector(widgets.VBox):
         _check(bank, clusters, "PartInspector")
         self.bank, self.clusters = bank, clusters
         self.min_share = min_share
-        self.df = bank.to_pandas()
+        self.df = bank.to_pandas(VIEW_COLUMNS)  # scalars; OSSMs are read for the image shown only
         self.images = BankImages(bank, root=root)
         self.names = cluster_names(clusters)
-        self.has_parts = bank.part_overlap.shape[1] > 0
+        self.has_parts = bool(bank.part_vocabulary)
         # cluster of each bank row (None: filtered out before clustering)
         self.row_cluster = np.full(len(bank), -2, int)
         self.row_cluster[np.asarray(clusters.rows_)] = clusters.labels_
-        self.row_part = dominant_parts(bank.part_overlap, bank.part_vocabulary, min_share) if self.has_parts else None
+        # the dominant part of each row and its share, one pass over part_overlap a batch at a time
+        self.row_part, self.row_share = row_parts(bank, None, min_share) if self.has_parts else (None, None)
         self.image_ids = sorted(self.df["image_index"].unique().tolist())
         self.image: Optional[int] = None
         self.cell = None
@@ -351,11 +353,10 @@ class PartInspector(widgets.VBox):
         """The figure of image `i` (what `image_figure` shows after `select_image(i)`)."""
         px = self.images.pixels(i)
         prompts, heats, titles, colors = [], [], [], []
-        ossms = self.bank.ossms
         n_colors = self.clusters.n_clusters_
         for prompt, rows in self.components(i):
             prompts.append(prompt)
-            heats.append([upsample_ossm(ossms[r], px.shape[:2], self.images.resample) for r in rows])
+            heats.append([upsample_ossm(m, px.shape[:2], self.images.resample) for m in self.bank.ossms_of(rows)])
             t_titles, t_colors = [], []
             for r in rows:
                 c = int(self.row_cluster[r])
@@ -363,7 +364,7 @@ class PartInspector(widgets.VBox):
                 cname = "not clustered" if c == -2 else self.names.get(c, f"cluster {c}")
                 line2 = html.escape(cname if len(cname) <= 18 else cname[:17] + "…")
                 if self.row_part is not None:
-                    share = float(self.bank.part_overlap[r].max())
+                    share = float(self.row_share[r])
                     part = self.row_part[r]
                     line3 = html.escape(part.split("/")[-1] if part != "background" else "background")
                     line2 = f"{line2}<br>{line3} {share:.0%}" if part != "background" else f"{line2}<br>{line3}"
