@@ -120,8 +120,12 @@ def cmd_extract(args) -> int:
     model = load_from_args(args)
     cam = method_spec("decomcam").make(model, **knobs)
     t0 = time.perf_counter()
+    ray_options = {"address": args.address, "num_actors": args.num_actors, "num_gpus": args.num_gpus}
+    if args.engine == "local" and any(v is not None for v in ray_options.values()):
+        raise ValueError("--address, --num-actors and --num-gpus are options of --engine ray.")
     bank = extract(cam, dataset, prompts, out=args.out, batch_size=args.images_per_batch,
-                   shard_size=args.shard_size)
+                   shard_size=args.shard_size, engine=args.engine,
+                   **(ray_options if args.engine == "ray" else {}))
     _log(f"[decomviz] {bank} in {time.perf_counter() - t0:.1f} s; {len(bank.failed)} image(s) failed")
     for f in bank.failed[:20]:
         _log(f"  failed: {f['id']}: {f['error']}")
@@ -135,9 +139,12 @@ def cmd_cluster(args) -> int:
 
     check_output(Path(args.out))
     bank = OSSMBank(args.bank)
+    streaming = {"auto": "auto", "on": True, "off": False}[args.streaming]
     clusters = ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
-                                    random_state=args.seed).fit(bank)
-    text = f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0) from {bank}"
+                                 random_state=args.seed, streaming=streaming).fit(bank)
+    how = "streamed" if clusters.streaming_ else "in memory"
+    text = (f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0, {how}) "
+            f"from {bank}")
     if bank.part_vocabulary:
         text += "\n\n" + clusters.part_report().table()
     write_report(args.out, cluster_report_figures(bank, clusters),
@@ -218,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     exr.add_argument("--shard-size", type=int, default=256)
     exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi")
     exr.add_argument("--out", required=True, help="folder of the bank (rerun to resume)")
+    exr.add_argument("--engine", default="local", choices=["local", "ray"],
+                     help="local: this process, shards + manifest; ray: Ray Data actors (pip install "
+                          "'decomviz[ray]'), resumable by image id (default: local)")
+    exr.add_argument("--address", default=None,
+                     help="Ray cluster to join, e.g. ray://head:10001 or auto (default: a local Ray)")
+    exr.add_argument("--num-actors", type=int, default=None,
+                     help="model replicas (Ray actors) (default: GPUs / --num-gpus, or CPUs / 4)")
+    exr.add_argument("--num-gpus", type=float, default=None, help="GPUs per Ray actor, e.g. 1 or 0.5 (default: none)")
 
     cl = sub.add_parser("cluster", help="cluster the components of a bank; write an HTML report")
     cl.add_argument("bank")
@@ -225,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--method", default="kmeans", choices=["kmeans", "agglomerative", "hdbscan"])
     cl.add_argument("--feature", default="embedding", choices=["embedding", "pooled", "loading", "ossm"])
     cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("--streaming", default="auto", choices=["auto", "on", "off"],
+                    help="k-means a batch at a time (IncrementalPCA + MiniBatchKMeans), for banks larger than memory; "
+                         "auto: above 1 GiB of features (default: auto)")
     cl.add_argument("--out", required=True, help="clusters.html")
 
     sub.add_parser("train", help="train a bundled PartsWorld CLIP (see `decomviz train --help`)", add_help=False)

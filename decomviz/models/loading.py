@@ -80,7 +80,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         raise ModelLoadError("Give either pretrained= (an open_clip tag) or checkpoint= (a local file), not both.")
 
     if checkpoint is not None and Path(checkpoint).is_dir():
-        return _load_local_dir(Path(checkpoint), name or Path(checkpoint).name, device)
+        return _load_local_dir(Path(checkpoint), name or Path(checkpoint).name, device, tokenizer)
     if name is None and checkpoint is not None:
         raise ModelLoadError(f"Name the architecture of the weights in '{checkpoint}', e.g. dv.load_model('RN50', "
                              "checkpoint=...), or pass a folder holding open_clip_config.json beside the weights.")
@@ -90,7 +90,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         if not (folder / "open_clip_config.json").is_file():
             raise ModelLoadError(f"The bundled model '{name}' is missing from {folder}. Train it with "
                                  f"`decomviz train --model {name} --out {folder}` or reinstall decomviz.")
-        return _load_local_dir(folder, name, device)
+        return _load_local_dir(folder, name, device, tokenizer)
     if name in BUNDLED:  # with pretrained= or a checkpoint file
         raise ModelLoadError(
             f"'{name}' is a bundled model with its own weights: load it with dv.load_model('{name}'), without "
@@ -197,7 +197,7 @@ def _processor_cfg(tokenizer) -> dict:
     return cfg
 
 
-def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
+def _load_local_dir(folder: Path, name: str, device: torch.device, tokenizer=None) -> CLIPModel:
     """A checkpoint folder: open_clip_config.json and one weights file. Nothing is ever left at random weights:
     a folder without weights, or with weights open_clip would not find, is refused."""
     import open_clip
@@ -206,7 +206,7 @@ def _load_local_dir(folder: Path, name: str, device: torch.device) -> CLIPModel:
     ident = f"local-dir:{folder}"
     try:  # open_clip picks the same weights file as _find_weights
         model = open_clip.create_model(ident, device=device)
-        tokenizer = open_clip.get_tokenizer(ident)
+        tokenizer = open_clip.get_tokenizer(ident) if tokenizer is None else tokenizer
     except Exception as err:
         raise ModelLoadError(f"Could not load the checkpoint folder '{folder}' (open_clip_config.json with "
                              f"{weights.name}): {_reason(err)}. The config's 'model_cfg' "

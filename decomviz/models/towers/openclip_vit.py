@@ -21,8 +21,11 @@ class OpenCLIPViT(Tower):
         blocks = getattr(getattr(visual, "transformer", None), "resblocks", None)
         return blocks is not None and hasattr(visual, "conv1")
 
+    @property
+    def batch_first(self) -> bool:  # read at each use: older open_clip ran (N, B, D)
+        return bool(getattr(self.visual.transformer, "batch_first", True))
+
     def _describe(self) -> Tuple[List[str], str]:
-        self.batch_first = bool(getattr(self.visual.transformer, "batch_first", True))
         n = len(self.visual.transformer.resblocks)
         layers, default = block_layers("visual.transformer.resblocks", n)
         return ["visual.ln_pre"] + layers, default if n >= 2 else "visual.ln_pre"
