@@ -107,7 +107,7 @@ class ComponentClusters:
                              f"{n_needed} clusters. Lower n_clusters or pass min_weight=None.")
         self.streaming_ = self._streams(bank, len(rows))
         if self.streaming_:
-            return self._fit_streaming(bank)
+            return self._fit_streaming(bank, len(rows))
         from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
         X = bank.features(self.feature, rows).astype(np.float64)
         if self.normalize:
@@ -134,12 +134,12 @@ class ComponentClusters:
         return rebatched(feature_batches(bank, self.feature, self.min_weight, self.normalize, self.batch_size),
                          min_rows)
 
-    def _fit_streaming(self, bank) -> "ComponentClusters":
+    def _fit_streaming(self, bank, n_kept: int) -> "ComponentClusters":
         """IncrementalPCA, then MiniBatchKMeans in the PCA space, each by partial_fit over passes of the bank."""
         from sklearn.cluster import MiniBatchKMeans
         from sklearn.decomposition import IncrementalPCA
         width = bank.vectors(self.feature, [0]).shape[1]
-        pca = IncrementalPCA(n_components=max(1, min(self.n_pca, width)))
+        pca = IncrementalPCA(n_components=max(1, min(self.n_pca, width, n_kept)))
         for _, X in self._batches(bank, max(self.batch_size, pca.n_components)):
             if len(X) >= pca.n_components:
                 pca.partial_fit(X)
