@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fast lab bench browser clean
+.PHONY: demo test fast lab bench browser gallery clean
 
 $(VENV)/.created:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ fast: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_engine.py
+
+# the notebooks executed on the bundled model, as HTML pages with their outputs (docs/gallery/)
+gallery: $(VENV)/.installed-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m decomviz.apps.gallery --out docs/gallery
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,11 +11,12 @@ from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus
                       ScoreCAM, make_method)
 from . import metrics
 from .data import PartsWorld
+from .viz.images import overlay
 from .analysis import ComponentClusters, Extractor, OSSMBank, bank_schema, extract
 
 __all__ = [
     "__version__", "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
     "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
-    "Extractor", "bank_schema", "ComponentClusters",
+    "Extractor", "bank_schema", "ComponentClusters", "overlay",
 ]

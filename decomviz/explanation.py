@@ -157,9 +157,31 @@ class Explanation:
                 kw[f.name] = {k: v[b:b + 1, t:t + 1] for k, v in val.items()}
             elif f.name == "prompts":
                 kw[f.name] = [self.prompts[t]]
+            elif f.name == "params" and "inputs" in val:
+                kw[f.name] = {**val, "inputs": val["inputs"][b:b + 1]}
             else:
                 kw[f.name] = val
         return Explanation(**kw)
+
+    def saliency_on_original(self, image: int = 0, prompt: Union[int, str] = 0) -> np.ndarray:
+        """The map of one pair in the geometry of the image as it was given, (h, w) float32: the explained crop
+        resized back onto its region of the image, NaN outside it (what the model did not see).
+
+        Explanations of tensors (no original image) return the map at the explained size."""
+        from .viz.pairs import pair_index
+        b, t = pair_index(self, image, prompt)
+        sal = self.saliency[b, t].float()
+        inputs = self.params.get("inputs")
+        if not inputs:
+            return sal.numpy()
+        (h, w), (top, left, bh, bw) = inputs[b]["size"], inputs[b]["box"]
+        y0, x0 = int(round(top)), int(round(left))
+        y1, x1 = min(h, int(round(top + bh))), min(w, int(round(left + bw)))
+        out = np.full((int(h), int(w)), np.nan, np.float32)
+        region = torch.nn.functional.interpolate(sal[None, None], size=(y1 - y0, x1 - x0), mode="bilinear",
+                                                 align_corners=False)[0, 0]
+        out[y0:y1, x0:x1] = region.clamp(0, 1).numpy()
+        return out
 
     # ----------------------------------------------------------------- figures
     def figure(self, image: int = 0, prompt: Union[int, str] = 0, **kwargs):

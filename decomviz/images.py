@@ -180,6 +180,20 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
                           "float (0-1).")
 
 
+def crop_box(image_size: Tuple[int, int], size: Tuple[int, int], mode: str = "crop") -> Tuple[float, float, float, float]:
+    """The region of a (w, h) image that the model sees at ``size`` (H, W), as (top, left, height, width) in the
+    image's own pixels: the centre crop of `resize_center_crop` ("crop"), or the whole image ("squash")."""
+    w, h = image_size
+    if mode == "squash":
+        return 0.0, 0.0, float(h), float(w)
+    H, W = size
+    scale = max(H / h, W / w)
+    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+    left, top = (nw - W) // 2, (nh - H) // 2
+    sx, sy = w / nw, h / nh
+    return top * sy, left * sx, H * sy, W * sx
+
+
 def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BICUBIC) -> np.ndarray:
     """Resize the shorter side to ``size`` (H, W) and centre-crop, as CLIP's preprocessing does; (H, W, 3) uint8."""
     H, W = size

@@ -208,11 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="report.html or explanation.npz")
 
     demo = sub.add_parser("demo", help="explain PartsWorld scenes with the bundled model; write an HTML report")
-    demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn or parts-vit")
-    demo.add_argument("--scenes", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=2024)
-    demo.add_argument("--device", default=None)
-    demo.add_argument("--out", default="demo_report.html")
+    demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn or parts-vit (default: parts-rn)")
+    demo.add_argument("--scenes", type=int, default=4, help="two-object PartsWorld scenes to explain (default: 4)")
+    demo.add_argument("--seed", type=int, default=2024, help="seed of the scenes (default: 2024)")
+    demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    demo.add_argument("--out", default="demo_report.html",
+                      help="the HTML report to write (default: demo_report.html)")
 
     exr = sub.add_parser("extract", help="run DecomCAM over a dataset; write a resumable OSSM bank")
     exr.add_argument("dataset", help="an image folder (sub-folders = classes), a CSV with a 'path' column, or "

@@ -108,6 +108,8 @@ class Method:
                    else explain_in_chunks(self, prepared.tensor, text, prompts))  # memory bounded in the prompts
         exp.images = torch.from_numpy(prepared.pixels)
         exp.params.update(self.protocol(prepared.tensor, seconds=time.perf_counter() - start))
+        if prepared.geometry is not None:  # where each explained crop lies in the image as given
+            exp.params["inputs"] = prepared.geometry
         return exp
 
     def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:

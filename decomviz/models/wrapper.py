@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..images import ImageInputError, load_images, resize_center_crop
+from ..images import ImageInputError, crop_box, load_images, resize_center_crop
 from .text import make_tokenize
 from .towers import adapter_for
 
@@ -45,6 +45,8 @@ class PreparedImages:
 
     tensor: torch.Tensor  # (B, 3, H, W), normalised, on the model's device
     pixels: np.ndarray  # (B, H, W, 3) uint8: the resized, centre-cropped images the tensor encodes
+    #: per image: its size as given (h, w) and the region the model sees, (top, left, height, width) in its pixels
+    geometry: Optional[List[Dict[str, List[float]]]] = None
 
 
 class CLIPModel:
@@ -157,7 +159,9 @@ class CLIPModel:
         else:
             pixels = np.stack([resize_center_crop(im, (H, W), resample) for im in pils])
         tensor = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return PreparedImages((tensor - self.mean) / self.std, pixels)
+        mode = "squash" if self.resize_mode == "squash" else "crop"
+        geometry = [{"size": [im.height, im.width], "box": list(crop_box(im.size, (H, W), mode))} for im in pils]
+        return PreparedImages((tensor - self.mean) / self.std, pixels, geometry)
 
     def normalize(self, pixels: torch.Tensor) -> Normalized:
         """A float (B, 3, H, W) tensor of pixel values in [0, 1], normalised for this model (marked as such)."""

@@ -131,3 +131,33 @@ def shrink(m: np.ndarray, size: int) -> np.ndarray:
     """Every n-th cell of a map, so that it has about ``size`` rows (keeps heat-map strips light)."""
     step = max(1, m.shape[0] // size)
     return m[::step, ::step]
+
+
+def overlay(image, saliency, opacity: float = 0.5, colorscale: str = HEAT, outside: float = 0.35):
+    """A PIL image: ``saliency`` (h, w) in [0, 1] as a heat map over ``image`` (PIL, path or uint8 array, as given).
+
+    The map may come from `Explanation.saliency_on_original` (the photo's geometry, NaN where the model saw
+    nothing: that region is dimmed to ``outside`` of its brightness) or be of any other size (it is stretched
+    to the image)."""
+    import torch
+    from PIL import Image
+
+    from ..images import load_images
+    (pil,) = load_images(image)
+    pixels = np.asarray(pil, dtype=np.uint8)
+    heat = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
+    heat = np.asarray(heat, dtype=np.float32)
+    if heat.ndim != 2:
+        raise ValueError(f"overlay takes one map (h, w); got an array of shape {heat.shape}. Pick a pair, e.g. "
+                         "exp.saliency_on_original(0, 0).")
+    if heat.shape != pixels.shape[:2]:
+        known = torch.from_numpy(np.nan_to_num(heat))[None, None]
+        valid = torch.from_numpy(np.isfinite(heat).astype(np.float32))[None, None]
+        size = pixels.shape[:2]
+        heat = torch.nn.functional.interpolate(known, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+        seen = torch.nn.functional.interpolate(valid, size=size, mode="nearest")[0, 0].numpy() > 0.5
+        heat = np.where(seen, heat, np.nan)
+    seen = np.isfinite(heat)
+    out = blend_heat(pixels, np.where(seen, heat, 0.0), opacity, colorscale)
+    out = np.where(seen[..., None], out, (pixels.astype(np.float32) * outside).astype(np.uint8))
+    return Image.fromarray(out)

@@ -1,0 +1,67 @@
+"""`python -m decomviz.apps.gallery`: the notebooks, executed on the bundled model, as HTML pages with their
+outputs, for reading on the web (the notebooks in ``notebooks/`` stay without outputs).
+
+Figures load plotly.js from its CDN (``PLOTLY_RENDERER=notebook_connected``) and widgets keep their state, so a
+page is small and renders in any browser with a network; nothing here is hand-edited: rerun to refresh.
+
+    python -m decomviz.apps.gallery --out docs/gallery
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def build(notebooks, out: Path, timeout: int = 900) -> list:
+    import nbclient
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["PLOTLY_RENDERER"] = "notebook_connected"   # the kernel inherits it
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    exporter = HTMLExporter(template_name="lab")
+    pages = []
+    for path in notebooks:
+        t0 = time.perf_counter()
+        nb = nbformat.read(str(path), as_version=4)
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+        body, _ = exporter.from_notebook_node(nb)
+        target = out / (path.stem + ".html")
+        target.write_text(body, encoding="utf-8")
+        pages.append((path.stem, target.name, target.stat().st_size, time.perf_counter() - t0))
+        print(f"[gallery] {path.name} -> {target} ({target.stat().st_size / 1e6:.1f} MB, "
+              f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(n)}</a></li>' for n, f, _, _ in pages)
+    (out / "index.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>decomviz notebooks"
+                                    f"</title></head><body><h1>decomviz notebooks, executed</h1>"
+                                    f"<p>Made by <code>python -m decomviz.apps.gallery</code> on the bundled model."
+                                    f"</p><ul>{items}</ul></body></html>", encoding="utf-8")
+    return pages
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="docs/gallery", help="folder for the HTML pages (default: docs/gallery)")
+    ap.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to build (default: all)")
+    args = ap.parse_args(argv)
+    notebooks = sorted((ROOT / "notebooks").glob("0[0-9]_*.ipynb"))
+    if args.only:
+        unknown = set(args.only) - {p.stem for p in notebooks}
+        if unknown:
+            ap.error(f"no notebook named {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(p.stem for p in notebooks)}")
+        notebooks = [p for p in notebooks if p.stem in args.only]
+    build(notebooks, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
