@@ -22,7 +22,7 @@ from .bank import OSSMBank
 from .datasets import as_items, check_templates, fingerprint
 from .extractor import Extractor, explain_batch, protocol_of
 from .schema import FORMAT_VERSION, MANIFEST
-from .shards import read_manifest, sha256_file, shard_name, shard_problem
+from .shards import read_manifest, remove_bank_files, sha256_file, shard_name, shard_problem
 
 ENGINES = ("local", "ray")
 
@@ -137,13 +137,6 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
     finally:
         bar.close()
     return OSSMBank(out)
-
-
-def remove_bank_files(out: Path) -> None:
-    """Remove what an extraction wrote in ``out`` (its manifest and Parquet files), to start again."""
-    for f in list(out.glob("*.parquet")) + [out / MANIFEST]:
-        if f.is_file():
-            f.unlink()
 
 
 def _grid_of(table) -> Optional[List[int]]:

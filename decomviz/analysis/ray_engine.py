@@ -16,7 +16,7 @@ from .bank import OSSMBank
 from .datasets import item_id
 from .extractor import model_spec, protocol_of
 from .schema import MANIFEST, bank_schema, schema_metadata
-from .shards import data_files
+from .shards import data_files, remove_bank_files
 
 #: What must agree between a folder's files and a new run before the run may add to them.
 SAME = ("protocol", "dataset", "prompts", "part_vocabulary")
@@ -35,7 +35,6 @@ def extract_ray(cam, items, prompts, out: Path, batch_size: int = 16, overwrite:
                 address: Optional[str] = None, num_actors: Optional[int] = None, num_gpus: Optional[float] = None,
                 progress: bool = True) -> OSSMBank:
     """Extract `items` into `out` with Ray Data (see `dv.extract`); returns the `OSSMBank`."""
-    from .extraction import remove_bank_files
     ray = _import_ray()
     if num_actors is not None and (isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1):
         raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}.")

@@ -139,6 +139,13 @@ def read_shard(folder: Path, rec: Dict[str, Any]):
     return table
 
 
+def remove_bank_files(out: Path) -> None:
+    """Remove what an extraction wrote in ``out`` (its manifest and Parquet files), to start again."""
+    for f in data_files(out) + [out / MANIFEST]:
+        if f.is_file():
+            f.unlink()
+
+
 def data_files(folder: Path):
     """The Parquet files of a bank without manifest (Ray's output, or written by hand), in name order; names
     starting with '_' or '.' (temporary or hidden) are skipped, as `pyarrow.dataset` does."""
@@ -228,5 +235,5 @@ class BankFiles:
         return data
 
 
-__all__ = ["BankError", "BankFiles", "data_files", "FORMAT_VERSION", "read_manifest", "read_shard", "shard_name", "shard_path",
+__all__ = ["BankError", "BankFiles", "data_files", "remove_bank_files", "FORMAT_VERSION", "read_manifest", "read_shard", "shard_name", "shard_path",
            "shard_problem", "sha256_bytes", "sha256_file"]
