@@ -129,7 +129,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         except Exception as err:  # download or cache failures: say how to work offline
             offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             raise ModelLoadError(
-                f"Could not get the '{pretrained}' weights of {name}"
+                f"Could not get {name if pretrained is None else f'the {pretrained!r} weights of {name}'}"
                 f"{' (HF_HUB_OFFLINE is set, so nothing can be downloaded)' if offline else ''}: {err}. "
                 f"To use local weights: dv.load_model('{name}', checkpoint='path/to/weights.safetensors') "
                 "(or a .pt/.bin state dict, or a folder with open_clip_config.json).") from None

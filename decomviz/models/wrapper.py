@@ -311,7 +311,7 @@ def _normalisation(mean, std, name: str, device) -> Tuple[torch.Tensor, torch.Te
     return m.to(device).view(1, 3, 1, 1), s.to(device).view(1, 3, 1, 1)
 
 
-def _some(names: List[str], n: int = 12) -> str:
+def _some(names: List[str], n: int = 16) -> str:
     """A list of names, shortened in the middle when long."""
     if len(names) <= n:
         return ", ".join(names)
