@@ -73,14 +73,16 @@ def test_feature_integration_blends_in_the_tower_layout(family_model):
     assert hook_count(model.model) == 0
 
 
-def test_every_layer_is_tappable(family_model):
+def test_every_layer_is_tappable_and_its_tail_exact(family_model):
     family, model = family_model
     x = model.prepare(make_image(1)).tensor
     for layer in model.layers:
         with tap(model, layer, requires_grad=False) as t, torch.no_grad():
-            model.tower.encode_image(x)
+            full = model.tower.encode_image(x)
             A = t.grid()
         assert A.ndim == 4 and A.shape[0] == 1, layer
+        with torch.no_grad():
+            torch.testing.assert_close(model.forward_from(layer, t.raw).float(), full.float(), rtol=1e-4, atol=1e-5)
 
 
 def test_layer_as_a_module_and_short_errors():

@@ -17,9 +17,15 @@ def _stages(trunk) -> Tuple[str, torch.nn.Module]:
     return "", None
 
 
+# what forward_features runs after the stages, by timm class name
+_AFTER_STAGES = {"ConvNeXt": "norm_pre", "SwinTransformer": "norm", "FastVit": "final_conv"}
+
+
 class TimmStages(Tower):
     """Layers ``visual.trunk.stages.{i}`` (or ``.layers.{i}``), default: the last stage; the layout is the
-    trunk's ``output_fmt`` (NHWC for Swin, NCHW otherwise). The tail runs by substitution."""
+    trunk's ``output_fmt`` (NHWC for Swin, NCHW otherwise). The tail: the later stages, what the class runs
+    between its stages and its head (`_AFTER_STAGES`), the head and open_clip's projection; a class not listed
+    there runs it by substitution."""
 
     kind = "timm-stages"
 
@@ -37,3 +43,13 @@ class TimmStages(Tower):
 
     def layout(self, layer: str) -> str:
         return self._layout
+
+    def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
+        trunk = self.visual.trunk
+        after = _AFTER_STAGES.get(type(trunk).__name__)
+        _, stages = _stages(trunk)
+        if after is None or not isinstance(stages, torch.nn.Sequential):
+            return super().forward_from(layer, raw)
+        x = stages[int(layer.rsplit(".", 1)[1]) + 1:](raw)
+        x = trunk.forward_head(getattr(trunk, after)(x))
+        return self.visual.head(x)
