@@ -72,6 +72,9 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     out = Path(out)
     _check_writable(out)
     if engine == "ray":
+        if on_shard is not None or num_workers:
+            raise ValueError("on_shard and num_workers are options of engine='local' (Ray reads the images in its "
+                             "actors and writes files of its own).")
         from .ray_engine import extract_ray
         return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite, address=address,
                            num_actors=num_actors, num_gpus=num_gpus, progress=progress)
