@@ -68,6 +68,12 @@ def test_open_clip_object_and_callable_tokenizer():
     model = dv.load_model(net, device="cpu")  # CLIP's own tokenizer (vocabulary 49408)
     ids = model._tokenize(["a red circle"])["input_ids"]
     assert ids.shape == (1, net.context_length)
+    import open_clip
+    open_clip.set_model_preprocess_cfg(net, {"size": 64, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
+                                             "interpolation": "bilinear", "resize_mode": "squash"})
+    own = dv.load_model(net, device="cpu")  # preprocessing from the model's config
+    assert (own.resize_mode, own.interpolation) == ("squash", "bilinear")
+    assert torch.allclose(own.std.flatten(), torch.full((3,), 0.25))
     calls = []
 
     def tok(prompts):
