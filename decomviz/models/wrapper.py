@@ -52,7 +52,7 @@ class PreparedImages:
 class CLIPModel:
     """A CLIP-style model with its preprocessing and tokenizer, ready to be explained.
 
-    Attributes: `model` (the open_clip module, eval mode, no gradients on weights), `name`, `pretrained`,
+    Attributes: `model` (the open_clip or Hugging Face module, eval mode, no gradients on weights), `name`, `pretrained`,
     `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` (the tower family: "resnet", "vit", "timm-vit", "timm-stages", "hf-clip", "hf-siglip"),
     `tower` (its adapter, see `models.towers`).
 
