@@ -52,9 +52,10 @@ class PreparedImages:
 class CLIPModel:
     """A CLIP-style model with its preprocessing and tokenizer, ready to be explained.
 
-    Attributes: `model` (the open_clip or Hugging Face module, eval mode, no gradients on weights), `name`, `pretrained`,
-    `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` (the tower family: "resnet", "vit", "timm-vit", "timm-stages", "hf-clip", "hf-siglip"),
-    `tower` (its adapter, see `models.towers`).
+    Attributes: `model` (the open_clip or Hugging Face module, eval mode, no gradients on weights), `name`,
+    `pretrained`, `device`, `image_size` (H, W), `layers` (tap-able layer names), `default_layer`, `kind` (the tower
+    family: "resnet", "vit", "timm-vit", "timm-stages", "hf-clip", "hf-siglip"), `tower` (its adapter, see
+    `models.towers`).
 
     Threads: hooks are set on the model's modules, so one engine call at a time may use a model. `lock` (a
     re-entrant lock, one per model) is held by every method call (`CAM.__call__`), every tap and every pass
