@@ -1,4 +1,5 @@
-"""How long one change of the ComponentScrubber takes (K = 10 at 224 px), in the kernel.
+"""How long one change of the ComponentScrubber (K = 10 at 224 px) and one prompt switch of the Explorer take,
+in the kernel.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_widgets.py [--changes 200] [--model parts-rn]
 
@@ -6,6 +7,9 @@ A change is what one slider step or one toggle click does: compute ``exp.combine
 bar colours and thumbnail opacities to the FigureWidget, update the toggles/slider/info label. Each widget is
 given a comm that JSON-encodes every message as the kernel's session would (so serialisation is counted);
 the browser's redraw is not included (tests/test_browser.py exercises that). Prints ms per change.
+
+The Explorer's prompt switch (the "show prompt" dropdown after a run of DecomCAM, Grad-CAM and LayerCAM on
+three prompts) runs no model: it swaps in the figures of that prompt, built once after the run.
 """
 from __future__ import annotations
 
@@ -126,7 +130,31 @@ def main(argv=None) -> int:
     s.measure()
     print(f"  measure button (one model call): {(time.perf_counter() - t0) * 1000:.0f} ms")
     print(f"  budget: 50 ms per change -> {'OK' if np.percentile(np.array(allt) * 1000, 95) < 50 else 'OVER'} (p95)")
+    explorer_prompt_switch(model, args.changes // 10 or 1, fmt)
     return 0
+
+
+def explorer_prompt_switch(model, switches: int, fmt) -> None:
+    from decomviz.widgets.explorer import Explorer
+    ex = Explorer(model)
+    ex.set_prompts("a photo of a house, a photo of a car, the roof of a house")
+    ex.set_compare(["gradcam", "layercam"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex.run(wait=True)
+    if ex._thread is not None:
+        ex._thread.join()  # the figures of every prompt are built
+    comm = Counter()
+    attach(ex, comm)
+    times = []
+    for i in range(switches):
+        t = (i + 1) % 3
+        t0 = time.perf_counter()
+        ex.prompt_dropdown.value = t
+        times.append(time.perf_counter() - t0)
+    print(f"Explorer prompt switch ({switches}, 3 figures each, 3 methods): {fmt(times)}")
+    print(f"  messages: {comm.messages / switches:.1f} per switch, {comm.bytes / switches / 1024:.1f} KiB per switch")
+    print(f"  budget: 100 ms -> {'OK' if np.percentile(np.array(times) * 1000, 95) < 100 else 'OVER'} (p95)")
 
 
 if __name__ == "__main__":

@@ -304,7 +304,18 @@ class Explorer(BackgroundRuns, widgets.VBox):
         finally:
             self._setting_options = False
         self.prompt_dropdown.layout.display = None if len(opts) > 1 else "none"
+        self._figure_cache = {}
         self.show_prompt(0)
+
+    def _deliver(self, job: Job, results: Dict[str, Explanation]) -> bool:
+        delivered = super()._deliver(job, results)
+        # then, still in the run's thread, the figures of the other prompts: switching the prompt on show later
+        # only swaps them in (no model runs, nothing is rebuilt); a newer run stops this
+        for t in range(1, len(job.prompts) if delivered else 0):
+            if job.generation != self._generation:
+                break
+            self._figures_of(t)
+        return delivered
 
     def show_prompt(self, prompt: Union[int, str] = 0) -> None:
         """Draw the figures of one prompt of the last run."""
@@ -313,6 +324,16 @@ class Explorer(BackgroundRuns, widgets.VBox):
             return
         t = exp.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
         self._shown_prompt = t
+        self.results.children = self._figures_of(t)
+
+    def _figures_of(self, t: int) -> tuple:
+        """The figure widgets of prompt t of the last run, built once and kept until the next run."""
+        cache = self.__dict__.setdefault("_figure_cache", {})
+        if t not in cache:
+            cache[t] = self._build_figures(self.explanation, t)
+        return cache[t]
+
+    def _build_figures(self, exp, t: int) -> tuple:
         figs: List[widgets.Widget] = [go.FigureWidget(explanation_figure(exp, 0, t))]
         if exp.n_components:
             spec = spectrum_figure(exp, 0, t)
@@ -322,7 +343,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         if len(self.explanations) > 1:
             named = {METHOD_LABELS.get(m, m): e for m, e in self.explanations.items()}
             figs.append(go.FigureWidget(comparison_figure(named, 0, t)))
-        self.results.children = tuple(figs)
+        return tuple(figs)
 
     @property
     def figures(self) -> List[go.FigureWidget]:
