@@ -81,7 +81,8 @@ def explain_one(name: str, device: str) -> dict:
         seconds = time.perf_counter() - t0
     flags = [k for k, v in exp.flags.items() if bool(v.any())]
     nonempty = float(exp.saliency.max()) > 0
-    return {"name": name, "kind": model.kind, "layer": model.default_layer, "grid": "x".join(map(str, exp.params["grid"])),
+    grid = "x".join(map(str, exp.params["grid"]))
+    return {"name": name, "kind": model.kind, "layer": model.default_layer, "grid": grid,
             "map": "non-empty" if nonempty else f"empty, flagged ({', '.join(flags) or 'no flag'})",
             "ok": nonempty or bool(flags), "seconds": seconds, "build": built, "note": note}
 

@@ -63,14 +63,13 @@ def hf_model(kind: str, seed: int = 0) -> torch.nn.Module:
     import transformers
     torch.manual_seed(seed)
     common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    text = dict(common, vocab_size=1000, max_position_embeddings=16, bos_token_id=998, eos_token_id=999,
+                pad_token_id=0)
+    vision = dict(common, image_size=64, patch_size=16)
     if kind == "clip":
-        cfg = transformers.CLIPConfig(text_config=dict(common, vocab_size=1000, max_position_embeddings=16, bos_token_id=998,
-                                          eos_token_id=999, pad_token_id=0),
-                                      vision_config=dict(common, image_size=64, patch_size=16), projection_dim=24)
+        cfg = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=24)
         return transformers.CLIPModel(cfg).eval()
-    cfg = transformers.SiglipConfig(text_config=dict(common, vocab_size=1000, max_position_embeddings=16, bos_token_id=998,
-                                          eos_token_id=999, pad_token_id=0),
-                                    vision_config=dict(common, image_size=64, patch_size=16))
+    cfg = transformers.SiglipConfig(text_config=text, vision_config=vision)
     return transformers.SiglipModel(cfg).eval()
 
 
