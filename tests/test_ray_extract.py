@@ -103,3 +103,14 @@ def test_random_weights_cannot_go_to_ray_actors(tmp_path, local_ray):
         dv.extract(dv.DecomCAM(model, n_components=2), dv.PartsWorld(2, size=128), "a photo of a {}",
                    out=tmp_path / "b", engine="ray", progress=False)
     assert not list((tmp_path / "b").glob("*.parquet")) and os.path.isdir(tmp_path / "b")
+
+
+def test_cli_extract_with_the_ray_engine(tiny_dirs, tmp_path, local_ray):
+    from decomviz.apps.cli import main
+    out = tmp_path / "bank"
+    args = ["extract", "partsworld:3:1", "--checkpoint", str(tiny_dirs["rn"]), "--n-components", "2",
+            "--engine", "ray", "--num-actors", "1", "--out", str(out)]
+    assert main(args) == 0
+    bank = dv.OSSMBank(out)
+    assert bank.manifest is None and bank.n_images == 3 and bank.protocol["n_components"] == 2
+    assert main(args) == 0 and len(dv.OSSMBank(out)) == len(bank)  # a rerun finds every id written
