@@ -37,6 +37,7 @@ class OSSMBank:
     """
 
     def __init__(self, path, filter=None):
+        """Open the bank in folder `path`; `filter` (a pyarrow expression) opens a view, as `bank.filter(...)`."""
         self.path = Path(path)
         self._files = BankFiles(self.path)
         self.manifest: Optional[Dict[str, Any]] = self._files.manifest
