@@ -28,7 +28,8 @@ def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor, kind: str, logit
     Parameters
     ----------
     image_emb : Tensor of shape (..., D), L2-normalised.
-    text_emb : Tensor of shape (T, D), L2-normalised.
+    text_emb : Tensor of shape (T, D): L2-normalised prompt embeddings, or any target direction
+        (`decomviz.methods.targets.Target`), whose "cosine" is then the dot product.
     kind : "cosine", "logit" (``logit_scale * cosine``) or "softmax" (over the T prompts).
     logit_scale : scalar Tensor, ``exp`` of the model's learned temperature.
 

@@ -18,6 +18,7 @@ from ..models import CLIPModel
 from ..models.taps import Tap, tap
 from ..ops import clip_score, embed_batched, minmax, to_host, upsample
 from .chunking import PROMPTS_PER_PASS, explain_in_chunks
+from .targets import Target, Targets, target_matrix
 
 SCORES = ("cosine", "logit", "softmax")
 AUTOCAST = (None, "bf16", "fp16")
@@ -93,24 +94,43 @@ class Method:
         return {name: getattr(self, name) for name in knobs_of(type(self))}
 
     # ----------------------------------------------------------------- the call
-    def __call__(self, images: Any, prompts: Union[str, Sequence[str]]) -> Explanation:
-        """Explain every (image, prompt) pair. images: PIL / path / uint8 array / list; prompts: str or list."""
-        prompts = self.model.check_prompts(prompts)
-        if self.score == "softmax" and len(prompts) + len(self.contrast) < 2:
+    def __call__(self, images: Any, prompts: Targets) -> Explanation:
+        """Explain every (image, prompt) pair. images: PIL / path / uint8 array / list; prompts: a str, a
+        `Target` (a direction in the embedding space, see `decomviz.methods.targets`) or a list of them."""
+        n = 1 if isinstance(prompts, (str, Target)) else len(prompts) if isinstance(prompts, (list, tuple)) else 0
+        if self.score == "softmax" and n + len(self.contrast) < 2:
             raise ValueError("score='softmax' over a single prompt is always 1 and has no gradient: give several "
                              "prompts (the softmax is over all of them), or contrast=[...] prompts to compete with, "
                              "or use score='cosine'.")
         with self.model.lock:  # one call at a time per model (hooks see every pass): see CLIPModel
+            names, text = target_matrix(self.model, prompts, self.contrast)  # contrast rows last, never explained
             prepared = self.model.prepare(images)
             start = time.perf_counter()
-            text = self.model.encode_text(prompts + list(self.contrast))  # contrast prompts last, never explained
-            exp = (self._explain(prepared.tensor, text, prompts) if len(prompts) <= PROMPTS_PER_PASS
-                   else explain_in_chunks(self, prepared.tensor, text, prompts))  # memory bounded in the prompts
+            exp = (self._explain(prepared.tensor, text, names) if len(names) <= PROMPTS_PER_PASS
+                   else explain_in_chunks(self, prepared.tensor, text, names))  # memory bounded in the prompts
         exp.images = torch.from_numpy(prepared.pixels)
         exp.params.update(self.protocol(prepared.tensor, seconds=time.perf_counter() - start))
         if prepared.geometry is not None:  # where each explained crop lies in the image as given
             exp.params["inputs"] = prepared.geometry
         return exp
+
+    def pairwise(self, images: Sequence[Any], prompts: Sequence[Union[str, Target]]) -> List[Explanation]:
+        """Image i with prompt i only (not every image with every prompt): one B=1, T=1 Explanation per pair,
+        in order. Images that share a prompt go through the engine together."""
+        if not isinstance(images, (list, tuple)) or not isinstance(prompts, (list, tuple)):
+            raise TypeError("pairwise takes a list of images and a list of prompts of the same length.")
+        if len(images) != len(prompts):
+            raise ValueError(f"pairwise pairs image i with prompt i: got {len(images)} images and {len(prompts)} "
+                             "prompts. Give one prompt per image, or call the method for every image x prompt.")
+        groups: Dict[Any, List[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p if isinstance(p, str) else id(p), []).append(i)
+        out: List[Optional[Explanation]] = [None] * len(images)
+        for idx in groups.values():
+            exp = self([images[i] for i in idx], [prompts[idx[0]]])
+            for j, i in enumerate(idx):
+                out[i] = exp.select(j, 0)
+        return out
 
     def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:
         raise NotImplementedError
