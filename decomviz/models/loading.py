@@ -177,7 +177,10 @@ def _wrap_object(model: torch.nn.Module, tokenizer, device: torch.device) -> CLI
                                  "tokenizer=open_clip.get_tokenizer('<its name>')) or any callable from strings to "
                                  "token ids.")
         tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=getattr(model, "context_length", 77))
-    cfg = open_clip.get_model_preprocess_cfg(model) if hasattr(model, "visual") else {}
+    try:
+        cfg = open_clip.get_model_preprocess_cfg(model)
+    except AttributeError:  # a tower with no preprocessing and no image_size: the adapter's defaults, if any
+        cfg = {}
     return CLIPModel(model.to(device), tokenizer, name=kind, pretrained=None, source=f"object:{kind}",
                      preprocess_cfg=dict(cfg), device=device)
 
