@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=1380.0, help="time for the whole run; the rest is listed")
     ap.add_argument("--max-params", type=float, default=1.5e9, help="larger models are listed, not built")
     ap.add_argument("--only", default=None, help="a regular expression: only the matching names")
+    ap.add_argument("--note", default="", help="a sentence added to the header (e.g. what else ran meanwhile)")
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="torch threads per model")
     args = ap.parse_args(argv)
     import open_clip
@@ -182,7 +183,8 @@ def main(argv=None) -> int:
               f"Made by `python benchmarks/coverage.py` (decomviz {decomviz.__version__}, open_clip "
               f"{open_clip.__version__}, torch {torch.__version__}) on {device} ({platform.processor() or 'cpu'}, "
               f"{args.threads} threads), random weights, one 320x320 image and one prompt per architecture, "
-              f"DecomCAM with its defaults; time limit {args.limit_s:.0f} s per architecture (build + one pair).")
+              f"DecomCAM with its defaults; time limit {args.limit_s:.0f} s per architecture (build + one pair)."
+              + (f" {args.note}" if args.note else ""))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(rows, skipped, header), encoding="utf-8")
     print(f"wrote {args.out}: {len([r for r in rows if 'error' not in r])} explained, "
