@@ -8,7 +8,7 @@ part_overlap over 20 parts), 16 rows per image (2 prompts x 8 components), 1-2 l
 embeddings drawn around 24 centres so that clusters exist. The bank is written by a child process, so that the
 peak resident memory printed by this one (`resource.getrusage`) is that of reading and clustering only: opening
 with `dv.OSSMBank`, counting, filtering by label, projecting scalar columns, one pass over the OSSMs in batches,
-and `dv.ComponentClusters(streaming=True)` (IncrementalPCA + MiniBatchKMeans by partial_fit, 3 passes), then
+and `dv.ComponentClusters(streaming=True)` (PCA from the streamed covariance, then MiniBatchKMeans by partial_fit over 3 passes), then
 the dominant parts of the clustered rows (`part_report`). `--keep` leaves the bank (and reuses one already there).
 """
 import argparse

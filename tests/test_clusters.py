@@ -188,3 +188,18 @@ def test_names_and_exemplars_by_centre_agree_in_both_modes(tiny_rn, tmp_path):
         d = np.linalg.norm(a.features_[pos] - a.cluster_centers_[c], axis=1)
         assert list(d) == sorted(d) and np.allclose(d, a.distance_[pos], atol=1e-5)
     assert emb.shape[0] == len(a.rows_)
+
+
+def test_streaming_pca_equals_pca_on_all_rows():
+    from sklearn.decomposition import PCA
+
+    from decomviz.analysis.streaming import StreamingPCA
+    X = np.random.default_rng(0).normal(size=(500, 9)) @ np.random.default_rng(1).normal(size=(9, 9)) + 3
+    stream = StreamingPCA(4)
+    for lo in range(0, 500, 64):
+        stream.partial_fit(X[lo:lo + 64])
+    ref = PCA(4).fit(X)
+    signs = np.sign((stream.components_ * ref.components_).sum(1))
+    assert np.allclose(stream.components_, ref.components_ * signs[:, None], atol=1e-8)
+    assert np.allclose(stream.transform(X), ref.transform(X) * signs, atol=1e-8)
+    assert np.allclose(stream.explained_variance_, ref.explained_variance_ * 499 / 500)

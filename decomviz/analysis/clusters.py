@@ -5,8 +5,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .streaming import (BATCH_ROWS, cluster_means, dominant_parts, feature_batches, kept_rows, rebatched,
-                        row_parts)
+from .streaming import (BATCH_ROWS, StreamingPCA, cluster_means, dominant_parts, feature_batches, kept_rows,
+                        rebatched, row_parts)
 
 METHODS = ("kmeans", "agglomerative", "hdbscan")
 FEATURES = ("embedding", "pooled", "loading", "ossm")
@@ -37,9 +37,9 @@ class ComponentClusters:
     min_weight : components whose integration weight is <= this are left out (None keeps all).
     normalize : L2-normalise each feature vector (cosine geometry).
     random_state : seed for k-means and the 2-D layouts.
-    streaming : True: fit a batch at a time, for banks larger than memory (k-means only): IncrementalPCA to
-        `n_pca` dimensions, then MiniBatchKMeans over `n_epochs` passes, both by `partial_fit`; memory is one
-        batch of `batch_size` rows plus a few numbers per row. False: all features in memory. "auto": streaming
+    streaming : True: fit a batch at a time, for banks larger than memory (k-means only): PCA to `n_pca`
+        dimensions (`StreamingPCA`: the covariance accumulated by `partial_fit`, one pass), then MiniBatchKMeans by
+        `partial_fit` over `n_epochs` passes; memory is one batch of `batch_size` rows plus a few numbers per row. False: all features in memory. "auto": streaming
         when the features would take more than 1 GiB.
 
     After `fit(bank)`: `labels_` (n_kept,), `rows_` (their bank row indices), `n_clusters_`, `cluster_centers_`
@@ -135,14 +135,13 @@ class ComponentClusters:
                          min_rows)
 
     def _fit_streaming(self, bank, n_kept: int) -> "ComponentClusters":
-        """IncrementalPCA, then MiniBatchKMeans in the PCA space, each by partial_fit over passes of the bank."""
+        """PCA (exact, from the streamed covariance), then MiniBatchKMeans in the PCA space by partial_fit, over
+        passes of the bank."""
         from sklearn.cluster import MiniBatchKMeans
-        from sklearn.decomposition import IncrementalPCA
         width = bank.vectors(self.feature, [0]).shape[1]
-        pca = IncrementalPCA(n_components=max(1, min(self.n_pca, width, n_kept)))
-        for _, X in self._batches(bank, max(self.batch_size, pca.n_components)):
-            if len(X) >= pca.n_components:
-                pca.partial_fit(X)
+        pca = StreamingPCA(max(1, min(self.n_pca, width, n_kept)))
+        for _, X in self._batches(bank):
+            pca.partial_fit(X)
         km = MiniBatchKMeans(self.n_clusters, random_state=self.random_state, n_init=3,
                              batch_size=min(self.batch_size, 4096))
         for _ in range(self.n_epochs):
@@ -170,7 +169,7 @@ class ComponentClusters:
 
     def transform(self, bank=None, method: str = "pca") -> np.ndarray:
         """A 2-D layout (n_kept, 2) of the fitted components: "pca" or "tsne" (seeded by random_state); when
-        streaming, the first two axes of the fitted IncrementalPCA ("tsne" needs features in memory)."""
+        streaming, the first two axes of the streamed PCA ("tsne" needs features in memory)."""
         self._check_fitted()
         if bank is not None and bank is not self.bank_:
             raise ValueError("transform lays out the components the clusters were fitted on; call fit(bank) first.")

@@ -43,6 +43,59 @@ def rebatched(batches, min_rows: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]
         yield np.concatenate(rows), np.concatenate(xs)
 
 
+class StreamingPCA:
+    """Exact PCA of data seen a batch at a time: `partial_fit(X)` accumulates the count, sum and scatter matrix
+    (D x D, float64; one BLAS product per batch), `transform(X)` projects on the top `n_components` axes of the
+    covariance so far. The same axes as `sklearn.decomposition.PCA` on all rows (signs: largest loading positive),
+    at the cost of one pass, and much faster than IncrementalPCA's SVD per batch."""
+
+    def __init__(self, n_components: int):
+        self.n_components = int(n_components)
+        self.n_samples_seen_ = 0
+        self._sum = self._scatter = None
+        self._fitted = None
+
+    def partial_fit(self, X: np.ndarray) -> "StreamingPCA":
+        X = np.asarray(X, np.float64)
+        if self._sum is None:
+            self._sum, self._scatter = np.zeros(X.shape[1]), np.zeros((X.shape[1], X.shape[1]))
+        self.n_samples_seen_ += len(X)
+        self._sum += X.sum(0)
+        self._scatter += X.T @ X
+        self._fitted = None
+        return self
+
+    def _axes(self):
+        if self._fitted is None:
+            if not self.n_samples_seen_:
+                raise RuntimeError("StreamingPCA has seen no data: call partial_fit first.")
+            mean = self._sum / self.n_samples_seen_
+            cov = self._scatter / self.n_samples_seen_ - np.outer(mean, mean)
+            values, vectors = np.linalg.eigh(cov)
+            top = np.argsort(values)[::-1][:self.n_components]
+            axes = vectors[:, top].T
+            axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])[:, None]
+            self._fitted = (mean, axes, np.clip(values[top], 0, None))
+        return self._fitted
+
+    @property
+    def mean_(self) -> np.ndarray:
+        return self._axes()[0]
+
+    @property
+    def components_(self) -> np.ndarray:
+        """(n_components, D), by decreasing variance."""
+        return self._axes()[1]
+
+    @property
+    def explained_variance_(self) -> np.ndarray:
+        return self._axes()[2]
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        mean, axes, _ = self._axes()
+        return (np.asarray(X, np.float64) - mean) @ axes.T
+
+
 def kept_rows(bank, min_weight: Optional[float], batch_size: int = BATCH_ROWS) -> np.ndarray:
     """Bank rows whose weight is > min_weight (every row for None), reading only the weight column."""
     if min_weight is None:

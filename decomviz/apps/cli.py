@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--feature", default="embedding", choices=["embedding", "pooled", "loading", "ossm"])
     cl.add_argument("--seed", type=int, default=0)
     cl.add_argument("--streaming", default="auto", choices=["auto", "on", "off"],
-                    help="k-means a batch at a time (IncrementalPCA + MiniBatchKMeans), for banks larger than memory; "
+                    help="k-means a batch at a time (streamed PCA + MiniBatchKMeans), for banks larger than memory; "
                          "auto: above 1 GiB of features (default: auto)")
     cl.add_argument("--out", required=True, help="clusters.html")
 
