@@ -19,6 +19,9 @@ from decomviz.apps.evaluation import two_object_scenes
 
 # ablations that compare alternatives of one knob; the preset rows are reported, not chosen from
 KNOB_OF = {name: next(iter(kw)) for name, kw in ABLATIONS.items() if len(kw) == 1}
+# knobs whose alternatives are reported but never become DecomCAM's default, and why
+NOT_DEFAULTS = {"integration": "feature integration is a different method (decomcam-feature), not a setting of this one",
+                "score": "the score is the user's question, not a quality setting (README: which score to explain)"}
 
 
 def decide(select: dict, confirm: dict, margin: float) -> dict:
@@ -31,10 +34,34 @@ def decide(select: dict, confirm: dict, margin: float) -> dict:
             out[knob] = {"pick": "default", "why": "no alternative beat the default on the selection seed"}
             continue
         gain = confirm[best]["pointing_game"] - confirm["default"]["pointing_game"]
-        out[knob] = {"pick": best if gain >= margin else "default", "candidate": best,
+        pick = best if gain >= margin and knob not in NOT_DEFAULTS else "default"
+        out[knob] = {"pick": pick, "candidate": best,
                      "selection_gain": select[best]["pointing_game"] - select["default"]["pointing_game"],
                      "confirmation_gain": gain}
+        if knob in NOT_DEFAULTS:
+            out[knob]["why"] = NOT_DEFAULTS[knob]
     return out
+
+
+def markdown(results: dict, margin: float = 0.02) -> str:
+    """The selection and confirmation tables of every model, and the decisions (recomputed from the rows)."""
+    lines = []
+    for name, entry in results["models"].items():
+        sel, con = entry["selection"], entry["confirmation"]
+        lines += [f"**{name}** (layer `{entry['layer']}`): pointing game, selection seed / confirmation seed, and the "
+                  "median map correlation with the default on the selection seed", "",
+                  "| variant | selection | confirmation | r with default |", "|---|---|---|---|"]
+        for variant in sel:
+            lines.append(f"| {variant} | {sel[variant]['pointing_game']:.3f} | {con[variant]['pointing_game']:.3f} | "
+                         f"{sel[variant].get('map_correlation_with_default', float('nan')):.2f} |")
+        lines += ["", "| knob | best on selection | gain on selection | gain on confirmation | decision |",
+                  "|---|---|---|---|---|"]
+        for knob, d in decide(sel, con, margin).items():
+            lines.append(f"| {knob} | {d.get('candidate', 'default')} | {d.get('selection_gain', 0):+.3f} | "
+                         f"{d.get('confirmation_gain', float('nan')):+.3f} | {d['pick']}"
+                         + (f" ({d['why']})" if d.get("why") else "") + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -45,7 +72,11 @@ def main(argv=None) -> int:
     ap.add_argument("--confirm-seed", type=int, default=11)
     ap.add_argument("--margin", type=float, default=0.02, help="pointing gain needed on the confirmation seed")
     ap.add_argument("--out", default="bench_results/defaults.json")
+    ap.add_argument("--report", default=None, help="print the markdown tables of a finished run's JSON and stop")
     args = ap.parse_args(argv)
+    if args.report:
+        print(markdown(json.loads(Path(args.report).read_text()), args.margin))
+        return 0
     results = {"args": vars(args), "models": {}}
     for name in args.models:
         model = dv.load_model(name)

@@ -1,4 +1,5 @@
-"""The component-scrubbing notebook as a user sees it: served by Voila, driven in Debian's Chromium.
+"""The notebooks as a user sees them: served by Voila, driven in Debian's Chromium (the scrubber of notebook 02,
+the Explorer of notebook 01, screenshots of 01-03).
 
 Only loopback addresses are used: Voila listens on 127.0.0.1, and every request the page makes elsewhere is
 aborted (and its console noise ignored). Screenshots go to the test's tmp folder and to tests/output/.
@@ -21,7 +22,8 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "02_component_scrubbing.ipynb"
+NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOK = NOTEBOOKS / "02_component_scrubbing.ipynb"
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parent / "output"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -63,7 +65,8 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory):
-    """Voila serving the scrubbing notebook on a free loopback port; killed (process group) on teardown."""
+    """Voila serving the notebooks folder on a free loopback port; killed (process group) on teardown. A notebook
+    is at ``voila_url + "voila/render/NAME.ipynb"``."""
     assert _bundled_model_present(), "the bundled model decomviz/assets/parts-rn is missing (the notebook loads it)"
     port = _free_port()
     logdir = tmp_path_factory.mktemp("voila")
@@ -71,9 +74,9 @@ def voila_url(tmp_path_factory):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     voila = Path(sys.executable).with_name("voila")
     cmd = [str(voila) if voila.exists() else sys.executable, *([] if voila.exists() else ["-m", "voila"]),
-           "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", str(NOTEBOOK)]
+           "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", str(NOTEBOOKS)]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=str(NOTEBOOK.parent), stdout=fh, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen(cmd, cwd=str(NOTEBOOKS), stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -126,6 +129,14 @@ READ_TOGGLE_BARS = """
 """
 
 
+def _record_time(what: str, seconds: float) -> None:
+    """End-to-end redraw times go to tests/output/browser_times.txt (recorded, not asserted: they depend on
+    the machine's load; BENCHMARKS.md quotes them with their conditions)."""
+    OUTPUT.mkdir(exist_ok=True)
+    with open(OUTPUT / "browser_times.txt", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {what}: {seconds * 1000:.0f} ms\n")
+
+
 def _external(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return url.startswith(("http://", "https://", "ws://", "wss://")) and host not in LOOPBACK
@@ -151,7 +162,7 @@ def test_scrubber_page(voila_url, tmp_path):
             page.on("console", lambda m: console.append((m.type, m.text, (m.location or {}).get("url", ""))))
             page.on("pageerror", lambda e: console.append(("pageerror", str(e), "")))
 
-            page.goto(voila_url, wait_until="domcontentloaded", timeout=60_000)
+            page.goto(voila_url + "voila/render/" + NOTEBOOK.name, wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_selector(".decomviz-scrubber .js-plotly-plot .heatmaplayer", timeout=240_000)
             page.wait_for_function(READ_COMBINATION, timeout=30_000)
             # the notebook's last cell resets the selection to all components; wait for the page to settle
@@ -185,9 +196,11 @@ def test_scrubber_page(voila_url, tmp_path):
             page.wait_for_function(f"() => {{ const b = ({READ_TOGGLE_BARS})(); return b && b[0] === '#d1495b'; }}",
                                    timeout=60_000)
             bars_before = page.evaluate(READ_TOGGLE_BARS)
+            t_click = time.perf_counter()
             page.locator(".decomviz-scrubber .widget-toggle-button", has_text=re.compile(r"^\s*#1\s*$")).first.click()
             page.wait_for_function(f"() => {{ const c = ({READ_COMBINATION})(); return c && c.sum !== {after_slider['sum']}; }}",
                                    timeout=60_000)
+            _record_time("scrubber toggle, click to redrawn map", time.perf_counter() - t_click)
             page.wait_for_function(f"() => {{ const b = ({READ_TOGGLE_BARS})(); return b && b[0] === '#c5ccd3'; }}",
                                    timeout=60_000)
             after_toggle = page.evaluate(READ_COMBINATION)
@@ -221,3 +234,63 @@ def test_scrubber_page(voila_url, tmp_path):
 
     errors = [(k, t, u) for k, t, u in console if not benign(k, t, u)]
     assert not errors, f"errors in the browser console: {errors}"
+
+
+READ_EXPLORER_TITLE = """
+() => {
+  const root = document.querySelector('.decomviz-explorer');
+  const gd = root && root.querySelector('.js-plotly-plot');
+  return gd && gd.layout && gd.layout.title ? (gd.layout.title.text || '') : null;
+}
+"""
+
+
+def _open(browser, url, console, blocked):
+    page = browser.new_page(viewport={"width": 1300, "height": 1700})
+
+    def route(r):
+        if _external(r.request.url):
+            blocked.append(r.request.url)
+            return r.abort()
+        return r.continue_()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+    page.on("pageerror", lambda e: console.append(("pageerror", str(e), "")))
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    return page
+
+
+def test_explorer_prompt_switch_and_notebook_screenshots(voila_url, tmp_path):
+    """Notebook 01's Explorer after its run: picking another prompt shows that prompt's figures (no model
+    runs); screenshots of notebooks 01-03 as Voila shows them."""
+    from playwright.sync_api import sync_playwright
+
+    console, blocked = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = _open(browser, voila_url + "voila/render/01_quickstart.ipynb", console, blocked)
+            page.wait_for_function(f"() => ({READ_EXPLORER_TITLE})() && ({READ_EXPLORER_TITLE})().includes('a robot')",
+                                   timeout=300_000)
+            first = page.evaluate(READ_EXPLORER_TITLE)
+            time.sleep(1.0)
+            select = page.locator(".decomviz-explorer select").filter(has_text="the legs of a robot").first
+            t0 = time.perf_counter()
+            select.select_option(label="the legs of a robot")
+            page.wait_for_function(f"() => ({READ_EXPLORER_TITLE})().includes('the legs of a robot')", timeout=60_000)
+            _record_time("Explorer prompt switch, pick to redrawn figures", time.perf_counter() - t0)
+            assert "the legs of a robot" not in first
+            time.sleep(1.0)
+            page.screenshot(path=str(tmp_path / "voila_01_quickstart.png"), full_page=True)
+            for name in ("02_component_scrubbing", "03_teaching"):
+                other = _open(browser, voila_url + f"voila/render/{name}.ipynb", console, blocked)
+                other.wait_for_selector(".js-plotly-plot", timeout=300_000)
+                time.sleep(2.0)
+                other.screenshot(path=str(tmp_path / f"voila_{name}.png"), full_page=True)
+        finally:
+            browser.close()
+    for png in tmp_path.glob("*.png"):
+        shutil.copy(png, OUTPUT / png.name)
+    errors = [(k, t, u) for k, t, u in console if k in ("error", "pageerror") and "decomviz" in (t + u).lower()]
+    assert not errors, f"errors from the project's code in the browser console: {errors}"
