@@ -172,6 +172,8 @@ def main(argv=None) -> int:
             skipped.append((name, params, "not run: the run's time budget was spent"))
             continue
         row = run_one(name, device, min(args.limit_s, left), args.threads)
+        if left < args.limit_s and "time limit" in row.get("error", ""):
+            row["error"] = "not finished: the run's time budget was spent"
         row["params"] = params
         rows.append(row)
         status = row.get("error") or f"{row['kind']} {row['grid']} {row['map']} {row['seconds']:.2f} s"
