@@ -99,3 +99,13 @@ def test_binder_builds_the_package():
     assert os.access(post, os.X_OK), "binder/postBuild must be executable"
     text = post.read_text()
     assert re.search(r"^pip install [^\n]*-e \.\s*$", text, re.M) and "--no-deps" not in text
+
+
+@pytest.mark.slow
+def test_gallery_builds_a_page_with_outputs(tmp_path):
+    pytest.importorskip("nbconvert")
+    from decomviz.apps.gallery import main
+    assert main(["--out", str(tmp_path), "--only", "06_benchmarks"]) == 0
+    page = (tmp_path / "06_benchmarks.html").read_text(encoding="utf-8")
+    assert "jp-OutputArea" in page and "Traceback" not in page
+    assert "06_benchmarks.html" in (tmp_path / "index.html").read_text()

@@ -1,8 +1,10 @@
 """`python -m decomviz.apps.gallery`: the notebooks, executed on the bundled model, as HTML pages with their
 outputs, for reading on the web (the notebooks in ``notebooks/`` stay without outputs).
 
-Figures load plotly.js from its CDN (``PLOTLY_RENDERER=notebook_connected``) and widgets keep their state, so a
-page is small and renders in any browser with a network; nothing here is hand-edited: rerun to refresh.
+Figures load plotly.js from its CDN (``PLOTLY_RENDERER=notebook_connected``), so a page is small and renders in
+any browser with a network. Widgets are not stored (their state, every figure of an Explorer, made pages of tens
+of megabytes): they need a running kernel (JupyterLab, Voila or Binder) and show as their text here. Nothing is
+hand-edited: rerun to refresh.
 
     python -m decomviz.apps.gallery --out docs/gallery
 """
@@ -31,7 +33,7 @@ def build(notebooks, out: Path, timeout: int = 900) -> list:
     for path in notebooks:
         t0 = time.perf_counter()
         nb = nbformat.read(str(path), as_version=4)
-        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                                 resources={"metadata": {"path": str(path.parent)}}).execute()
         body, _ = exporter.from_notebook_node(nb)
         target = out / (path.stem + ".html")
@@ -42,7 +44,9 @@ def build(notebooks, out: Path, timeout: int = 900) -> list:
     items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(n)}</a></li>' for n, f, _, _ in pages)
     (out / "index.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>decomviz notebooks"
                                     f"</title></head><body><h1>decomviz notebooks, executed</h1>"
-                                    f"<p>Made by <code>python -m decomviz.apps.gallery</code> on the bundled model."
+                                    f"<p>Made by <code>python -m decomviz.apps.gallery</code> on the bundled model. Figures are "
+                                    f"interactive; the widgets (Explorer, scrubber, step-through, galleries) need a "
+                                    f"running kernel: open the notebooks in JupyterLab or Voila."
                                     f"</p><ul>{items}</ul></body></html>", encoding="utf-8")
     return pages
 
