@@ -96,3 +96,24 @@ def test_demo_writes_a_small_report_with_every_method_and_part_prompts(tmp_path,
 def test_demo_refuses_an_output_that_is_not_html(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo.png")]) == 2
     assert "must end in .html" in capsys.readouterr().err
+
+
+def test_every_cli_option_has_help_and_shows_its_default():
+    import argparse
+    from decomviz.apps.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            shown = action.default not in (None, argparse.SUPPRESS, False) and \
+                not isinstance(action, argparse._StoreTrueAction)
+            if not action.help or (shown and "default" not in action.help):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, f"options without help text or shown default: {missing}"
+
+
+def test_cluster_refuses_an_output_that_is_not_html(tmp_path, capsys):
+    assert main(["cluster", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert "must end in .html" in capsys.readouterr().err

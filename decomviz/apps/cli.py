@@ -137,7 +137,11 @@ def cmd_cluster(args) -> int:
     from ..analysis.cluster_views import cluster_report_figures
     from ..viz.report import write_report
 
-    check_output(Path(args.out))
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out must end in .html (the cluster report is an HTML page), got "
+                         f"'{display_name(out)}'.")
+    check_output(out)
     bank = OSSMBank(args.bank)
     streaming = {"auto": "auto", "on": True, "off": False}[args.streaming]
     clusters = ComponentClusters(args.n_clusters, method=args.method, feature=args.feature,
@@ -223,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(exr)
     add_knob_args(exr, ["decomcam"])
     exr.add_argument("--images-per-batch", type=int, default=16, help="images per engine call (default: 16)")
-    exr.add_argument("--shard-size", type=int, default=256)
-    exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi")
+    exr.add_argument("--shard-size", type=int, default=256,
+                     help="images per Parquet shard, the unit of resuming (default: 256)")
+    exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi (default: 1,2)")
     exr.add_argument("--out", required=True, help="folder of the bank (rerun to resume)")
     exr.add_argument("--engine", default="local", choices=["local", "ray"],
                      help="local: this process, shards + manifest; ray: Ray Data actors (pip install "
@@ -236,11 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     exr.add_argument("--num-gpus", type=float, default=None, help="GPUs per Ray actor, e.g. 1 or 0.5 (default: none)")
 
     cl = sub.add_parser("cluster", help="cluster the components of a bank; write an HTML report")
-    cl.add_argument("bank")
-    cl.add_argument("--n-clusters", type=int, default=12)
-    cl.add_argument("--method", default="kmeans", choices=["kmeans", "agglomerative", "hdbscan"])
-    cl.add_argument("--feature", default="embedding", choices=["embedding", "pooled", "loading", "ossm"])
-    cl.add_argument("--seed", type=int, default=0)
+    cl.add_argument("bank", help="the bank folder written by `decomviz extract` (or any bank-schema Parquet folder)")
+    cl.add_argument("--n-clusters", type=int, default=12, help="number of clusters (default: 12)")
+    cl.add_argument("--method", default="kmeans", choices=["kmeans", "agglomerative", "hdbscan"],
+                    help="clustering algorithm of scikit-learn (default: kmeans; the only one that streams)")
+    cl.add_argument("--feature", default="embedding", choices=["embedding", "pooled", "loading", "ossm"],
+                    help="what describes a component: the embedding of its masked input, the activations pooled "
+                         "under its map, its channel loadings, or the map itself (default: embedding)")
+    cl.add_argument("--seed", type=int, default=0, help="random state of the clustering (default: 0)")
     cl.add_argument("--streaming", default="auto", choices=["auto", "on", "off"],
                     help="k-means a batch at a time (streamed PCA + MiniBatchKMeans), for banks larger than memory; "
                          "auto: above 1 GiB of features (default: auto)")
