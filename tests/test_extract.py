@@ -217,3 +217,21 @@ def test_progress_turns_pair_counts_into_images():
     assert bar.n == 2 + 5
     advance(6, 6)
     assert bar.n == 2 + 10 and progress.done == 12 and "img_per_s" in bar.postfix
+
+
+def test_engine_warnings_are_held_while_the_bar_runs_and_given_once_grouped(tiny_rn, world, tmp_path, monkeypatch):
+    import warnings
+    from decomviz.analysis.extractor import Extractor
+    original = Extractor.explain_items
+
+    def noisy(self, *a, **k):
+        warnings.warn("engine note", UserWarning)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Extractor, "explain_items", noisy)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        dv.extract(_cam(tiny_rn), world, "a photo of a {}", out=tmp_path / "bank", shard_size=5, progress=False)
+    notes = [str(w.message) for w in seen if "engine note" in str(w.message)]
+    shards = -(-len(world) // 5)
+    assert notes == [f"engine note [{shards} times during this extraction]"]

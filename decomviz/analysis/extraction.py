@@ -115,6 +115,11 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
     done_images = len(items) - sum(hi - lo for s, (lo, hi) in ranges.items() if s in pending)
     bar = tqdm(total=len(items), initial=done_images, unit="img", desc="extract", disable=not progress)
     images_done = _ImageProgress(bar)
+    # the engine's warnings (e.g. a pair whose components restore nothing) are held while the bar runs, and
+    # given once at the end, grouped, so that they neither break the bar nor get lost
+    caught = warnings.catch_warnings(record=True)
+    held = caught.__enter__()
+    warnings.simplefilter("always")
     try:
         for s in pending:
             lo, hi = ranges[s]
@@ -139,7 +144,19 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
         _atomic_write_json(manifest_path, manifest)
     finally:
         bar.close()
+        caught.__exit__(None, None, None)
+        _reissue(held)
     return OSSMBank(out)
+
+
+def _reissue(held: list) -> None:
+    """The warnings held during an extraction, once per distinct message, with how often each came."""
+    counts: Dict[tuple, int] = {}
+    for w in held:
+        key = (w.category, str(w.message))
+        counts[key] = counts.get(key, 0) + 1
+    for (category, message), n in counts.items():
+        warnings.warn(message + (f" [{n} times during this extraction]" if n > 1 else ""), category, stacklevel=3)
 
 
 def _grid_of(table) -> Optional[List[int]]:
