@@ -109,3 +109,13 @@ def test_sanity_check_randomisation_changes_maps(tiny_rn):
     assert finite.any() and (res.values[finite] < 0.9).all()
     # the original model is untouched
     assert torch.equal(dv.GradCAM(tiny_rn)(make_image(0), "a red circle").saliency, before)
+
+
+def test_sanity_check_runs_on_a_timm_tower_from_its_top_layer_down():
+    from tests.conftest import make_image
+    from tests.tower_zoo import open_clip_model
+    model = dv.load_model(open_clip_model("timm-convnext"), tokenizer=lambda texts: torch.zeros(len(texts), 16,
+                                                                                                dtype=torch.long))
+    res = dv.metrics.sanity_check(lambda m: dv.GradCAM(m), model, [make_image(0)], ["x"], steps=2)
+    assert res.protocol["randomised_from_top"] == list(reversed(model.layers))[:2]
+    assert res.values.shape == (2,)

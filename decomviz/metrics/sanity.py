@@ -7,12 +7,16 @@ from .result import MetricResult, spearman
 
 
 def _tower_blocks(model):
+    """The image tower's blocks from the top: for open_clip's ResNet and ViT the head first, then the stages or
+    blocks; for any other family (timm, Hugging Face), its tap-able layers from the last one down."""
     v = model.visual
     if model.kind == "resnet":
         return [("visual.attnpool", v.attnpool)] + [(f"visual.layer{i}", getattr(v, f"layer{i}")) for i in (4, 3, 2, 1)]
-    blocks = v.transformer.resblocks
-    return [("visual.ln_post+proj", v.ln_post)] + [(f"visual.transformer.resblocks.{i}", blocks[i])
-                                                   for i in range(len(blocks) - 1, -1, -1)]
+    if model.kind == "vit":
+        blocks = v.transformer.resblocks
+        return [("visual.ln_post+proj", v.ln_post)] + [(f"visual.transformer.resblocks.{i}", blocks[i])
+                                                       for i in range(len(blocks) - 1, -1, -1)]
+    return [(name, model.model.get_submodule(name)) for name in reversed(model.layers)]
 
 
 def sanity_check(make_cam, model, images, prompts, steps: int = 3, seed: int = 0) -> MetricResult:
@@ -30,7 +34,7 @@ def sanity_check(make_cam, model, images, prompts, steps: int = 3, seed: int = 0
         module = blocks[name]
         for p in module.parameters():
             p.data.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-        if name.endswith("proj") and clone.visual.proj is not None:
+        if name.endswith("proj") and getattr(clone.visual, "proj", None) is not None:
             clone.visual.proj.data.copy_(torch.randn(clone.visual.proj.shape, generator=gen) * 0.02)
         sal = make_cam(wrapper)(images, prompts).saliency
         names.append(name)
