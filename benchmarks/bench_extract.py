@@ -45,7 +45,7 @@ def rss_mb() -> float:
         return peak_rss_mb()
 
 
-def throughput(n: int) -> None:
+def throughput(n: int, batch_size: int = 16) -> None:
     model = dv.load_model()
     cam = dv.DecomCAM(model)
     world = dv.PartsWorld(n, seed=123, n_objects=(1, 2))
@@ -54,10 +54,11 @@ def throughput(n: int) -> None:
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         bank = dv.extract(cam, world, "a photo of a {}", out=out, shard_size=max(1, n // 8), progress=False,
+                          batch_size=batch_size,
                           on_shard=lambda s: marks.append((s, time.perf_counter() - t0, rss_mb(), peak_rss_mb())))
         seconds = time.perf_counter() - t0
         pairs = len(bank) // cam.n_components
-    print(f"{n} scenes, {pairs} (image, prompt) pairs, {len(bank)} rows in {seconds:.0f} s: "
+    print(f"{n} scenes, {batch_size} images per call, {pairs} (image, prompt) pairs, {len(bank)} rows in {seconds:.0f} s: "
           f"{pairs / seconds:.1f} pairs/s, {n / seconds:.1f} images/s")
     for s, t, rss, peak in marks:
         print(f"  after shard {s + 1}/{len(marks)} ({t:.0f} s): RSS {rss:.0f} MB, peak so far {peak:.0f} MB")
@@ -125,9 +126,10 @@ def main():
     ap.add_argument("what", choices=["throughput", "nmi"])
     ap.add_argument("--scenes", type=int, default=None)
     ap.add_argument("--clusters", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=16, help="images per engine call (throughput)")
     args = ap.parse_args()
     if args.what == "throughput":
-        throughput(args.scenes or 2000)
+        throughput(args.scenes or 2000, args.batch_size)
     else:
         nmi(args.scenes or 1000, args.clusters)
 
