@@ -14,15 +14,6 @@ class OpenCLIPResNet(Tower):
 
     kind = "resnet"
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__(model)
-        # convolutions run faster with channels-last tensors on the CPU (oneDNN) and on tensor cores; the layout
-        # changes memory order only, not values or shapes (BENCHMARKS.md, issue 13)
-        self.visual.to(memory_format=torch.channels_last)
-
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(x.contiguous(memory_format=torch.channels_last))
-
     @classmethod
     def matches(cls, model: torch.nn.Module) -> bool:
         visual = getattr(model, "visual", None)
