@@ -179,7 +179,7 @@ def test_all_classes_appear_and_render():
 
 
 def test_dataloader_workers_identical():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import DataLoader
     w = PartsWorld(12, seed=6, n_objects=(1, 2))
     batches = list(DataLoader(w, batch_size=4, num_workers=2, collate_fn=partsworld_collate))

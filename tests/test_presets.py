@@ -1,5 +1,4 @@
 """The authors' choices, each on a tiny case, and class-discriminative scoring with a contrast set."""
-import numpy as np
 import pytest
 import torch
 
