@@ -53,8 +53,16 @@ def test_ray_engine_gives_the_local_rows_and_resumes(tiny_rn, tmp_path, local_ra
     cam = dv.DecomCAM(tiny_rn, n_components=3, top_channels=64)
     # one image per engine call in both engines: the same computations, so the same floats (a random tiny
     # model's weights are ratios of contributions near 0, which batching noise of 1e-8 moves by 1e-3)
-    local = dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", shard_size=5, batch_size=1,
-                       progress=False)
+    # and one torch thread in both: a Ray actor given one CPU runs torch with one thread, and fp32 sums taken in
+    # another order differ at 1e-5, which the weights (ratios of small contributions) enlarge past 1e-4
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", shard_size=5, batch_size=1,
+                           progress=False)
+    finally:
+        torch.set_num_threads(threads)
     out = tmp_path / "ray"
     kw = dict(out=out, engine="ray", batch_size=1, num_actors=1, progress=False)
     bank = dv.extract(cam, world, "a photo of a {}", **kw)
