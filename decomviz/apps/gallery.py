@@ -21,14 +21,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def build(notebooks, out: Path, timeout: int = 900) -> list:
-    import nbclient
-    import nbformat
+    """Execute each notebook and write its HTML page and an index into ``out``; returns (name, file, bytes, s)."""
     from nbconvert import HTMLExporter
 
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["PLOTLY_RENDERER"] = "notebook_connected"   # the kernel inherits it
+    saved = {k: os.environ.get(k) for k in ("PLOTLY_RENDERER", "HF_HUB_OFFLINE")}
+    os.environ["PLOTLY_RENDERER"] = "notebook_connected"   # the kernels inherit it
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    exporter = HTMLExporter(template_name="lab")
+    try:
+        pages = _execute_all(notebooks, out, timeout, HTMLExporter(template_name="lab"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _write_index(out, pages)
+    return pages
+
+
+def _execute_all(notebooks, out: Path, timeout: int, exporter) -> list:
+    import nbclient
+    import nbformat
     pages = []
     for path in notebooks:
         t0 = time.perf_counter()
@@ -41,14 +55,17 @@ def build(notebooks, out: Path, timeout: int = 900) -> list:
         pages.append((path.stem, target.name, target.stat().st_size, time.perf_counter() - t0))
         print(f"[gallery] {path.name} -> {target} ({target.stat().st_size / 1e6:.1f} MB, "
               f"{time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(n)}</a></li>' for n, f, _, _ in pages)
-    (out / "index.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>decomviz notebooks"
-                                    f"</title></head><body><h1>decomviz notebooks, executed</h1>"
-                                    f"<p>Made by <code>python -m decomviz.apps.gallery</code> on the bundled model. Figures are "
-                                    f"interactive; the widgets (Explorer, scrubber, step-through, galleries) need a "
-                                    f"running kernel: open the notebooks in JupyterLab or Voila."
-                                    f"</p><ul>{items}</ul></body></html>", encoding="utf-8")
     return pages
+
+
+def _write_index(out: Path, pages: list) -> None:
+    items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(n)}</a></li>' for n, f, _, _ in pages)
+    note = ("Made by <code>python -m decomviz.apps.gallery</code> on the bundled model. Figures are interactive; "
+            "the widgets (Explorer, scrubber, step-through, galleries) need a running kernel: open the notebooks "
+            "in JupyterLab or Voila.")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>decomviz notebooks</title></head><body>"
+            f"<h1>decomviz notebooks, executed</h1><p>{note}</p><ul>{items}</ul></body></html>")
+    (out / "index.html").write_text(page, encoding="utf-8")
 
 
 def main(argv=None) -> int:

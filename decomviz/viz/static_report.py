@@ -127,7 +127,8 @@ def spectrum_svg(exp, b: int, t: int, width: int = 420, height: int = 140) -> st
     bars = "".join(f'<rect x="{30 + k * bw + 2:.1f}" y="{y(share[k]):.1f}" width="{bw - 4:.1f}" '
                    f'height="{height - pad - y(share[k]):.1f}" fill="#9aa5b1"/>' for k in range(K))
     pts = " ".join(f"{30 + (k + 0.5) * bw:.1f},{y(w[k]):.1f}" for k in range(K))
-    dots = "".join(f'<circle cx="{30 + (k + 0.5) * bw:.1f}" cy="{y(w[k]):.1f}" r="3" fill="#d1495b"/>' for k in range(K))
+    dots = "".join(f'<circle cx="{30 + (k + 0.5) * bw:.1f}" cy="{y(w[k]):.1f}" r="3" fill="#d1495b"/>'
+                   for k in range(K))
     ticks = "".join(f'<text x="{30 + (k + 0.5) * bw:.1f}" y="{height - 12}" font-size="10" text-anchor="middle">'
                     f"{k + 1}</text>" for k in range(K))
     axis = (f'<text x="2" y="{y(1) + 4:.1f}" font-size="10">1</text><text x="2" y="{y(0) + 4:.1f}" font-size="10">0'
