@@ -61,6 +61,12 @@ def main(argv=None) -> int:
         remote = dv.extract(cam, world, "a photo of a {}", out=out / "ray", engine="ray", batch_size=args.batch_size,
                             num_actors=1, progress=False)
         t_ray = time.perf_counter() - t0
+
+        @ray.remote(num_cpus=1)
+        def actor_threads():
+            import torch
+            return torch.get_num_threads()
+        threads = (ray.get(actor_threads.remote()), __import__("torch").get_num_threads())
     finally:
         ray.shutdown()
     (da, va), (db, vb) = rows(local), rows(remote)
@@ -77,6 +83,7 @@ def main(argv=None) -> int:
         print(f"  max |difference| {name:20s} {d:.2e}")
     print(f"  largest difference {worst:.2e} ({'within' if worst <= 1e-4 else 'OUTSIDE'} 1e-4)")
     print(f"  time: local {t_local:.0f} s, ray {t_ray:.0f} s (one actor; indicative)")
+    print(f"  torch threads: {threads[0]} in a Ray task given one CPU, {threads[1]} in this process")
     return 0
 
 

@@ -142,10 +142,8 @@ class Explanation:
     # ----------------------------------------------------------------- selection
     def select(self, image: int = 0, prompt: Union[int, str] = 0) -> "Explanation":
         """The explanation of one (image, prompt) pair, as a B=1, T=1 Explanation."""
-        t = self.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
-        b = int(image)
-        if not (0 <= b < self.n_images) or not (0 <= t < self.n_prompts):
-            raise IndexError(f"Pair ({image}, {prompt}) is outside {self.n_images} images x {self.n_prompts} prompts.")
+        from .viz.pairs import pair_index
+        b, t = pair_index(self, image, prompt)
         kw = {}
         for f in fields(self):
             val = getattr(self, f.name)

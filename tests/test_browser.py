@@ -150,19 +150,7 @@ def test_scrubber_page(voila_url, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1700})
-
-            def route(r):
-                if _external(r.request.url):
-                    blocked.append(r.request.url)
-                    return r.abort()
-                return r.continue_()
-
-            page.route("**/*", route)
-            page.on("console", lambda m: console.append((m.type, m.text, (m.location or {}).get("url", ""))))
-            page.on("pageerror", lambda e: console.append(("pageerror", str(e), "")))
-
-            page.goto(voila_url + "voila/render/" + NOTEBOOK.name, wait_until="domcontentloaded", timeout=60_000)
+            page = _open(browser, voila_url + "voila/render/" + NOTEBOOK.name, console, blocked)
             page.wait_for_selector(".decomviz-scrubber .js-plotly-plot .heatmaplayer", timeout=240_000)
             page.wait_for_function(READ_COMBINATION, timeout=30_000)
             # the notebook's last cell resets the selection to all components; wait for the page to settle

@@ -19,12 +19,13 @@ def test_an_empty_map_is_marked_on_its_panel_with_the_reason(tiny_rn, images):
     assert "flagged" not in sr.methods_row({"gradcam": ok}, 0, 0)
 
 
-def test_every_term_a_report_links_is_defined():
-    names = [n for n in sr.GLOSSARY]
-    page = sr.page("t", [sr.term(n) for n in names])
+def test_every_term_a_report_links_is_defined_on_its_page(tiny_rn, images):
+    exp = dv.DecomCAM(tiny_rn, n_components=3)(images[:1], ["a red circle"])
+    page = sr.page("t", [sr.components_row(exp, 0, 0), sr.methods_row({"decomcam": exp}, 0, 0)])
     targets = set(re.findall(r'href="#([^"]+)"', page))
     ids = set(re.findall(r'id="([^"]+)"', page))
-    assert targets and targets <= ids
+    assert {"g-weight-w", "g-contribution-d", "g-variance-share"} <= targets   # the components row links its terms
+    assert targets <= ids                                                     # and each one resolves
 
 
 def test_a_picture_is_a_small_webp():

@@ -13,6 +13,7 @@ import json
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -115,12 +116,7 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
     done_images = len(items) - sum(hi - lo for s, (lo, hi) in ranges.items() if s in pending)
     bar = tqdm(total=len(items), initial=done_images, unit="img", desc="extract", disable=not progress)
     images_done = _ImageProgress(bar)
-    # the engine's warnings (e.g. a pair whose components restore nothing) are held while the bar runs, and
-    # given once at the end, grouped, so that they neither break the bar nor get lost
-    caught = warnings.catch_warnings(record=True)
-    held = caught.__enter__()
-    warnings.simplefilter("always")
-    try:
+    with _held_warnings(), bar:
         for s in pending:
             lo, hi = ranges[s]
             loader = DataLoader(Subset(items, range(lo, hi)), batch_size=batch_size, collate_fn=list,
@@ -142,11 +138,20 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
                 on_shard(s)
         manifest["complete"] = True
         _atomic_write_json(manifest_path, manifest)
-    finally:
-        bar.close()
-        caught.__exit__(None, None, None)
-        _reissue(held)
     return OSSMBank(out)
+
+
+@contextmanager
+def _held_warnings():
+    """Hold the warnings of the block (the engine's, e.g. a pair whose components restore nothing) and give them
+    once when it ends, grouped, so that they neither break a progress bar nor get lost, also on an error."""
+    held: list = []
+    try:
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        _reissue(held)
 
 
 def _reissue(held: list) -> None:

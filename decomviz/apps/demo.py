@@ -74,8 +74,10 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
 def _scene_section(i, scene, exps, cams, clip) -> str:
     """One scene: every method per object, DecomCAM's components, and object against part prompts."""
     from ..metrics import part_importance
+    from ..ops import resize_masks
     from ..viz import static_report as sr
     from ..viz.images import part_highlight
+    from ..viz.pairs import flag_note
 
     blocks = []
     for t, obj in enumerate(scene.objects):
@@ -97,21 +99,11 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
         cap = f"DecomCAM: “{html.escape(prompt)}”" + ("" if drop is None else f"<br>removing the {own[t - 1].name} "
                                                                           f"lowers its cosine by {drop:+.3f}")
         panels.append(sr.picture(part_exp.images[0].numpy(), part_exp.saliency[0, t].numpy(), cap,
-                                 flag=_flag(part_exp, t), width=180))
-    masks = [sr.picture(part_highlight(part_exp.images[0].numpy(), _mask(p.mask, part_exp), j), None,
+                                 flag=flag_note(part_exp, 0, t), width=180))
+    size, pixels = part_exp.saliency.shape[-2:], part_exp.images[0].numpy()
+    masks = [sr.picture(part_highlight(pixels, resize_masks(p.mask[None], size)[0].numpy(), j), None,
                         f"ground truth: the {html.escape(p.name)}", width=180) for j, p in enumerate(own)]
     blocks.append(f"<h3>Object against part prompts: the {html.escape(obj.label)}</h3>")
     blocks.append(sr.row(panels))
     blocks.append(sr.row(masks))
     return sr.section(f"Scene {i + 1}: {scene.caption}", *blocks)
-
-
-def _flag(exp, t):
-    from ..viz.pairs import flag_note
-    return flag_note(exp, 0, t)
-
-
-def _mask(mask, exp):
-    """A part mask at the explained size."""
-    from ..ops import resize_masks
-    return resize_masks(mask[None], exp.saliency.shape[-2:])[0].numpy()

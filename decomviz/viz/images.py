@@ -127,12 +127,6 @@ def overlay_traces(pixels: np.ndarray, heat: np.ndarray, opacity: float = 0.5, s
     return [picture, values]
 
 
-def shrink(m: np.ndarray, size: int) -> np.ndarray:
-    """Every n-th cell of a map, so that it has about ``size`` rows (keeps heat-map strips light)."""
-    step = max(1, m.shape[0] // size)
-    return m[::step, ::step]
-
-
 def overlay(image, saliency, opacity: float = 0.5, colorscale: str = HEAT, outside: float = 0.35):
     """A PIL image: ``saliency`` (h, w) in [0, 1] as a heat map over ``image`` (PIL, path or uint8 array, as given).
 

@@ -71,6 +71,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self._shown_prompt = 0
         self._setting_options = False
         self._setting_dropdown = False
+        self._figure_cache: Dict[int, tuple] = {}  # prompt -> its figure widgets, for the last run
 
         # ---------------------------------------------------------- widgets
         wide = {"description_width": "110px"}
@@ -328,10 +329,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
 
     def _figures_of(self, t: int) -> tuple:
         """The figure widgets of prompt t of the last run, built once and kept until the next run."""
-        cache = self.__dict__.setdefault("_figure_cache", {})
-        if t not in cache:
-            cache[t] = self._build_figures(self.explanation, t)
-        return cache[t]
+        if t not in self._figure_cache:
+            self._figure_cache[t] = self._build_figures(self.explanation, t)
+        return self._figure_cache[t]
 
     def _build_figures(self, exp, t: int) -> tuple:
         figs: List[widgets.Widget] = [go.FigureWidget(explanation_figure(exp, 0, t))]
