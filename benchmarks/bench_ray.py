@@ -1,9 +1,10 @@
 """Ray extraction against the local engine on PartsWorld scenes with a bundled model: the same rows?
 
-    python benchmarks/bench_ray.py --scenes 200 [--model parts-rn] [--out /tmp/bench_ray]
+    python benchmarks/bench_ray.py --scenes 200 [--model parts-rn] [--num-cpus 2] [--out /tmp/bench_ray]
 
 Both engines run DecomCAM at its defaults with the template "a photo of a {}" and the same images per engine
-call; Ray runs on a local cluster started here (loopback only, 2 CPUs). Prints the row counts, whether the keys
+call; Ray runs on a local cluster started here (loopback only, 2 CPUs), one actor given `--num-cpus` CPUs (its
+torch threads; 2, as many as this process uses, by default). Prints the row counts, whether the keys
 (image id, prompt, component) agree, the largest absolute difference of every value column and vector, and the
 time of each engine (indicative on a shared machine).
 """
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=200)
     ap.add_argument("--model", default="parts-rn")
     ap.add_argument("--batch-size", type=int, default=16, help="images per engine call, in both engines")
+    ap.add_argument("--num-cpus", type=int, default=2, help="CPUs (torch threads) of the Ray actor")
     ap.add_argument("--out", default="/tmp/bench_ray")
     ap.add_argument("--same-batches", action="store_true",
                     help="local shards of one Ray batch, so that both engines make the same engine calls")
@@ -59,10 +61,10 @@ def main(argv=None) -> int:
     try:
         t0 = time.perf_counter()
         remote = dv.extract(cam, world, "a photo of a {}", out=out / "ray", engine="ray", batch_size=args.batch_size,
-                            num_actors=1, progress=False)
+                            num_actors=1, num_cpus=args.num_cpus, progress=False)
         t_ray = time.perf_counter() - t0
 
-        @ray.remote(num_cpus=1)
+        @ray.remote(num_cpus=args.num_cpus)
         def actor_threads():
             import torch
             return torch.get_num_threads()
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
         print(f"  max |difference| {name:20s} {d:.2e}")
     print(f"  largest difference {worst:.2e} ({'within' if worst <= 1e-4 else 'OUTSIDE'} 1e-4)")
     print(f"  time: local {t_local:.0f} s, ray {t_ray:.0f} s (one actor; indicative)")
-    print(f"  torch threads: {threads[0]} in a Ray task given one CPU, {threads[1]} in this process")
+    print(f"  torch threads: {threads[0]} in a Ray task given {args.num_cpus} CPU(s), {threads[1]} in this process")
     return 0
 
 

@@ -53,18 +53,19 @@ def test_ray_engine_gives_the_local_rows_and_resumes(tiny_rn, tmp_path, local_ra
     cam = dv.DecomCAM(tiny_rn, n_components=3, top_channels=64)
     # one image per engine call in both engines: the same computations, so the same floats (a random tiny
     # model's weights are ratios of contributions near 0, which batching noise of 1e-8 moves by 1e-3)
-    # and one torch thread in both: a Ray actor given one CPU runs torch with one thread, and fp32 sums taken in
-    # another order differ at 1e-5, which the weights (ratios of small contributions) enlarge past 1e-4
+    # and two torch threads in both: the actor is given two CPUs (num_cpus), which Ray turns into its torch
+    # threads; fp32 sums taken with another thread count differ at 1e-5, which the weights (ratios of small
+    # contributions) enlarge past 1e-4
     import torch
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     try:
         local = dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", shard_size=5, batch_size=1,
                            progress=False)
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / "ray"
-    kw = dict(out=out, engine="ray", batch_size=1, num_actors=1, progress=False)
+    kw = dict(out=out, engine="ray", batch_size=1, num_actors=1, num_cpus=2, progress=False)
     bank = dv.extract(cam, world, "a photo of a {}", **kw)
     assert bank.manifest is None and bank.n_images == 12 and bank.failed == []
     assert bank.protocol["model"] == tiny_rn.name and bank.part_vocabulary == local.part_vocabulary
@@ -101,6 +102,12 @@ def test_ray_engine_refuses_other_settings_and_local_banks(tiny_rn, tmp_path, lo
     dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", progress=False)
     with pytest.raises(ValueError, match="local engine"):
         dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", engine="ray", progress=False)
+    with pytest.raises(ValueError, match="options of engine='ray'"):
+        dv.extract(cam, world, "a photo of a {}", out=tmp_path / "local", num_cpus=2, progress=False)
+    for bad in (0, -1, True, "2"):
+        with pytest.raises(ValueError, match="num_cpus must be > 0"):
+            dv.extract(cam, world, "a photo of a {}", out=tmp_path / "ray", engine="ray", num_cpus=bad,
+                       progress=False)
 
 
 def test_random_weights_cannot_go_to_ray_actors(tmp_path, local_ray):

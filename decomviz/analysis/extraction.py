@@ -47,7 +47,7 @@ def _check_writable(out: Path) -> None:
 def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 16, shard_size: int = 256,
             num_workers: int = 0, progress: bool = True, overwrite: bool = False,
             on_shard: Optional[Callable[[int], None]] = None, engine: str = "local", address: Optional[str] = None,
-            num_actors: Optional[int] = None, num_gpus: Optional[float] = None):
+            num_actors: Optional[int] = None, num_gpus: Optional[float] = None, num_cpus: Optional[float] = None):
     """Run DecomCAM over a dataset and store one row per (image, prompt, component) in Parquet.
 
     dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
@@ -57,8 +57,8 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     engine="local": shards of `shard_size` images with a manifest; a rerun with the same arguments resumes:
     shards whose file is intact and whose images are unchanged (names, sizes, modification times) are kept, the
     others are (re-)extracted with a warning that names them. engine="ray": Ray Data (`address` of a cluster,
-    else a local Ray), `num_actors` model replicas with `num_gpus` each; a rerun skips the image ids already
-    written. `batch_size`: images per engine call. Returns the `OSSMBank`.
+    else a local Ray), `num_actors` model replicas with `num_gpus` GPUs and `num_cpus` CPUs (torch threads)
+    each; a rerun skips the image ids already written. `batch_size`: images per engine call. Returns the `OSSMBank`.
     """
     if not isinstance(cam, DecomCAM) or cam.integration != "pixel":
         raise TypeError("extract needs a dv.DecomCAM with pixel integration (it stores OSSMs, weights and the "
@@ -78,9 +78,9 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
                              "actors and writes files of its own).")
         from .ray_engine import extract_ray
         return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite, address=address,
-                           num_actors=num_actors, num_gpus=num_gpus, progress=progress)
-    if address is not None or num_actors is not None or num_gpus is not None:
-        raise ValueError("address, num_actors and num_gpus are options of engine='ray'.")
+                           num_actors=num_actors, num_gpus=num_gpus, num_cpus=num_cpus, progress=progress)
+    if any(v is not None for v in (address, num_actors, num_gpus, num_cpus)):
+        raise ValueError("address, num_actors, num_gpus and num_cpus are options of engine='ray'.")
     return _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress, overwrite,
                           on_shard)
 

@@ -33,13 +33,16 @@ def _import_ray():
 
 def extract_ray(cam, items, prompts, out: Path, batch_size: int = 16, overwrite: bool = False,
                 address: Optional[str] = None, num_actors: Optional[int] = None, num_gpus: Optional[float] = None,
-                progress: bool = True) -> OSSMBank:
+                num_cpus: Optional[float] = None, progress: bool = True) -> OSSMBank:
     """Extract `items` into `out` with Ray Data (see `dv.extract`); returns the `OSSMBank`."""
     ray = _import_ray()
     if num_actors is not None and (isinstance(num_actors, bool) or not isinstance(num_actors, int) or num_actors < 1):
         raise ValueError(f"num_actors must be a positive integer, got {num_actors!r}.")
     if num_gpus is not None and not num_gpus > 0:
         raise ValueError(f"num_gpus must be > 0 (GPUs per actor, e.g. 1 or 0.5), got {num_gpus!r}.")
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float))
+                                 or not num_cpus > 0):
+        raise ValueError(f"num_cpus must be > 0 (CPUs per actor, e.g. 1 or 4), got {num_cpus!r}.")
     spec = model_spec(cam.model)  # before any work: random weights cannot be loaded again in an actor
     if overwrite:
         remove_bank_files(out)
@@ -57,25 +60,34 @@ def extract_ray(cam, items, prompts, out: Path, batch_size: int = 16, overwrite:
         elif address is not None:
             warnings.warn(f"Ray is already running in this process; address={address!r} is not used.", stacklevel=3)
         try:
-            _run(ray, spec, cam, items, prompts, vocabulary, pending, out, batch_size, num_actors, num_gpus, progress)
+            _run(ray, spec, cam, items, prompts, vocabulary, pending, out, batch_size, num_actors, num_gpus, num_cpus,
+                 progress)
         finally:
             if started:
                 ray.shutdown()
     return OSSMBank(out)
 
 
-def _run(ray, spec, cam, items, prompts, vocabulary, pending, out: Path, batch_size, num_actors, num_gpus, progress):
+def _run(ray, spec, cam, items, prompts, vocabulary, pending, out: Path, batch_size, num_actors, num_gpus, num_cpus,
+         progress):
     from .extractor import Extractor
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = bool(progress)
     if num_actors is None:
         resources = ray.cluster_resources()
-        num_actors = (int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1)) // 4)
+        if num_gpus:
+            num_actors = int(resources.get("GPU", 0) // num_gpus)
+        else:
+            num_actors = int(resources.get("CPU", 1) // (num_cpus or 4))
         num_actors = max(1, num_actors)
     constructor = dict(model=spec, prompts=prompts, dataset=items, part_vocabulary=vocabulary,
                        images_per_call=batch_size, **cam.get_params())
     data = ray.data.from_items([{"index": i} for i in pending])
+    # Ray gives an actor as many torch threads as CPUs (OMP_NUM_THREADS); fp32 sums, and so the last digits of
+    # the results, follow the thread count
     options: Dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {}
+    if num_cpus is not None:
+        options["num_cpus"] = num_cpus
     data = data.map_batches(Extractor, fn_constructor_kwargs=constructor, batch_size=batch_size,
                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors), **options)
     data.write_parquet(str(out))

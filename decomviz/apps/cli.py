@@ -120,9 +120,10 @@ def cmd_extract(args) -> int:
     model = load_from_args(args)
     cam = method_spec("decomcam").make(model, **knobs)
     t0 = time.perf_counter()
-    ray_options = {"address": args.address, "num_actors": args.num_actors, "num_gpus": args.num_gpus}
+    ray_options = {"address": args.address, "num_actors": args.num_actors, "num_gpus": args.num_gpus,
+                   "num_cpus": args.num_cpus}
     if args.engine == "local" and any(v is not None for v in ray_options.values()):
-        raise ValueError("--address, --num-actors and --num-gpus are options of --engine ray.")
+        raise ValueError("--address, --num-actors, --num-gpus and --num-cpus are options of --engine ray.")
     bank = extract(cam, dataset, prompts, out=args.out, batch_size=args.images_per_batch,
                    shard_size=args.shard_size, engine=args.engine,
                    **(ray_options if args.engine == "ray" else {}))
@@ -237,8 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     exr.add_argument("--address", default=None,
                      help="Ray cluster to join, e.g. ray://head:10001 or auto (default: a local Ray)")
     exr.add_argument("--num-actors", type=int, default=None,
-                     help="model replicas (Ray actors) (default: GPUs / --num-gpus, or CPUs / 4)")
+                     help="model replicas (Ray actors) (default: GPUs / --num-gpus, or CPUs / (--num-cpus or 4))")
     exr.add_argument("--num-gpus", type=float, default=None, help="GPUs per Ray actor, e.g. 1 or 0.5 (default: none)")
+    exr.add_argument("--num-cpus", type=float, default=None,
+                     help="CPUs per Ray actor, which are its torch threads (default: Ray's, 1)")
 
     cl = sub.add_parser("cluster", help="cluster the components of a bank; write an HTML report")
     cl.add_argument("bank", help="the bank folder written by `decomviz extract` (or any bank-schema Parquet folder)")
