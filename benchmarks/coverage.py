@@ -1,7 +1,7 @@
 """Which open_clip architectures decomviz explains: a markdown table.
 
     python benchmarks/coverage.py --out benchmarks/results/coverage.md [--limit-s 90] [--budget-s 1380]
-                                  [--max-params 1.5e9] [--only REGEX] [--device cpu]
+                                  [--max-params 1.5e9] [--only REGEX] [--device cpu] [--resume]
 
 Every name of `open_clip.list_models()` is built with random weights (``pretrained=None``, nothing downloaded),
 smallest first, each in a child process with a time limit. For each one explained: the tower's adapter, the
@@ -10,6 +10,9 @@ seconds of one (image, prompt) pair. The rest are listed with the reason: too ma
 tokenizer whose files come from the Hugging Face hub (offline here), the time limit, an error. Where only the
 tokenizer comes from the hub, a stand-in tokenizer (random token ids of the right length) is used and noted:
 the image tower, which is what decomviz explains, is the model's own.
+
+--resume reads the table already at --out, keeps its explained rows and runs only the architectures it lists
+as not run or not finished (a run's time budget spent), so a long survey can be made in several sittings.
 """
 from __future__ import annotations
 
@@ -121,6 +124,22 @@ def run_one(name: str, device: str, limit_s: float, threads: int) -> dict:
     return result
 
 
+_DONE_ROW = re.compile(r"^\| (?P<name>[^|]+) \| (?P<params>\d+) \| (?P<kind>[^|]+) \| `(?P<layer>[^`]+)` \| "
+                       r"(?P<grid>[^|]+) \| (?P<map>[^|]+) \| (?P<seconds>[\d.]+) \| (?P<note>[^|]*) \|$")
+
+
+def explained_rows(table: str) -> list:
+    """The explained rows of a table written by `render` (for --resume)."""
+    rows = []
+    for line in table.splitlines():
+        m = _DONE_ROW.match(line)
+        if m:
+            row = {k: v.strip() for k, v in m.groupdict().items()}
+            row.update(params=float(row["params"]) * 1e6, seconds=float(row["seconds"]), resumed=True)
+            rows.append(row)
+    return rows
+
+
 def render(rows: list, skipped: list, header: str) -> str:
     ok = [r for r in rows if "error" not in r]
     lines = [header, "",
@@ -149,7 +168,11 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="a regular expression: only the matching names")
     ap.add_argument("--note", default="", help="a sentence added to the header (e.g. what else ran meanwhile)")
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="torch threads per model")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the explained rows of the table at --out; run only the architectures not reached")
     args = ap.parse_args(argv)
+    kept = explained_rows(Path(args.out).read_text(encoding="utf-8")) if args.resume else []
+    previous_header = Path(args.out).read_text(encoding="utf-8").split("\n\n")[1] if args.resume else ""
     import open_clip
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -165,8 +188,11 @@ def main(argv=None) -> int:
                                               f"machine with gradients (limit {args.max_params / 1e9:.1f} B)"))
         else:
             sized.append((params[0], name))
-    rows = []
+    rows = list(kept)
+    done = {r["name"] for r in kept}
     for params, name in sorted(sized):
+        if name in done:
+            continue
         left = args.budget_s - (time.perf_counter() - start)
         if left < 10:
             skipped.append((name, params, "not run: the run's time budget was spent"))
@@ -187,6 +213,9 @@ def main(argv=None) -> int:
               f"{args.threads} threads), random weights, one 320x320 image and one prompt per architecture, "
               f"DecomCAM with its defaults; time limit {args.limit_s:.0f} s per architecture (build + one pair)."
               + (f" {args.note}" if args.note else ""))
+    if args.resume:
+        header += (f" It resumed an earlier run, whose {len(kept)} explained rows are kept as they were; that "
+                   f"run's header: \"{previous_header.replace(chr(10), ' ')}\"")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(rows, skipped, header), encoding="utf-8")
     print(f"wrote {args.out}: {len([r for r in rows if 'error' not in r])} explained, "

@@ -136,6 +136,10 @@ def test_coverage_script_lists_and_renders(tmp_path):
                       [("hub-model", None, "its tokenizer comes from the hub")], "# t")
     assert "| RN50 | 102 | resnet | `visual.layer4` | 7x7 | non-empty | 1.00 |" in text
     assert "| big | 2000 | over the time limit |" in text and "hub-model" in text
+    # --resume keeps what a table explained (and only that)
+    kept = cov.explained_rows(text)
+    assert [r["name"] for r in kept] == ["RN50"] and kept[0]["layer"] == "visual.layer4"
+    assert cov.render(kept, [], "# t") == cov.render([row], [], "# t")
 
 
 def test_every_tower_module_registers_its_adapters():
