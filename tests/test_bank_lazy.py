@@ -196,4 +196,9 @@ def test_cli_extracts_and_clusters_by_streaming(tiny_dirs, tmp_path, capsys):
     assert "options of --engine ray" in capsys.readouterr().err
     code = main(["cluster", str(out), "--n-clusters", "2", "--streaming", "on", "--out", str(tmp_path / "c.html")])
     assert code == 0, capsys.readouterr().err
-    assert "streamed" in capsys.readouterr().out and (tmp_path / "c.html").is_file()
+    printed = capsys.readouterr().out
+    assert "streamed" in printed and (tmp_path / "c.html").is_file()
+    assert "named by its dominant ground-truth part" in printed
+    rows = [line.split() for line in printed.splitlines() if line.strip()[:1].isdigit()]
+    page = (tmp_path / "c.html").read_text()
+    assert rows and all(f"c{row[0]} {row[2]}" in page for row in rows)

@@ -55,6 +55,22 @@ def test_separable_parts_are_recovered(three_part_bank, method):
     assert cl.cluster_centers_.shape == (3, 8)
 
 
+def test_clusters_named_by_their_dominant_part(three_part_bank, tmp_path):
+    bank, truth = three_part_bank
+    cl = dv.ComponentClusters(3, random_state=0).fit(bank)
+    names = cl.name_by_parts()
+    by_cluster = {n["cluster"]: n["name"] for n in names}
+    for c in range(3):  # each cluster's name is the ground-truth part of its members
+        members = truth[cl.labels_ == c]
+        assert by_cluster[c] == ["car/wheels", "house/roof", "tree/crown"][np.bincount(members).argmax()]
+    assert all(n["confidence"] == pytest.approx(1.0) for n in names)
+    from decomviz.analysis.cluster_views import cluster_names
+    assert sorted(cluster_names(cl).values()) == ["c0 " + by_cluster[0], "c1 " + by_cluster[1], "c2 " + by_cluster[2]]
+    plain = make_bank(tmp_path / "plain", np.eye(3, 8)[truth] * 5, np.zeros((60, 0)), [])
+    with pytest.raises(ValueError, match="no ground-truth parts"):
+        dv.ComponentClusters(3, random_state=0).fit(plain).name_by_parts()
+
+
 def test_mixed_clusters_have_known_purity(tmp_path):
     # two feature clusters; the first holds 10 "roof" + 10 "door", the second 20 "wheels": purity = (10 + 20) / 40
     feats = np.concatenate([np.tile([5.0, 0, 0], (20, 1)), np.tile([0, 5.0, 0], (20, 1))])

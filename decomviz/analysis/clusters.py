@@ -214,6 +214,19 @@ class ComponentClusters:
         self.names_ = out
         return out
 
+    def name_by_parts(self, min_share: float = 0.1, report: Optional[PartReport] = None) -> List[Dict]:
+        """Name each cluster by its dominant ground-truth part (banks of PartsWorld or other part-annotated
+        data); confidence is the cluster's purity, the share of its components with that dominant part.
+        Unlike `name_parts`, this is the truth about the cluster, not the model's reading of it. `report`: a
+        `part_report()` already made (it reads the bank's part overlaps)."""
+        self._check_fitted()
+        if not self.bank_.part_vocabulary:
+            raise ValueError("This bank has no ground-truth parts (no part vocabulary); name the clusters with "
+                             "name_parts(model, vocabulary) instead.")
+        self.names_ = [{"cluster": c["cluster"], "name": c["dominant_part"], "confidence": c["purity"],
+                        "size": c["size"]} for c in (report or self.part_report(min_share))["clusters"]]
+        return self.names_
+
     def part_report(self, min_share: float = 0.1) -> PartReport:
         """Per cluster its dominant ground-truth part and purity; overall NMI and ARI of clusters vs parts."""
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score

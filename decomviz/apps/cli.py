@@ -151,7 +151,10 @@ def cmd_cluster(args) -> int:
     text = (f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0, {how}) "
             f"from {bank}")
     if bank.part_vocabulary:
-        text += "\n\n" + clusters.part_report().table()
+        report = clusters.part_report()
+        clusters.name_by_parts(report=report)
+        text += ("\n\nEach cluster is named by its dominant ground-truth part (the part holding most of its "
+                 "components' energy).\n\n" + report.table())
     write_report(args.out, cluster_report_figures(bank, clusters),
                  title=f"decomviz clusters: {display_name(bank.path.name)}",
                  preformatted=text)
