@@ -1,5 +1,6 @@
 """Does a bundled (or any PartsWorld-trained) model use parts? Zero-shot object accuracy, attribute binding and
-part use on fresh single-object scenes, as `decomviz bench`'s "parts" section measures them.
+part use on fresh single-object scenes, as `decomviz bench`'s "parts" section measures them, and whether the
+model sees colour at all (embeddings of a scene with one part recoloured; prompts that differ only in a colour).
 
     python benchmarks/bench_model_parts.py --model parts-rn --scenes 100 --seed 31
     python benchmarks/bench_model_parts.py --checkpoint trained/parts-rn --scenes 100 --seed 31
@@ -10,7 +11,7 @@ import argparse
 import time
 
 import decomviz as dv
-from decomviz.apps.bench.parts import attribute_binding, part_use, single_object_scenes
+from decomviz.apps.bench.parts import attribute_binding, colour_sensitivity, part_use, single_object_scenes
 from decomviz.apps.train import zero_shot_accuracy
 
 
@@ -30,6 +31,9 @@ def main(argv=None) -> int:
     ab = attribute_binding(model, scenes)
     print(f"  attribute binding             {ab['attribute_binding']:.3f}  ({ab['pairs']} part prompts, chance "
           f"{ab['chance']:.3f})")
+    cs = colour_sensitivity(model, scenes)
+    print(f"  colour sensitivity            image cosine after recolouring one part {cs['recoloured_image_cosine']:.4f}, "
+          f"smallest cosine among the 12 colour prompts {cs['colour_prompt_cosine']:.4f} (medians; 1 = blind)")
     pu = part_use(model, scenes)
     print(f"  part use                      {pu['part_use']:.3f}  ({pu['pairs']} part prompts)")
     print(f"  ({time.perf_counter() - t0:.0f} s; scenes: {args.scenes} single-object, seed {args.seed} + 100)")

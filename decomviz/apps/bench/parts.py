@@ -48,6 +48,26 @@ def attribute_binding(model, scenes) -> Dict[str, float]:
     return {"attribute_binding": float(np.mean(hits)), "pairs": len(hits), "chance": 1 / len(colors)}
 
 
+@torch.no_grad()
+def colour_sensitivity(model, scenes) -> Dict[str, float]:
+    """Does the model see colour at all? Median cosine between the image embeddings of a scene and of the same
+    scene with one part recoloured (`Scene.with_part_color`), and median over (scene, part) of the smallest
+    cosine among the 12 text embeddings "a {class} with a {colour} {part}". Both near 1: colour-blind, so
+    attribute binding cannot rise above chance."""
+    colors = list(PALETTE)
+    image_cos, text_cos = [], []
+    for scene in scenes:
+        label = scene.objects[0].label
+        for i, part in _own_parts(scene):
+            other = colors[(colors.index(part.color) + len(colors) // 2) % len(colors)]
+            emb = model.encode_image([scene.image, scene.with_part_color(i, other).image])
+            image_cos.append(float(emb[0] @ emb[1]))
+            text = model.encode_text([object_phrase(label, {part.name: c}) for c in colors])
+            text_cos.append(float((text @ text.T).min()))
+    return {"recoloured_image_cosine": float(np.median(image_cos)), "colour_prompt_cosine": float(np.median(text_cos)),
+            "pairs": len(image_cos)}
+
+
 def part_use(model, scenes) -> Dict[str, float]:
     """Share of (scene, part) pairs where removing the named part lowers "the {part} of a {class}" more than
     removing any other part of the object."""
