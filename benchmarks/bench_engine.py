@@ -50,8 +50,8 @@ def main(argv=None):
         floor = floor_seconds(model, x, text, K, args.repeats)
         fwd_bwd = floor_seconds(model, x, text, 0, args.repeats)
         methods = make_methods(model)   # every registered method at its defaults, by registry name
-        for name in ("decomcam", "decomcam-feature", "decomcam-nointegration"):
-            methods[name] = dv.make_method(name, model, n_components=K)
+        for method in ("decomcam", "decomcam-feature", "decomcam-nointegration"):
+            methods[method] = dv.make_method(method, model, n_components=K)
         if model.device.type == "cuda":
             methods["decomcam (gesvda)"] = dv.DecomCAM(model, n_components=K, svd_driver="gesvda")
         floor, fwd_bwd = floor / N, fwd_bwd / N
@@ -61,7 +61,7 @@ def main(argv=None):
         for label, cam in methods.items():
             if label.split(" ")[0] in args.skip:
                 continue
-            reps = 1 if label in ("scorecam", "gscorecam") else args.repeats
+            reps = 1 if label in ("scorecam", "gscorecam", "occlusion") else args.repeats
             t = timeit(lambda: cam(img, prompt), reps) / N
             extra = {"decomcam": f"   ratio to floor {t / floor:.2f}",
                      "decomcam-feature": f"   ratio to forward+backward {t / fwd_bwd:.2f}"}.get(label, "")
