@@ -3,8 +3,8 @@
     python benchmarks/bench_ray.py --scenes 200 [--model parts-rn] [--num-cpus 2] [--out /tmp/bench_ray]
 
 Both engines run DecomCAM at its defaults with the template "a photo of a {}" and the same images per engine
-call; Ray runs on a local cluster started here (loopback only, 2 CPUs), one actor given `--num-cpus` CPUs (its
-torch threads; 2, as many as this process uses, by default). Prints the row counts, whether the keys
+call; Ray runs on a local cluster started here (loopback only, `--num-cpus` + 1 logical CPUs), one actor given
+`--num-cpus` CPUs (its torch threads; 2, as many as this process uses, by default). Prints the row counts, whether the keys
 (image id, prompt, component) agree, the largest absolute difference of every value column and vector, and the
 time of each engine (indicative on a shared machine).
 """
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     local = dv.extract(cam, world, "a photo of a {}", out=out / "local", batch_size=args.batch_size,
                        shard_size=args.batch_size if args.same_batches else 256, progress=False)
     t_local = time.perf_counter() - t0
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    # one logical CPU more than the actor's, for Ray Data's read and write tasks
+    ray.init(num_cpus=args.num_cpus + 1, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         t0 = time.perf_counter()
         remote = dv.extract(cam, world, "a photo of a {}", out=out / "ray", engine="ray", batch_size=args.batch_size,

@@ -20,7 +20,8 @@ VALUES = ["weight", "singular_value", "contribution", "masked_score", "base_scor
 def local_ray():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        # 3 logical CPUs: an actor given 2 (one per torch thread) leaves one for Ray Data's read and write tasks
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _node_ip_address="127.0.0.1")
     yield ray
     if started:
