@@ -13,6 +13,10 @@ the image tower, which is what decomviz explains, is the model's own.
 
 --resume reads the table already at --out, keeps its explained rows and runs only the architectures it lists
 as not run or not finished (a run's time budget spent), so a long survey can be made in several sittings.
+
+    python benchmarks/coverage.py --summary benchmarks/results/coverage.md
+
+prints the table's summary by tower family (the one in the README).
 """
 from __future__ import annotations
 
@@ -140,6 +144,37 @@ def explained_rows(table: str) -> list:
     return rows
 
 
+_REST_ROW = re.compile(r"^\| (?P<name>[^|]+) \| (?P<params>\d*) \| (?P<reason>[^|]+) \|$")
+_REASONS = (("hub", "text tower or tokenizer from the Hugging Face hub (offline here)"),
+            ("parameters", "over 1.5 B parameters (not built: time and memory with gradients on 24 GB)"),
+            ("budget", "not reached: the survey's time budget was spent"),
+            ("time limit", "over the time limit per architecture"))
+
+
+def summary(table: str) -> str:
+    """Counts by tower adapter (explained, with a non-empty map, flagged empty) and by reason for the rest."""
+    done = explained_rows(table)
+    rest = [m.group("reason").strip() for line in table.split("Not explained here:")[-1].splitlines()
+            if (m := _REST_ROW.match(line)) and m.group("name").strip() != "architecture"] \
+        if "Not explained here:" in table else []
+    lines = ["| tower adapter | explained | non-empty map | empty map, flagged |", "|---|---:|---:|---:|"]
+    for kind in sorted({r["kind"] for r in done}):
+        rows = [r for r in done if r["kind"] == kind]
+        full = sum(r["map"] == "non-empty" for r in rows)
+        lines.append(f"| {kind} | {len(rows)} | {full} | {len(rows) - full} |")
+    lines.append(f"| **all** | **{len(done)}** | {sum(r['map'] == 'non-empty' for r in done)} | "
+                 f"{sum(r['map'] != 'non-empty' for r in done)} |")
+    lines += ["", "| not explained | architectures |", "|---|---:|"]
+    for key, text in _REASONS:
+        n = sum(key in reason for reason in rest)
+        if n:
+            lines.append(f"| {text} | {n} |")
+    other = [r for r in rest if not any(key in r for key, _ in _REASONS)]
+    if other:
+        lines.append(f"| other errors (see the table) | {len(other)} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(rows: list, skipped: list, header: str) -> str:
     ok = [r for r in rows if "error" not in r]
     lines = [header, "",
@@ -160,7 +195,9 @@ def render(rows: list, skipped: list, header: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--out", help="markdown file to write")
+    ap.add_argument("--summary", metavar="TABLE", help="print the summary by tower family of a written table; "
+                                                     "nothing is run")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--limit-s", type=float, default=90.0, help="time limit per architecture (build + one pair)")
     ap.add_argument("--budget-s", type=float, default=1380.0, help="time for the whole run; the rest is listed")
@@ -171,6 +208,11 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="keep the explained rows of the table at --out; run only the architectures not reached")
     args = ap.parse_args(argv)
+    if args.summary:
+        print(summary(Path(args.summary).read_text(encoding="utf-8")), end="")
+        return 0
+    if not args.out:
+        ap.error("--out is required (or --summary TABLE)")
     kept = explained_rows(Path(args.out).read_text(encoding="utf-8")) if args.resume else []
     previous_header = Path(args.out).read_text(encoding="utf-8").split("\n\n")[1] if args.resume else ""
     import open_clip

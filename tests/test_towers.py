@@ -140,6 +140,9 @@ def test_coverage_script_lists_and_renders(tmp_path):
     kept = cov.explained_rows(text)
     assert [r["name"] for r in kept] == ["RN50"] and kept[0]["layer"] == "visual.layer4"
     assert cov.render(kept, [], "# t") == cov.render([row], [], "# t")
+    short = cov.summary(text)  # the README's table: counts by adapter and by reason
+    assert "| resnet | 1 | 1 | 0 |" in short and "| **all** | **1** | 1 | 0 |" in short
+    assert "| over the time limit per architecture | 1 |" in short and "Hugging Face hub (offline here) | 1 |" in short
 
 
 def test_every_tower_module_registers_its_adapters():
