@@ -213,14 +213,22 @@ def main(argv=None) -> int:
         return 0
     if not args.out:
         ap.error("--out is required (or --summary TABLE)")
-    kept = explained_rows(Path(args.out).read_text(encoding="utf-8")) if args.resume else []
-    previous_header = Path(args.out).read_text(encoding="utf-8").split("\n\n")[1] if args.resume else ""
+    previous = Path(args.out).read_text(encoding="utf-8") if args.resume else ""
+    kept = explained_rows(previous)
+    # an earlier run's own header, without what it said about the runs it resumed
+    previous_header = previous.split("\n\n")[1].split(" It resumed")[0].replace("\n", " ") if previous else ""
     import open_clip
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
     names = [n for n in open_clip.list_models() if args.only is None or re.search(args.only, n)]
     sized, skipped = [], []
+    if args.only and previous:  # resuming a part: what the earlier run said about the others stands
+        skipped = [(m.group("name").strip(), float(m.group("params")) * 1e6 if m.group("params") else None,
+                    m.group("reason").strip())
+                   for line in previous.split("Not explained here:")[-1].splitlines()
+                   if (m := _REST_ROW.match(line)) and m.group("name").strip() not in names + ["architecture"]]
+        kept = [r for r in kept if r["name"] not in names]
     for name in names:
         params, reason = estimate_params(name)
         if reason:
@@ -256,8 +264,9 @@ def main(argv=None) -> int:
               f"DecomCAM with its defaults; time limit {args.limit_s:.0f} s per architecture (build + one pair)."
               + (f" {args.note}" if args.note else ""))
     if args.resume:
-        header += (f" It resumed an earlier run, whose {len(kept)} explained rows are kept as they were; that "
-                   f"run's header: \"{previous_header.replace(chr(10), ' ')}\"")
+        header += (f" It resumed earlier runs{f' for the architectures matching {args.only!r}' if args.only else ''}"
+                   f", whose {len(kept)} explained rows are kept as they were; the previous run's header: "
+                   f"\"{previous_header}\"")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(rows, skipped, header), encoding="utf-8")
     print(f"wrote {args.out}: {len([r for r in rows if 'error' not in r])} explained, "

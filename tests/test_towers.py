@@ -66,6 +66,16 @@ def test_family_adapter_grid_and_map(family_model):
     assert hook_count(model.model) == 0
 
 
+@pytest.mark.parametrize("family", ["timm-vitamin", "timm-siglip"])
+def test_timm_grid_comes_from_the_tokens_not_the_config(family):
+    """A trunk built for one size and fed another (open_clip's ViTamin-XL-384: a 384 px trunk, 256 px images)
+    is laid out on the grid its tokens have."""
+    model = _load(family)
+    model.tower.trunk.patch_embed.grid_size = (6, 6)   # what the config says; the tokens are 4 x 4
+    exp = dv.DecomCAM(model, n_components=2)(make_image(3), "a red circle")
+    assert tuple(exp.params["grid"]) == (4, 4) and torch.isfinite(exp.saliency).all()
+
+
 def test_feature_integration_blends_in_the_tower_layout(family_model):
     family, model = family_model
     exp = dv.DecomCAM(model, n_components=2, integration="feature")(make_image(2), "a blue square")

@@ -39,6 +39,18 @@ class TimmViT(Tower):
         patch = (patch, patch) if isinstance(patch, int) else patch
         return H // patch[0], W // patch[1]
 
+    def hooks(self, tap) -> list:
+        # the grid the tokens really have: a config may build the trunk for one size and feed it another
+        # (open_clip's ViTamin-XL-384 is a 384 px trunk given 256 px images)
+        proj = getattr(self.trunk.patch_embed, "proj", None)  # a patch conv, or (hybrid stems) an identity
+        if not isinstance(proj, torch.nn.Module):
+            return []
+
+        def capture(module, inputs, output):
+            if isinstance(output, torch.Tensor) and output.ndim == 4:  # (B, D, h, w), before flattening
+                tap.patch_grid = tuple(output.shape[-2:])
+        return [proj.register_forward_hook(capture)]
+
     def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         from timm.models.vision_transformer import VisionTransformer
         if type(self.trunk) is not VisionTransformer or not isinstance(self.trunk.blocks, torch.nn.Sequential):
