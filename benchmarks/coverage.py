@@ -175,6 +175,15 @@ def summary(table: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def earlier_headers(table: str) -> list:
+    """The own headers of the runs behind a table: those it lists as resumed, then its own (for --resume)."""
+    paragraphs = table.split("\n\n")
+    listed = []
+    if "kept as they were:" in paragraphs[1]:
+        listed = [line[2:] for line in paragraphs[2].splitlines() if line.startswith("- ")]
+    return listed + [paragraphs[1].split(" It resumed")[0].replace("\n", " ")]
+
+
 def render(rows: list, skipped: list, header: str) -> str:
     ok = [r for r in rows if "error" not in r]
     lines = [header, "",
@@ -215,8 +224,7 @@ def main(argv=None) -> int:
         ap.error("--out is required (or --summary TABLE)")
     previous = Path(args.out).read_text(encoding="utf-8") if args.resume else ""
     kept = explained_rows(previous)
-    # an earlier run's own header, without what it said about the runs it resumed
-    previous_header = previous.split("\n\n")[1].split(" It resumed")[0].replace("\n", " ") if previous else ""
+    earlier = earlier_headers(previous) if previous else []
     import open_clip
     import torch
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -265,8 +273,8 @@ def main(argv=None) -> int:
               + (f" {args.note}" if args.note else ""))
     if args.resume:
         header += (f" It resumed earlier runs{f' for the architectures matching {args.only!r}' if args.only else ''}"
-                   f", whose {len(kept)} explained rows are kept as they were; the previous run's header: "
-                   f"\"{previous_header}\"")
+                   f"; the {len(kept)} rows they explained are kept as they were:\n\n"
+                   + "\n".join(f"- {h}" for h in earlier))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(render(rows, skipped, header), encoding="utf-8")
     print(f"wrote {args.out}: {len([r for r in rows if 'error' not in r])} explained, "

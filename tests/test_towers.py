@@ -150,6 +150,9 @@ def test_coverage_script_lists_and_renders(tmp_path):
     kept = cov.explained_rows(text)
     assert [r["name"] for r in kept] == ["RN50"] and kept[0]["layer"] == "visual.layer4"
     assert cov.render(kept, [], "# t") == cov.render([row], [], "# t")
+    resumed = cov.render(kept, [], "# t\n\nRun B. It resumed earlier runs; the 1 rows they explained are kept as "
+                                    "they were:\n\n- Run A.")
+    assert cov.earlier_headers(resumed) == ["Run A.", "Run B."]
     short = cov.summary(text)  # the README's table: counts by adapter and by reason
     assert "| resnet | 1 | 1 | 0 |" in short and "| **all** | **1** | 1 | 0 |" in short
     assert "| over the time limit per architecture | 1 |" in short and "Hugging Face hub (offline here) | 1 |" in short
