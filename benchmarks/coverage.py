@@ -12,7 +12,8 @@ tokenizer comes from the hub, a stand-in tokenizer (random token ids of the righ
 the image tower, which is what decomviz explains, is the model's own.
 
 --resume reads the table already at --out, keeps its explained rows and runs only the architectures it lists
-as not run or not finished (a run's time budget spent), so a long survey can be made in several sittings.
+as not run or not finished (a run's time budget spent), so a long survey can be made in several sittings; with
+--only, it runs the matching architectures again and keeps every other row. The header lists each run's settings.
 
     python benchmarks/coverage.py --summary benchmarks/results/coverage.md
 
@@ -139,7 +140,7 @@ def explained_rows(table: str) -> list:
         m = _DONE_ROW.match(line)
         if m:
             row = {k: v.strip() for k, v in m.groupdict().items()}
-            row.update(params=float(row["params"]) * 1e6, seconds=float(row["seconds"]), resumed=True)
+            row.update(params=float(row["params"]) * 1e6, seconds=float(row["seconds"]))
             rows.append(row)
     return rows
 
