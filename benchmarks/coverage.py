@@ -152,12 +152,23 @@ _REASONS = (("hub", "text tower or tokenizer from the Hugging Face hub (offline 
             ("time limit", "over the time limit per architecture"))
 
 
+def listed_rows(table: str) -> list:
+    """(name, params or None, reason) of the architectures a table lists as not explained."""
+    if "Not explained here:" not in table:
+        return []
+    rows = []
+    for line in table.split("Not explained here:")[-1].splitlines():
+        m = _REST_ROW.match(line)
+        if m and m.group("name").strip() != "architecture":
+            params = float(m.group("params")) * 1e6 if m.group("params") else None
+            rows.append((m.group("name").strip(), params, m.group("reason").strip()))
+    return rows
+
+
 def summary(table: str) -> str:
     """Counts by tower adapter (explained, with a non-empty map, flagged empty) and by reason for the rest."""
     done = explained_rows(table)
-    rest = [m.group("reason").strip() for line in table.split("Not explained here:")[-1].splitlines()
-            if (m := _REST_ROW.match(line)) and m.group("name").strip() != "architecture"] \
-        if "Not explained here:" in table else []
+    rest = [reason for _, _, reason in listed_rows(table)]
     lines = ["| tower adapter | explained | non-empty map | empty map, flagged |", "|---|---:|---:|---:|"]
     for kind in sorted({r["kind"] for r in done}):
         rows = [r for r in done if r["kind"] == kind]
@@ -233,10 +244,7 @@ def main(argv=None) -> int:
     names = [n for n in open_clip.list_models() if args.only is None or re.search(args.only, n)]
     sized, skipped = [], []
     if args.only and previous:  # resuming a part: what the earlier run said about the others stands
-        skipped = [(m.group("name").strip(), float(m.group("params")) * 1e6 if m.group("params") else None,
-                    m.group("reason").strip())
-                   for line in previous.split("Not explained here:")[-1].splitlines()
-                   if (m := _REST_ROW.match(line)) and m.group("name").strip() not in names + ["architecture"]]
+        skipped = [row for row in listed_rows(previous) if row[0] not in names]
         kept = [r for r in kept if r["name"] not in names]
     for name in names:
         params, reason = estimate_params(name)

@@ -153,6 +153,8 @@ def test_coverage_script_lists_and_renders(tmp_path):
     resumed = cov.render(kept, [], "# t\n\nRun B. It resumed earlier runs; the 1 rows they explained are kept as "
                                     "they were:\n\n- Run A.")
     assert cov.earlier_headers(resumed) == ["Run A.", "Run B."]
+    assert cov.listed_rows(text) == [("big", 2e9, "over the time limit"),
+                                     ("hub-model", None, "its tokenizer comes from the hub")]
     short = cov.summary(text)  # the README's table: counts by adapter and by reason
     assert "| resnet | 1 | 1 | 0 |" in short and "| **all** | **1** | 1 | 0 |" in short
     assert "| over the time limit per architecture | 1 |" in short and "Hugging Face hub (offline here) | 1 |" in short

@@ -93,7 +93,7 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
     return [st for st in out if st["steps"] > 0]
 
 
-def _resize_state_dict(state: Dict[str, torch.Tensor], model) -> Dict[str, torch.Tensor]:
+def resize_state_dict(state: Dict[str, torch.Tensor], model) -> Dict[str, torch.Tensor]:
     """Adapt a CLIP state dict to ``model``'s input size: the grid part of the image tower's positional
     embedding (ModifiedResNet ``attnpool.positional_embedding`` or ViT ``positional_embedding``) is
     resized bicubically; the class-token row and every other weight are kept."""
@@ -177,7 +177,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         cfg_k["vision_cfg"]["image_size"] = stage["image_size"]
         new = open_clip.CLIP(**cfg_k)
         if net is not None:   # carry the weights over to the new input size
-            new.load_state_dict(_resize_state_dict(net.state_dict(), new))
+            new.load_state_dict(resize_state_dict(net.state_dict(), new))
         net = (new.to(memory_format=torch.channels_last) if is_resnet else new).to(device)
         net.train()
         decay, no_decay = [], []
