@@ -1,11 +1,12 @@
 """Can a PartsWorld checkpoint learn colour from the attribute hard-negative loss alone? (issue 11)
 
-    python benchmarks/probe_colour_loss.py --checkpoint /tmp/train3/parts-rn [--steps 120] [--lr 5e-4]
+    python benchmarks/probe_colour_loss.py --checkpoint /tmp/train3/parts-rn [--steps 120] [--lr 5e-4] [--aux-weight 1]
 
 Fine-tunes a copy of the checkpoint at 112 px on `part_examples` scenes (seed 55555) with only the loss between
 each image, its attribute caption ("a house with a red roof") and that caption's hard negative (another colour),
 and prints every 10 steps the mean loss and the share of images whose true caption outscores the hard negative
-(0.5 = the colour is not seen). Nothing is saved.
+(0.5 = the colour is not seen). ``--aux-weight`` adds the auxiliary part-colour target of the training recipe
+(`decomviz.apps.train.auxiliary`) to that loss. Nothing is saved.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 import decomviz as dv
+from decomviz.apps.train.auxiliary import PartColourHead, part_colour_target
 from decomviz.apps.train.captions import part_examples
 from decomviz.apps.train.evaluate import CaptionedScenes
 from decomviz.apps.train.loop import resize_state_dict, hard_negative_loss
@@ -30,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True, help="a folder written by `decomviz train`")
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--aux-weight", type=float, default=0.0, help="weight of the auxiliary part-colour target")
     args = ap.parse_args(argv)
     import open_clip
     warnings.simplefilter("ignore")
@@ -41,17 +44,22 @@ def main(argv=None) -> int:
     net.load_state_dict(resize_state_dict(model.model.state_dict(), net))
     net = net.float().train()
     world = dv.PartsWorld(100_000, seed=55555, n_objects=(1, 2), size=112)
-    data = CaptionedScenes(world, model.tokenizer, caption_seed=3, example_fn=part_examples)
+    head = PartColourHead(cfg["embed_dim"]) if args.aux_weight > 0 else None
+    data = CaptionedScenes(world, model.tokenizer, caption_seed=3, example_fn=part_examples,
+                           target_fn=part_colour_target if head is not None else None)
     loader = torch.utils.data.DataLoader(data, batch_size=64, num_workers=1, drop_last=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    params = list(net.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     t0, log = time.time(), []
-    for i, (images, tokens) in enumerate(loader):
+    for i, (images, tokens, *target) in enumerate(loader):
         if i >= args.steps:
             break
         nb, nc = tokens.shape[:2]
         img = net.encode_image(images, normalize=True).float()
         txt = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True).float().reshape(nc, nb, -1)
         loss = hard_negative_loss(img, txt[1], txt[2], net.logit_scale.exp())  # texts 1, 2: attribute, its negative
+        if head is not None:
+            loss = loss + args.aux_weight * head.loss(img, target[0])
         with torch.no_grad():
             right = ((img * txt[1]).sum(-1) > (img * txt[2]).sum(-1)).float().mean()
         opt.zero_grad()

@@ -118,3 +118,61 @@ def test_bundled_model_loads_offline_and_classifies(name, monkeypatch):
     assert acc >= 0.95, f"{name}: zero-shot accuracy {acc:.3f} on 200 fresh single-object scenes"
     rec = json.loads((folder / "training.json").read_text())
     assert rec["zero_shot_accuracy"] >= 0.95 and rec["command"].startswith("decomviz train")
+
+
+def test_part_colour_target_follows_the_drawn_parts():
+    from decomviz.apps.train.auxiliary import N_TARGETS, SLOTS, part_colour_target
+    from decomviz.data import PALETTE
+    colours = list(PALETTE)
+    scene = PartsWorld(1, seed=5, n_objects=1)[0]
+    y = part_colour_target(scene)
+    assert y.shape == (N_TARGETS,) and N_TARGETS == len(SLOTS) * len(colours)
+    label = scene.objects[0].label
+    drawn = [p for p in scene.parts if p.mask.any()]
+    expect = {SLOTS.index((label, p.name)) * len(colours) + colours.index(p.color) for p in drawn}
+    assert set(torch.nonzero(y).flatten().tolist()) == expect
+    # a removed part sets nothing; a recoloured part moves its bit to the new colour
+    gone = part_colour_target(scene.without_part(0))
+    assert gone.sum() == y.sum() - 1 and gone[SLOTS.index((label, scene.parts[0].name)) * len(colours):][:len(colours)].sum() == 0
+    part = scene.parts[1]
+    other = next(c for c in colours if c != part.color)
+    moved = part_colour_target(scene.with_part_color(1, other))
+    slot = SLOTS.index((label, part.name)) * len(colours)
+    assert moved[slot + colours.index(other)] == 1 and moved[slot + colours.index(part.color)] == 0
+
+
+def test_auxiliary_target_trains_and_is_not_saved(tmp_path, monkeypatch):
+    recipe = dict(RECIPES["tiny-rn"], aux_weight=1.0)
+    monkeypatch.setitem(RECIPES, "tiny-aux", recipe)
+    rec = train("tiny-aux", steps=30, batch_size=16, seed=0, out=tmp_path / "aux", eval_every=15, eval_n=20,
+                progress=False, workers=0, final_eval=False)
+    assert len(rec["aux_losses"]) == len(rec["losses"]) == 30 and rec["aux_weight"] == 1.0
+    assert np.mean(rec["aux_losses"][-5:]) < np.mean(rec["aux_losses"][:5])
+    assert {"recoloured_image_cosine", "colour_prompt_cosine"} <= set(rec["evals"][-1])
+    model, _, _ = load_local(tmp_path / "aux")          # a plain open_clip CLIP: the head is not in it
+    assert not any("linear" in k for k in model.state_dict())
+
+
+def test_colour_probe_tells_a_colour_blind_model_from_one_that_sees():
+    from decomviz.apps.train.evaluate import colour_probe
+
+    class Toy(torch.nn.Module):
+        def __init__(self, blind):
+            super().__init__()
+            self.blind = blind
+            self.w = torch.nn.Parameter(torch.randn(3, 8))
+
+        def encode_image(self, x, normalize=True):
+            pooled = x.mean((2, 3))
+            if self.blind:
+                pooled = pooled.mean(1, keepdim=True).expand(-1, 3)
+            return torch.nn.functional.normalize(pooled @ self.w + 0.01, dim=-1)
+
+        def encode_text(self, tokens, normalize=True):
+            return torch.nn.functional.normalize(tokens[:, :8].float() + 1, dim=-1)
+
+    tok = open_clip.tokenizer.SimpleTokenizer(context_length=16)
+    blind = colour_probe(Toy(True), tok, n=6, size=64)
+    sees = colour_probe(Toy(False), tok, n=6, size=64)
+    assert sees["recoloured_image_cosine"] < blind["recoloured_image_cosine"]
+    assert sees["colour_prompt_cosine"] < 1.0

@@ -24,20 +24,25 @@ class CaptionedScenes(torch.utils.data.Dataset):
 
     ``caption_fn(scene, seed)`` gives the texts of a scene; ``example_fn(scene, seed) -> (scene, texts)``, when
     given instead, may also change the scene (e.g. remove a part) before it is drawn into the batch.
+    ``target_fn(scene) -> tensor``, when given, adds a third item: an auxiliary target of the scene as drawn.
     """
 
     def __init__(self, world: PartsWorld, tokenizer, caption_seed: int = 0,
                  caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions,
-                 example_fn: Optional[Callable[[Scene, int], Tuple[Scene, Sequence[str]]]] = None):
+                 example_fn: Optional[Callable[[Scene, int], Tuple[Scene, Sequence[str]]]] = None,
+                 target_fn: Optional[Callable[[Scene], torch.Tensor]] = None):
         self.world, self.tokenizer, self.caption_seed = world, tokenizer, caption_seed
         self.example_fn = example_fn or (lambda scene, seed: (scene, caption_fn(scene, seed)))
+        self.target_fn = target_fn
 
     def __len__(self) -> int:
         return len(self.world)
 
     def __getitem__(self, i: int):
         scene, texts = self.example_fn(self.world[i], self.caption_seed)
-        return image_to_tensor(scene.image), self.tokenizer(list(texts))
+        if self.target_fn is None:
+            return image_to_tensor(scene.image), self.tokenizer(list(texts))
+        return image_to_tensor(scene.image), self.tokenizer(list(texts)), self.target_fn(scene)
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -79,3 +84,32 @@ def zero_shot_accuracy(model, tokenizer, n: int = 200, seed: int = 12345, classe
 def _image_size(model) -> int:
     size = getattr(model.visual, "image_size", 224)
     return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+@torch.no_grad()
+def colour_probe(model, tokenizer, n: int = 24, seed: int = 777, size: Optional[int] = None) -> dict:
+    """A cheap colour check for training logs: the median image-embedding cosine between a single-object scene
+    and the same scene with one part recoloured to the opposite colour of the palette, and the median smallest
+    cosine among "a {class} with a {colour} {part}" over the 12 colours. Both near 1: the model is colour-blind
+    (see ``decomviz.apps.bench.parts.colour_sensitivity`` for the benchmark's version)."""
+    from ...data import PALETTE, object_phrase
+    was_training = model.training
+    model.eval()
+    size = size or _image_size(model)
+    device = next(model.parameters()).device
+    colors = list(PALETTE)
+    world = PartsWorld(n, seed=seed, size=size, n_objects=1)
+    image_cos, text_cos = [], []
+    for k in range(n):
+        scene = world[k]
+        i = k % len(scene.parts)
+        part = scene.parts[i]
+        other = colors[(colors.index(part.color) + len(colors) // 2) % len(colors)]
+        x = torch.stack([image_to_tensor(scene.image), image_to_tensor(scene.with_part_color(i, other).image)])
+        f = model.encode_image(x.to(device), normalize=True)
+        image_cos.append(float(f[0] @ f[1]))
+        t = model.encode_text(tokenizer([object_phrase(scene.objects[0].label, {part.name: c}) for c in colors])
+                              .to(device), normalize=True)
+        text_cos.append(float((t @ t.T).min()))
+    model.train(was_training)
+    return {"recoloured_image_cosine": float(np.median(image_cos)), "colour_prompt_cosine": float(np.median(text_cos))}

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from ...data import PartsWorld, Scene
+from .auxiliary import PartColourHead, part_colour_target
 from .captions import PART_EXAMPLE_LAYOUT, part_examples, training_captions
-from .evaluate import CaptionedScenes, zero_shot_accuracy
+from .evaluate import CaptionedScenes, colour_probe, zero_shot_accuracy
 from .recipes import RECIPES, ZERO_SHOT_TEMPLATE
 from .saving import load_local, save_model
 
@@ -165,6 +166,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
     loss_fn = open_clip.ClipLoss()
 
+    aux_weight = float(recipe.get("aux_weight", 0.0))
+    head = PartColourHead(model_cfg["embed_dim"]).to(device) if aux_weight > 0 else None
+    aux_losses: List[float] = []
     losses: List[float] = []
     lrs: List[float] = []
     evals: List[Dict[str, float]] = []
@@ -183,13 +187,16 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         decay, no_decay = [], []
         for name, p in net.named_parameters():
             (decay if p.ndim >= 2 and "embedding" not in name and "logit_scale" not in name else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+        groups = [{"params": decay, "weight_decay": recipe["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+        if head is not None:
+            groups.append({"params": list(head.parameters()), "weight_decay": 0.0})
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
         world = PartsWorld(stage["steps"] * batch_size, seed=stage["scene_seed_offset"] + seed,
                            size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
         parts = stage["examples"] == "parts" and caption_fn is None
         data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions,
-                               example_fn=part_examples if parts else None)
+                               example_fn=part_examples if parts else None,
+                               target_fn=part_colour_target if head is not None else None)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
                                              persistent_workers=False, prefetch_factor=4 if workers else None,
@@ -197,7 +204,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         peak = lr * stage["lr_scale"]
         t_stage = time.time()
         budget = None if max_seconds is None else max_seconds * stage["steps"] / steps
-        for i, (images, tokens) in enumerate(loader):
+        for i, (images, tokens, *aux_target) in enumerate(loader):
             if i >= stage["steps"]:
                 break
             elapsed = time.time() - t_stage
@@ -224,20 +231,28 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                                                              for j in range(1, nc, 2))) / (1 + nc // 2)
             else:       # each image against each of its captions (object level, part level), averaged
                 loss = sum(loss_fn(img_f, texts[j], scale) for j in range(nc)) / nc
+            losses.append(float(loss.detach()))   # the contrastive loss; the auxiliary one is logged apart
+            if head is not None:
+                aux = head.loss(img_f, aux_target[0].to(device))
+                aux_losses.append(float(aux.detach()))
+                loss = loss + aux_weight * aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             with torch.no_grad():
                 net.logit_scale.clamp_(0, math.log(100))
-            losses.append(float(loss.detach()))
             step += 1
             post = {"px": stage["image_size"], "loss": f"{np.mean(losses[-20:]):.3f}"}
+            if aux_losses:
+                post["aux"] = f"{np.mean(aux_losses[-20:]):.3f}"
             if eval_every and (step % eval_every == 0 or step == steps or i + 1 == stage["steps"]):
                 acc = zero_shot_accuracy(net, tokenizer, n=eval_n, seed=seed + 1000, size=stage["image_size"])
-                evals.append({"step": step, "image_size": stage["image_size"], "accuracy": acc})
+                evals.append({"step": step, "image_size": stage["image_size"], "accuracy": acc,
+                              **colour_probe(net, tokenizer, size=stage["image_size"])})
                 net.train()
             if evals:
                 post["zs_acc"] = f"{evals[-1]['accuracy']:.3f}"
+                post["colour_cos"] = f"{evals[-1]['recoloured_image_cosine']:.3f}"
             bar.set_postfix(post)
             bar.update(1)
         del loader
@@ -265,6 +280,11 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                          "examples_by_stage": [st["examples"] for st in stages]},
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
+        "aux_weight": aux_weight,
+        "aux_losses": [round(v, 5) for v in aux_losses],
+        "auxiliary": ("decomviz.apps.train.auxiliary: a linear head on the normalised image embedding predicts "
+                      "each drawn part's (class, part, colour); binary cross-entropy, added to each step's loss "
+                      "times aux_weight; the head is not saved") if head is not None else None,
         "lrs": [float(f"{v:.4g}") for v in lrs],
         "evals": evals,
         "eval_scenes": {"n": eval_n, "seed": seed + 1000, "n_objects": 1, "template": ZERO_SHOT_TEMPLATE},
