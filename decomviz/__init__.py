@@ -8,7 +8,7 @@ from .models import CLIPModel, LayerError, ModelLoadError, list_models, load_mod
 from .images import ImageInputError
 from .explanation import Explanation
 from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, Occlusion,
-                      ScoreCAM, Target, contrast_target, image_target, make_method)
+                      ScoreCAM, Target, any_target, contrast_target, image_target, make_method)
 from . import metrics
 from .data import PartsWorld
 from .viz.images import overlay
@@ -19,5 +19,5 @@ __all__ = [
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
     "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
     "Extractor", "bank_schema", "ComponentClusters", "overlay",
-    "Target", "image_target", "contrast_target",
+    "Target", "image_target", "contrast_target", "any_target",
 ]

@@ -29,7 +29,8 @@ def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor, kind: str, logit
     ----------
     image_emb : Tensor of shape (..., D), L2-normalised.
     text_emb : Tensor of shape (T, D): L2-normalised prompt embeddings, or any target direction
-        (`decomviz.methods.targets.Target`), whose "cosine" is then the dot product.
+        (`decomviz.methods.targets.Target`), whose "cosine" is then the dot product; or a
+        `decomviz.methods.targets.TargetRows` when some targets are functions of the embedding.
     kind : "cosine", "logit" (``logit_scale * cosine``) or "softmax" (over the T prompts).
     logit_scale : scalar Tensor, ``exp`` of the model's learned temperature.
 
@@ -37,7 +38,7 @@ def clip_score(image_emb: torch.Tensor, text_emb: torch.Tensor, kind: str, logit
     -------
     Tensor of shape (..., T).
     """
-    cos = image_emb @ text_emb.T
+    cos = text_emb.cosines(image_emb) if hasattr(text_emb, "cosines") else image_emb @ text_emb.T  # TargetRows
     if kind == "cosine":
         return cos
     logits = logit_scale * cos

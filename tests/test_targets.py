@@ -50,3 +50,69 @@ def test_pairwise_explains_image_i_with_prompt_i(tiny_rn, images):
         assert torch.allclose(exp.saliency[0, 0], grid.saliency[i, t], atol=1e-5)
     with pytest.raises(ValueError, match="one prompt per image"):
         cam.pairwise(list(images), prompts[:1] + prompts)
+
+
+def test_a_function_target_equal_to_a_prompt_gives_its_explanation(tiny_rn, images):
+    e = tiny_rn.encode_text(["a red circle"])[0]
+    as_function = dv.Target("red circle, as a function", fn=lambda emb: emb @ e.to(emb))
+    for method in ("gradcam", "decomcam", "scorecam"):
+        cam = dv.make_method(method, tiny_rn, **({"n_components": 3} if method == "decomcam" else {}))
+        exp = cam(images, ["a red circle", as_function, "a blue square"])      # mixed with prompts in one call
+        assert exp.prompts[1] == "red circle, as a function"
+        assert torch.allclose(exp.saliency[:, 0], exp.saliency[:, 1], atol=1e-4), method   # float order only
+        assert torch.allclose(exp.base_score[:, 0], exp.base_score[:, 1], atol=1e-6)
+
+
+def test_any_target_is_a_smooth_maximum_and_explains_the_best_prompt(tiny_rn, images):
+    prompts = ["a red circle", "a blue square"]
+    t = dv.any_target(tiny_rn, prompts, sharpness=50.0)
+    assert t.name == "a red circle or a blue square" and t.fn is not None
+    exp = dv.GradCAM(tiny_rn)(images, [t, *prompts])
+    cos = exp.base_score[:, 1:]
+    expect = torch.logsumexp(50.0 * cos, dim=1) / 50.0
+    assert torch.allclose(exp.base_score[:, 0], expect, atol=1e-5)
+    assert bool((exp.base_score[:, 0] >= cos.max(1).values - 1e-6).all())
+    # a very sharp maximum has the gradient, hence the Grad-CAM map, of whichever prompt matches best
+    sharp = dv.GradCAM(tiny_rn)(images, [dv.any_target(tiny_rn, prompts, sharpness=1e5), *prompts])
+    for b in range(len(images)):
+        best = 1 + int(sharp.base_score[b, 1:].argmax())
+        assert torch.allclose(sharp.saliency[b, 0], sharp.saliency[b, best], atol=1e-3)
+
+
+def test_a_bare_callable_is_a_target_named_after_it(tiny_rn, images):
+    e = tiny_rn.encode_text(["a red circle", "a blue square"])
+
+    def squared_margin(emb):
+        return (emb @ e[0].to(emb) - emb @ e[1].to(emb)) ** 2
+
+    exp = dv.DecomCAM(tiny_rn, n_components=3)(images, squared_margin)
+    assert exp.prompts == ["squared_margin"]
+    cos = torch.stack([tiny_rn.encode_image(list(images)) @ e[k] for k in range(2)], 1)
+    assert torch.allclose(exp.base_score[:, 0], (cos[:, 0] - cos[:, 1]) ** 2, atol=1e-5)
+    soft = dv.GradCAM(tiny_rn, score="softmax")(images, [squared_margin, "a red circle"])
+    assert torch.allclose(soft.base_score.sum(1), torch.ones(len(images)), atol=1e-5)
+
+
+def test_a_function_target_with_a_wrong_output_says_what_it_must_return(tiny_rn, images):
+    with pytest.raises(ValueError, match=r"one score per image \(N,\)"):
+        dv.GradCAM(tiny_rn)(images, [dv.Target("wrong", fn=lambda emb: emb)])
+    with pytest.raises(ValueError, match="either a vector .* or fn="):
+        dv.Target("both", torch.ones(3), fn=lambda emb: emb[:, 0])
+    with pytest.raises(ValueError, match="either a vector"):
+        dv.Target("neither")
+
+
+def test_function_targets_survive_chunking_over_prompts(tiny_rn, images, monkeypatch):
+    from decomviz.methods import base, chunking
+    monkeypatch.setattr(chunking, "PROMPTS_PER_PASS", 2)
+    monkeypatch.setattr(base, "PROMPTS_PER_PASS", 2)
+    e = tiny_rn.encode_text(["a red circle"])[0]
+    targets = ["a blue square", "a green dot", dv.Target("f", fn=lambda emb: emb @ e.to(emb)), "a red circle",
+               "a yellow star"]
+    for score in ("cosine", "softmax"):
+        exp = dv.GradCAM(tiny_rn, score=score)(images, targets)
+        whole = dv.GradCAM(tiny_rn, score=score)(images, [t if isinstance(t, str) else e for t in targets[:2]]
+                                                 + [dv.Target("f", e)] + targets[3:])
+        assert exp.prompts == whole.prompts
+        assert torch.allclose(exp.base_score, whole.base_score, atol=1e-5)
+        assert torch.allclose(exp.saliency, whole.saliency, atol=1e-4)

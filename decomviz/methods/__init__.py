@@ -7,7 +7,7 @@ from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, 
 from .decomcam import DecomCAM
 from .occlusion import Occlusion
 from .registry import METHODS, MethodSpec, make_method
-from .targets import Target, contrast_target, image_target
+from .targets import Target, any_target, contrast_target, image_target
 
 __all__ = ["Method", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
-           "Occlusion", "METHODS", "MethodSpec", "make_method", "Target", "image_target", "contrast_target"]
+           "Occlusion", "METHODS", "MethodSpec", "make_method", "Target", "image_target", "contrast_target", "any_target"]

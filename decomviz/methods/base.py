@@ -96,8 +96,10 @@ class Method:
     # ----------------------------------------------------------------- the call
     def __call__(self, images: Any, prompts: Targets) -> Explanation:
         """Explain every (image, prompt) pair. images: PIL / path / uint8 array / list; prompts: a str, a
-        `Target` (a direction in the embedding space, see `decomviz.methods.targets`) or a list of them."""
-        n = 1 if isinstance(prompts, (str, Target)) else len(prompts) if isinstance(prompts, (list, tuple)) else 0
+        `Target` (a direction in the embedding space or a function of it, see `decomviz.methods.targets`), a
+        callable (embeddings (N, D) -> scores (N,)), or a list of them."""
+        n = 1 if isinstance(prompts, (str, Target)) or callable(prompts) else len(prompts) \
+            if isinstance(prompts, (list, tuple)) else 0
         if self.score == "softmax" and n + len(self.contrast) < 2:
             raise ValueError("score='softmax' over a single prompt is always 1 and has no gradient: give several "
                              "prompts (the softmax is over all of them), or contrast=[...] prompts to compete with, "
