@@ -121,24 +121,25 @@ def test_bundled_model_loads_offline_and_classifies(name, monkeypatch):
 
 
 def test_part_colour_target_follows_the_drawn_parts():
-    from decomviz.apps.train.auxiliary import N_TARGETS, SLOTS, part_colour_target
+    from decomviz.apps.train.auxiliary import NOT_DRAWN, SLOTS, PartColourHead, part_colour_target
     from decomviz.data import PALETTE
     colours = list(PALETTE)
     scene = PartsWorld(1, seed=5, n_objects=1)[0]
     y = part_colour_target(scene)
-    assert y.shape == (N_TARGETS,) and N_TARGETS == len(SLOTS) * len(colours)
+    assert y.shape == (len(SLOTS),) and y.dtype == torch.int64
     label = scene.objects[0].label
-    drawn = [p for p in scene.parts if p.mask.any()]
-    expect = {SLOTS.index((label, p.name)) * len(colours) + colours.index(p.color) for p in drawn}
-    assert set(torch.nonzero(y).flatten().tolist()) == expect
-    # a removed part sets nothing; a recoloured part moves its bit to the new colour
-    gone = part_colour_target(scene.without_part(0))
-    assert gone.sum() == y.sum() - 1 and gone[SLOTS.index((label, scene.parts[0].name)) * len(colours):][:len(colours)].sum() == 0
+    expect = {SLOTS.index((label, p.name)): colours.index(p.color) for p in scene.parts if p.mask.any()}
+    assert {k: int(v) for k, v in enumerate(y) if v != NOT_DRAWN} == expect
+    # a removed part is not drawn; a recoloured part changes its colour
+    first = SLOTS.index((label, scene.parts[0].name))
+    assert part_colour_target(scene.without_part(0))[first] == NOT_DRAWN
     part = scene.parts[1]
     other = next(c for c in colours if c != part.color)
-    moved = part_colour_target(scene.with_part_color(1, other))
-    slot = SLOTS.index((label, part.name)) * len(colours)
-    assert moved[slot + colours.index(other)] == 1 and moved[slot + colours.index(part.color)] == 0
+    assert part_colour_target(scene.with_part_color(1, other))[SLOTS.index((label, part.name))] == colours.index(other)
+    # a head that knows nothing scores log 12: only colour can lower the loss
+    head = PartColourHead(8)
+    torch.nn.init.zeros_(head.linear.weight), torch.nn.init.zeros_(head.linear.bias)
+    assert float(head.loss(torch.randn(1, 8), y[None])) == pytest.approx(np.log(12), abs=1e-5)
 
 
 def test_auxiliary_target_trains_and_is_not_saved(tmp_path, monkeypatch):

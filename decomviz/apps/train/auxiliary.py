@@ -1,17 +1,19 @@
-"""An auxiliary training target that keeps part colours in the image embedding (issue 11).
+"""An auxiliary training target that puts part colours in the image embedding (issue 11).
 
 Trained on object captions first, the small ResNet learns that colour never changes a class and drops it from
 both towers; the attribute hard negatives then give no gradient, because each tower waits for the other to
 see colour (BENCHMARKS.md, "parts-rn is colour-blind"). This target gives the image tower a signal of its own:
-a linear head on the normalised image embedding predicts, for every (class, part) slot of PartsWorld, the
-colour of that part when it is drawn (multi-label, binary cross-entropy). The head is dropped after training:
-the saved model is a plain open_clip CLIP, and every evaluation uses CLIP scores only.
+a linear head on the normalised image embedding predicts, for every (class, part) slot of PartsWorld whose part
+is drawn, that part's colour among the 12 of the palette (cross-entropy; slots not drawn are ignored). Knowing
+the class alone leaves it at log 12: only colour lowers it. (A first version used a multi-label target over
+(slot, colour) pairs, which the class alone could mostly satisfy: its loss fell while a linear probe still
+read no colour from the embedding.) The head is dropped after training: the saved model is a plain open_clip
+CLIP, and every evaluation uses CLIP scores only.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-import numpy as np
 import torch
 
 from ...data import CLASSES, PALETTE, PARTS, Scene
@@ -20,35 +22,27 @@ from ...data import CLASSES, PALETTE, PARTS, Scene
 SLOTS: List[Tuple[str, str]] = [(c, p) for c in CLASSES for p in PARTS[c]]
 _SLOT_INDEX: Dict[Tuple[str, str], int] = {s: k for k, s in enumerate(SLOTS)}
 _COLOUR_INDEX: Dict[str, int] = {c: k for k, c in enumerate(PALETTE)}
-N_TARGETS = len(SLOTS) * len(PALETTE)
+NOT_DRAWN = -1
 
 
 def part_colour_target(scene: Scene) -> torch.Tensor:
-    """(len(SLOTS) * 12,) float multi-hot: slot ``s`` of a drawn part with colour ``c`` sets ``s * 12 + c``.
-
-    A part that was removed (`Scene.without_part`) or hidden entirely sets nothing, so the target also says
-    which parts are present.
-    """
-    y = np.zeros(N_TARGETS, dtype=np.float32)
+    """(len(SLOTS),) int64: for each (class, part) slot, the palette index of that part's colour where the scene
+    draws it, `NOT_DRAWN` elsewhere (a part removed by `Scene.without_part`, or hidden entirely)."""
+    y = torch.full((len(SLOTS),), NOT_DRAWN, dtype=torch.int64)
     for part in scene.parts:
-        if not part.mask.any():
-            continue
-        slot = _SLOT_INDEX[(scene.objects[part.object].label, part.name)]
-        y[slot * len(PALETTE) + _COLOUR_INDEX[part.color]] = 1.0
-    return torch.from_numpy(y)
+        if part.mask.any():
+            y[_SLOT_INDEX[(scene.objects[part.object].label, part.name)]] = _COLOUR_INDEX[part.color]
+    return y
 
 
 class PartColourHead(torch.nn.Module):
-    """A linear read-out of `part_colour_target` from the normalised image embedding."""
+    """A linear read-out of each drawn part's colour from the normalised image embedding."""
 
     def __init__(self, embed_dim: int):
         super().__init__()
-        self.linear = torch.nn.Linear(embed_dim, N_TARGETS)
+        self.linear = torch.nn.Linear(embed_dim, len(SLOTS) * len(PALETTE))
 
     def loss(self, image_embedding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(image_embedding)
-        # mean over the positives and the negatives separately: 564 targets, of which only about 4-8 are set
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        pos = (bce * target).sum() / target.sum().clamp_min(1)
-        neg = (bce * (1 - target)).sum() / (1 - target).sum().clamp_min(1)
-        return pos + neg
+        """Mean cross-entropy over the drawn parts of the batch; log 12 (2.48) when colour is not seen."""
+        logits = self.linear(image_embedding).view(-1, len(PALETTE))
+        return torch.nn.functional.cross_entropy(logits, target.reshape(-1), ignore_index=NOT_DRAWN)
