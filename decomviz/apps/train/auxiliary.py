@@ -1,8 +1,8 @@
 """An auxiliary training target that puts part colours in the image embedding (issue 11).
 
-Trained on object captions first, the small ResNet learns that colour never changes a class and drops it from
-both towers; the attribute hard negatives then give no gradient, because each tower waits for the other to
-see colour (BENCHMARKS.md, "parts-rn is colour-blind"). This target gives the image tower a signal of its own:
+Trained without it, the small ResNet came out colour-blind in both towers, and colour binding stayed at chance
+(BENCHMARKS.md, issue 11). Our reading: the attribute hard negatives give no gradient while each tower waits for
+the other to see colour. This target gives the image tower a signal of its own:
 a linear head on the normalised image embedding predicts, for every (class, part) slot of PartsWorld whose part
 is drawn, that part's colour among the 12 of the palette (cross-entropy; slots not drawn are ignored). Knowing
 the class alone leaves it at log 12: only colour lowers it. (A first version used a multi-label target over
