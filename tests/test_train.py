@@ -139,7 +139,7 @@ def test_part_colour_target_follows_the_drawn_parts():
     # a head that knows nothing scores log 12: only colour can lower the loss
     head = PartColourHead(8)
     torch.nn.init.zeros_(head.linear.weight), torch.nn.init.zeros_(head.linear.bias)
-    assert float(head.loss(torch.randn(1, 8), y[None])) == pytest.approx(np.log(12), abs=1e-5)
+    assert head.loss(torch.randn(1, 8), y[None]).item() == pytest.approx(np.log(12), abs=1e-5)
 
 
 def test_auxiliary_target_trains_and_is_not_saved(tmp_path, monkeypatch):
