@@ -282,9 +282,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "losses": [round(v, 5) for v in losses],
         "aux_weight": aux_weight,
         "aux_losses": [round(v, 5) for v in aux_losses],
-        "auxiliary": ("decomviz.apps.train.auxiliary: a linear head on the normalised image embedding predicts "
-                      "each drawn part's (class, part, colour); binary cross-entropy, added to each step's loss "
-                      "times aux_weight; the head is not saved") if head is not None else None,
+        "auxiliary": ("decomviz.apps.train.auxiliary: a linear head on the normalised image embedding (scaled by "
+                      "sqrt(D)) predicts each drawn part's colour among the palette's; cross-entropy, added to "
+                      "each step's loss times aux_weight; the head is not saved") if head is not None else None,
         "lrs": [float(f"{v:.4g}") for v in lrs],
         "evals": evals,
         "eval_scenes": {"n": eval_n, "seed": seed + 1000, "n_objects": 1, "template": ZERO_SHOT_TEMPLATE},
