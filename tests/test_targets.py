@@ -59,7 +59,9 @@ def test_a_function_target_equal_to_a_prompt_gives_its_explanation(tiny_rn, imag
         cam = dv.make_method(method, tiny_rn, **({"n_components": 3} if method == "decomcam" else {}))
         exp = cam(images, ["a red circle", as_function, "a blue square"])      # mixed with prompts in one call
         assert exp.prompts[1] == "red circle, as a function"
-        assert torch.allclose(exp.saliency[:, 0], exp.saliency[:, 1], atol=1e-4), method   # float order only
+        # the same scores up to float order (a matrix-vector product against a column of a matrix product);
+        # DecomCAM's normalised weights turn 1e-7 in a score into up to 3e-4 in a map, depending on threads
+        assert torch.allclose(exp.saliency[:, 0], exp.saliency[:, 1], atol=2e-3), method
         assert torch.allclose(exp.base_score[:, 0], exp.base_score[:, 1], atol=1e-6)
 
 

@@ -102,7 +102,8 @@ def colour_probe(model, tokenizer, n: int = 24, seed: int = 777, size: Optional[
     image_cos, text_cos = [], []
     for k in range(n):
         scene = world[k]
-        i = k % len(scene.parts)
+        drawn = [i for i, p in enumerate(scene.parts) if p.mask.any()]  # recolouring a hidden part changes nothing
+        i = drawn[k % len(drawn)]
         part = scene.parts[i]
         other = colors[(colors.index(part.color) + len(colors) // 2) % len(colors)]
         x = torch.stack([image_to_tensor(scene.image), image_to_tensor(scene.with_part_color(i, other).image)])
