@@ -119,13 +119,16 @@ def run_one(name: str, device: str, limit_s: float, threads: int) -> dict:
         except EOFError:
             result = None
     proc.join(5)
-    if proc.is_alive():
+    killed_here = proc.is_alive()
+    if killed_here:
         proc.kill()
         proc.join()
     if result is None:
-        if proc.exitcode in (None, -9) or proc.exitcode == 0:
+        if killed_here or proc.exitcode == 0:
             return {"name": name, "error": f"over the time limit of {limit_s:.0f} s on this machine"}
-        return {"name": name, "error": f"the process ended with code {proc.exitcode} (out of memory?)"}
+        if proc.exitcode == -9:  # not killed here: the kernel's out-of-memory killer
+            return {"name": name, "error": "killed by the system while building or explaining: out of memory"}
+        return {"name": name, "error": f"the process ended with code {proc.exitcode}"}
     return result
 
 
@@ -147,7 +150,7 @@ def explained_rows(table: str) -> list:
 
 _REST_ROW = re.compile(r"^\| (?P<name>[^|]+) \| (?P<params>\d*) \| (?P<reason>[^|]+) \|$")
 _REASONS = (("hub", "text tower or tokenizer from the Hugging Face hub (offline here)"),
-            ("parameters", "over 1.5 B parameters (not built: time and memory with gradients on 24 GB)"),
+            ("parameters", "over the survey's parameter limit (not built; see the table)"),
             ("budget", "not reached: the survey's time budget was spent"),
             ("time limit", "over the time limit per architecture"))
 
@@ -251,8 +254,9 @@ def main(argv=None) -> int:
         if reason:
             skipped.append((name, None, reason))
         elif params[0] > args.max_params:
-            skipped.append((name, params[0], f"{params[0] / 1e9:.1f} B parameters: too large for a 24 GB "
-                                              f"machine with gradients (limit {args.max_params / 1e9:.1f} B)"))
+            skipped.append((name, params[0], f"{params[0] / 1e9:.1f} B parameters ({params[0] * 4 / 1e9:.0f} GB "
+                                              f"of fp32 weights): not built, over the run's limit of "
+                                              f"{args.max_params / 1e9:.1f} B parameters"))
         else:
             sized.append((params[0], name))
     rows = list(kept)

@@ -160,6 +160,26 @@ def test_coverage_script_lists_and_renders(tmp_path):
     assert "| over the time limit per architecture | 1 |" in short and "Hugging Face hub (offline here) | 1 |" in short
 
 
+def test_coverage_script_tells_a_time_limit_from_a_process_the_system_killed(monkeypatch):
+    """A child the survey stops at its time limit, and one killed from outside (the out-of-memory killer's
+    SIGKILL), get different reasons; a child's exception is reported with its message."""
+    import importlib.util
+    import os
+    import signal
+    import time
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+    spec = importlib.util.spec_from_file_location("coverage_script_run", path)
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    monkeypatch.setattr(cov, "explain_one", lambda name, device: time.sleep(30))
+    assert "time limit of 1 s" in cov.run_one("slow", "cpu", 1.0, 1)["error"]
+    monkeypatch.setattr(cov, "explain_one", lambda name, device: os.kill(os.getpid(), signal.SIGKILL))
+    assert "out of memory" in cov.run_one("huge", "cpu", 20.0, 1)["error"]
+    monkeypatch.setattr(cov, "explain_one", lambda name, device: 1 / 0)
+    assert cov.run_one("broken", "cpu", 20.0, 1)["error"].startswith("ZeroDivisionError")
+
+
 def test_every_tower_module_registers_its_adapters():
     """One module per family under models/towers, each with its adapter(s) in the registry."""
     import importlib
