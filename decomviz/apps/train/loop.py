@@ -94,6 +94,14 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
     return [st for st in out if st["steps"] > 0]
 
 
+def stage_budget(seconds_left: float, stages: List[Dict[str, Any]]) -> float:
+    """The share of the time left that goes to ``stages[0]`` under a time limit: proportional to its cost among
+    the stages still to run, a step costing in proportion to its pixels (a 224 px step ~4x a 112 px one on CPU).
+    Time an earlier stage did not use passes on to the later ones."""
+    cost = [st["steps"] * st["image_size"] ** 2 for st in stages]
+    return max(0.0, seconds_left) * cost[0] / max(1, sum(cost))
+
+
 def resize_state_dict(state: Dict[str, torch.Tensor], model) -> Dict[str, torch.Tensor]:
     """Adapt a CLIP state dict to ``model``'s input size: the grid part of the image tower's positional
     embedding (ModifiedResNet ``attnpool.positional_embedding`` or ViT ``positional_embedding``) is
@@ -203,7 +211,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                                              pin_memory=device.type == "cuda")
         peak = lr * stage["lr_scale"]
         t_stage = time.time()
-        budget = None if max_seconds is None else max_seconds * stage["steps"] / steps
+        budget = None if max_seconds is None else stage_budget(max_seconds - (time.time() - t_start), stages[k:])
         for i, (images, tokens, *aux_target) in enumerate(loader):
             if i >= stage["steps"]:
                 break

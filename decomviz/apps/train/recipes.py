@@ -28,7 +28,8 @@ RECIPES: Dict[str, Dict[str, Any]] = {
                    {"image_size": 224, "fraction": 550, "examples": "parts", "lr_scale": 0.5, "warmup": 20}],
         "examples": "parts", "n_objects": (1, 2),
         # an auxiliary target puts part colours in the image embedding (auxiliary.py): without it both towers came
-        # out colour-blind and binding stayed at chance; with it (weight 1.0), binding 0.40 (BENCHMARKS.md, issue 11)
+        # out colour-blind and binding stayed at chance; with it, binding 0.40 (weight 1.0), then 0.48 with weight
+        # 2.0 and these stages, though part use fell from 0.49 to 0.37 (BENCHMARKS.md, issue 11)
         "aux_weight": 2.0,
         # the input of the last stage: 14 x 14 at 224 px, where layer4's output is 7 x 7
         "default_layer": "visual.layer3",
