@@ -180,11 +180,12 @@ def test_colour_probe_tells_a_colour_blind_model_from_one_that_sees():
 
 
 def test_time_limit_is_shared_by_cost_and_unused_time_passes_on():
-    """Under --max-minutes a 224 px step counts as four 112 px steps, and what a stage leaves goes to the next:
-    before, the limit was split by step counts and the last 224 px stage of parts-rn ran out of time at half its steps."""
+    """Under --max-minutes a 224 px step counts as 2.5 steps at 112 px (as measured), and what a stage leaves goes to
+    the next: before, the limit was split by step counts and the last 224 px stage of parts-rn ran out of time at
+    half its steps."""
     from decomviz.apps.train.loop import stage_budget
     stages = [{"image_size": 112, "steps": 2300}, {"image_size": 224, "steps": 550}]
     first = stage_budget(3000.0, stages)
-    assert first == pytest.approx(3000.0 * 2300 / (2300 + 4 * 550))
+    assert first == pytest.approx(3000.0 * 2300 / (2300 + 2.5 * 550))
     assert stage_budget(3000.0 - 0.5 * first, stages[1:]) == pytest.approx(3000.0 - 0.5 * first)
     assert stage_budget(-5.0, stages) == 0.0
