@@ -42,7 +42,7 @@ def main(argv=None) -> None:
         seconds = time.perf_counter() - t0
         pairs = len(bank) // cam.n_components
     stats = pstats.Stats(profile)
-    conv = sum(v[3] for k, v in stats.stats.items() if k[2] in ("<built-in method torch.conv2d>",))
+    conv = sum(v[3] for k, v in stats.stats.items() if k[2] == "<built-in method torch.conv2d>")
     print(f"{pairs} pairs in {seconds:.1f} s under cProfile: {pairs / seconds:.2f} pairs/s")
     print(f"inside torch.conv2d: {conv:.1f} s, {1000 * conv / pairs:.1f} ms per pair: at most "
           f"{pairs / conv:.1f} pairs/s if nothing else took any time")

@@ -19,8 +19,8 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         },
         "steps": 2850, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
         # class words first (zero-shot reaches ~0.9 in 600 steps this way), then parts decide the match: part
-        # colours with hard negatives, parts removed from scenes (captions.py); most steps at 112 px (4x cheaper
-        # on CPU), the last at the model's 224 px. The 224 px stage takes most of the time: in the run with
+        # colours with hard negatives, parts removed from scenes (captions.py); most steps at 112 px (2.5x cheaper
+        # a step on 2 CPU cores), the last at the model's 224 px. The 224 px stage takes most of the time: in the run with
         # 500 steps planned there (250 made), the colour loss was 1.35 at 224 px against 1.48 just before at
         # 112 px, and small parts are where colour is not read (BENCHMARKS.md, issue 11)
         "stages": [{"image_size": 112, "fraction": 800, "examples": "captions"},
