@@ -5,7 +5,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ...data import PARTS, PLURAL_PARTS, Scene, article, object_phrase
+from ...data import PALETTE, PARTS, PLURAL_PARTS, Scene, article, object_phrase
 
 
 def _join(phrases: List[str], rng: np.random.Generator) -> str:
@@ -68,55 +68,50 @@ def training_caption(scene: Scene, seed: int = 0) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- parts recipe
-#: How `part_examples` lays out its texts: object caption, then (positive, hard negative) pairs.
-PART_EXAMPLE_LAYOUT = ("object", "attribute", "attribute_negative", "part", "part_negative")
+def _colour_choices(true: str) -> List[str]:
+    return [true] + [c for c in PALETTE if c != true]
 
 
-def part_examples(scene: Scene, seed: int = 0, remove_part: float = 0.7) -> tuple:
+#: How `part_examples` lays out its texts: the object caption; the attribute caption with the part's true colour,
+#: then the same text with each other colour of the palette (11 hard negatives); a part that is drawn, then the
+#: part that was removed.
+PART_EXAMPLE_LAYOUT = ("object", "attribute", *("attribute_negative",) * 11, "part", "part_negative")
+ATTRIBUTE = slice(1, 13)
+PART, PART_NEGATIVE = 13, 14
+
+
+def part_examples(scene: Scene, seed: int = 0, variant: int = 0) -> tuple:
     """A training example in which parts decide the match: (scene, texts in `PART_EXAMPLE_LAYOUT`).
 
-    - With probability ``remove_part`` one part of one object is removed from the scene (`Scene.without_part`),
-      so that the presence of a part is something the image shows or does not.
-    - attribute: a part's colour, "a house with a red roof" or "the red roof of a house"; its hard negative is the
-      same text with another colour (half the time the colour of another part of the same object, so that the
-      colour must be bound to the right part).
-    - part: "the door of a house" for a part that is drawn; its hard negative names the removed part, or, when
-      nothing was removed, the same part of a class that is not in the scene.
-    Everything is fixed by (seed, scene.index).
+    - One part of one object is removed from the scene (`Scene.without_part`), so that the presence of a part is
+      something the image shows or does not. The two ``variant`` s (0, 1) of a scene remove two different parts
+      of the same object: side by side in a batch, "the {removed part} of a {class}" must match the sibling, which
+      still has that part, better than its own image (the image-side contrast of the part-use test).
+    - attribute: a drawn part's colour, "a house with a red roof" or "the red roof of a house", followed by the
+      same text with every other colour of the palette: the image must rank its true colour first.
+    - part: "the door of a house" for a part that is drawn; its negative names the removed part.
+    Everything is fixed by (seed, scene.index, variant).
     """
-    from ...data import CLASSES, PALETTE
-    rng = np.random.default_rng([seed, scene.index, 2])
+    if variant not in (0, 1):
+        raise ValueError(f"variant must be 0 or 1, not {variant!r}")
+    index = scene.index
+    pair = np.random.default_rng([seed, index, 2])            # shared by both variants
     obj_text, _ = training_captions(scene, seed)
-    removed = None
-    j = int(rng.integers(len(scene.objects)))
-    if rng.random() < remove_part:
-        own = [i for i, p in enumerate(scene.parts) if p.object == j]
-        if len(own) > 1:
-            i = own[int(rng.integers(len(own)))]
-            removed = scene.parts[i].name
-            scene = scene.without_part(i)
-    obj = scene.objects[j]
+    j = int(pair.integers(len(scene.objects)))
+    own = [i for i, p in enumerate(scene.parts) if p.object == j]
+    removed_pair = pair.choice(len(own), size=2, replace=False)
+    i = own[int(removed_pair[variant])]
+    removed = scene.parts[i].name
+    scene = scene.without_part(i)
+    rng = np.random.default_rng([seed, index, 3, variant])
+    label = scene.objects[j].label
     visible = [p for p in scene.parts if p.object == j]
     part = visible[int(rng.integers(len(visible)))]
-    true = part.color
-    siblings = [p.color for p in visible if p.color != true]
-    if siblings and rng.random() < 0.5:
-        wrong = siblings[int(rng.integers(len(siblings)))]
-    else:
-        others = [c for c in PALETTE if c != true]
-        wrong = others[int(rng.integers(len(others)))]
     if rng.random() < 0.5:
-        attr, attr_neg = (object_phrase(obj.label, {part.name: c}) for c in (true, wrong))
+        attribute = [object_phrase(label, {part.name: c}) for c in _colour_choices(part.color)]
     else:
-        attr, attr_neg = (f"the {c} {part.name} of {object_phrase(obj.label, {})}" for c in (true, wrong))
+        attribute = [f"the {c} {part.name} of {object_phrase(label, {})}" for c in _colour_choices(part.color)]
     shown = visible[int(rng.integers(len(visible)))].name
-    part_text = f"the {shown} of {object_phrase(obj.label, {})}"
-    if removed is not None:
-        part_neg = f"the {removed} of {object_phrase(obj.label, {})}"
-    else:
-        absent = [c for c in CLASSES if c not in {o.label for o in scene.objects} and shown in PARTS[c]]
-        absent = absent or [c for c in CLASSES if c not in {o.label for o in scene.objects}]
-        other = absent[int(rng.integers(len(absent)))]
-        name = shown if shown in PARTS[other] else PARTS[other][int(rng.integers(len(PARTS[other])))]
-        part_neg = f"the {name} of {object_phrase(other, {})}"
-    return scene, (obj_text, attr, attr_neg, part_text, part_neg)
+    texts = (obj_text, *attribute, f"the {shown} of {object_phrase(label, {})}",
+             f"the {removed} of {object_phrase(label, {})}")
+    return scene, texts

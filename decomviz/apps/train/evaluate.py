@@ -25,21 +25,29 @@ class CaptionedScenes(torch.utils.data.Dataset):
     ``caption_fn(scene, seed)`` gives the texts of a scene; ``example_fn(scene, seed) -> (scene, texts)``, when
     given instead, may also change the scene (e.g. remove a part) before it is drawn into the batch.
     ``target_fn(scene) -> tensor``, when given, adds a third item: an auxiliary target of the scene as drawn.
+    ``pairs=True`` makes items ``2m`` and ``2m + 1`` two variants of scene ``m``:
+    ``example_fn(scene, seed, variant)`` with variant 0 and 1 (batches of an even size keep them together).
     """
 
     def __init__(self, world: PartsWorld, tokenizer, caption_seed: int = 0,
                  caption_fn: Callable[[Scene, int], Sequence[str]] = training_captions,
                  example_fn: Optional[Callable[[Scene, int], Tuple[Scene, Sequence[str]]]] = None,
-                 target_fn: Optional[Callable[[Scene], torch.Tensor]] = None):
+                 target_fn: Optional[Callable[[Scene], torch.Tensor]] = None, pairs: bool = False):
+        if pairs and example_fn is None:
+            raise ValueError("pairs=True needs an example_fn(scene, seed, variant)")
         self.world, self.tokenizer, self.caption_seed = world, tokenizer, caption_seed
         self.example_fn = example_fn or (lambda scene, seed: (scene, caption_fn(scene, seed)))
         self.target_fn = target_fn
+        self.pairs = pairs
 
     def __len__(self) -> int:
-        return len(self.world)
+        return 2 * len(self.world) if self.pairs else len(self.world)
 
     def __getitem__(self, i: int):
-        scene, texts = self.example_fn(self.world[i], self.caption_seed)
+        if self.pairs:
+            scene, texts = self.example_fn(self.world[i // 2], self.caption_seed, i % 2)
+        else:
+            scene, texts = self.example_fn(self.world[i], self.caption_seed)
         if self.target_fn is None:
             return image_to_tensor(scene.image), self.tokenizer(list(texts))
         return image_to_tensor(scene.image), self.tokenizer(list(texts)), self.target_fn(scene)

@@ -36,7 +36,7 @@ import torch
 
 from ...data import PartsWorld, Scene
 from .auxiliary import PartColourHead, part_colour_target
-from .captions import PART_EXAMPLE_LAYOUT, part_examples, training_captions
+from .captions import ATTRIBUTE, PART, PART_EXAMPLE_LAYOUT, PART_NEGATIVE, part_examples, training_captions
 from .evaluate import CaptionedScenes, colour_probe, zero_shot_accuracy
 from .recipes import RECIPES, ZERO_SHOT_TEMPLATE
 from .saving import load_local, save_model
@@ -48,18 +48,60 @@ def default_out(model: str) -> Path:
     return Path.cwd() / "trained" / model
 
 
-def hard_negative_loss(image: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+def hard_negative_loss(image: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
                        scale: torch.Tensor) -> torch.Tensor:
-    """Contrastive loss in which each image also competes against its own hard-negative caption.
+    """Contrastive loss in which each image also competes against its own hard-negative captions.
 
-    image, positive, negative : (B, D) normalised embeddings; image i matches positive i. Image to text: a
-    softmax over all B positives and all B negatives; text to image: over the B images.
+    image, positive : (B, D) normalised embeddings; image i matches positive i. negatives : (B, M, D), or (B, D)
+    for one each: image i's own negatives. Image to text: a softmax over the B positives and image i's M
+    negatives; text to image: over the B images.
     """
     import torch.nn.functional as F
+    if negatives.ndim == 2:
+        negatives = negatives[:, None]
     labels = torch.arange(len(image), device=image.device)
-    to_text = scale * image @ torch.cat([positive, negative]).T
+    to_text = scale * torch.cat([image @ positive.T, torch.einsum("bd,bmd->bm", image, negatives)], 1)
     to_image = scale * positive @ image.T
     return (F.cross_entropy(to_text, labels) + F.cross_entropy(to_image, labels)) / 2
+
+
+def sibling_part_loss(image: torch.Tensor, removed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Image-side part contrast: rows 2m and 2m + 1 of ``image`` (B, D) are one scene with two different parts
+    removed, and ``removed`` (B, D) embeds "the {removed part} of a {class}" of each row. That text must match the
+    sibling, which still shows the part, better than its own image (a two-way softmax over the pair)."""
+    import torch.nn.functional as F
+    if len(image) % 2:
+        raise ValueError("sibling_part_loss needs pairs of rows; the batch size must be even")
+    sibling = image.reshape(-1, 2, image.shape[-1]).flip(1).reshape(image.shape)
+    logits = scale * torch.stack([(sibling * removed).sum(-1), (image * removed).sum(-1)], 1)
+    return F.cross_entropy(logits, torch.zeros(len(image), dtype=torch.long, device=image.device))
+
+
+def part_example_loss(image: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, clip_loss) -> torch.Tensor:
+    """The loss of a batch of `part_examples` pairs: texts (len(PART_EXAMPLE_LAYOUT), B, D). The mean of the CLIP
+    loss on the object captions, the attribute's colour choice, the part against the removed part, and the
+    image-side contrast of the removed part between siblings."""
+    return (clip_loss(image, texts[0], scale)
+            + hard_negative_loss(image, texts[ATTRIBUTE.start], texts[ATTRIBUTE.start + 1:ATTRIBUTE.stop].transpose(0, 1),
+                                 scale)
+            + hard_negative_loss(image, texts[PART], texts[PART_NEGATIVE], scale)
+            + sibling_part_loss(image, texts[PART_NEGATIVE], scale)) / 4
+
+
+def encode_text_trimmed(net, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """``net.encode_text(tokens)`` of an open_clip ``CLIP`` computed on the first L positions only, L the longest
+    caption's length: the mask is causal and the pooled position is the end token, so the result is the same,
+    and training captions of about 10 tokens cost a third of the 32-token context."""
+    from open_clip.transformer import text_global_pool
+    length = int((tokens != 0).any(0).nonzero().max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = net.transformer.get_cast_dtype()
+    x = net.token_embedding(tokens).to(cast_dtype) + net.positional_embedding[:length].to(cast_dtype)
+    x = net.transformer(x, attn_mask=net.attn_mask[:length, :length])
+    x = text_global_pool(net.ln_final(x), tokens, net.text_pool_type, eos_token_id=getattr(net, "text_eos_id", None))
+    if net.text_projection is not None:
+        x = net.text_projection(x) if isinstance(net.text_projection, torch.nn.Linear) else x @ net.text_projection
+    return torch.nn.functional.normalize(x, dim=-1) if normalize else x
 
 
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -203,11 +245,13 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         if head is not None:
             groups.append({"params": list(head.parameters()), "weight_decay": 0.0})
         opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-        world = PartsWorld(stage["steps"] * batch_size, seed=stage["scene_seed_offset"] + seed,
-                           size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
         parts = stage["examples"] == "parts" and caption_fn is None
+        if parts and batch_size % 2:
+            raise ValueError(f"the parts examples come in sibling pairs: batch_size must be even, not {batch_size}")
+        world = PartsWorld(stage["steps"] * batch_size // (2 if parts else 1), seed=stage["scene_seed_offset"] + seed,
+                           size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
         data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions,
-                               example_fn=part_examples if parts else None,
+                               example_fn=part_examples if parts else None, pairs=parts,
                                target_fn=part_colour_target if head is not None else None)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
@@ -235,12 +279,11 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             nb, nc = tokens.shape[:2]
             with autocast:
                 img_f = net.encode_image(images, normalize=True).float()
-                txt_f = net.encode_text(tokens.transpose(0, 1).reshape(nb * nc, -1), normalize=True).float()
+                txt_f = encode_text_trimmed(net, tokens.transpose(0, 1).reshape(nb * nc, -1)).float()
             scale = net.logit_scale.exp()
             texts = txt_f.reshape(nc, nb, -1)
-            if parts:   # the object caption, then (positive, hard negative) pairs
-                loss = (loss_fn(img_f, texts[0], scale) + sum(hard_negative_loss(img_f, texts[j], texts[j + 1], scale)
-                                                             for j in range(1, nc, 2))) / (1 + nc // 2)
+            if parts:
+                loss = part_example_loss(img_f, texts, scale, loss_fn)
             else:       # each image against each of its captions (object level, part level), averaged
                 loss = sum(loss_fn(img_f, texts[j], scale) for j in range(nc)) / nc
             losses.append(float(loss.detach()))   # the contrastive loss; the auxiliary one is logged apart
@@ -282,11 +325,12 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
         "stages": stages,
-        "train_scenes": {"class": "PartsWorld", "n": step * batch_size, "seed": "seed + 10000 * stage",
+        "train_scenes": {"class": "PartsWorld", "n_images": step * batch_size, "pairs": "a parts stage draws two variants of each scene", "seed": "seed + 10000 * stage",
                          "size": "per stage", "n_objects": list(recipe.get("n_objects", (1, 3))),
                          "captions": {
-                             "parts": "decomviz.apps.train.part_examples(scene, seed): " + ", ".join(PART_EXAMPLE_LAYOUT)
-                                      + "; CLIP loss on the object caption, hard-negative loss on each pair",
+                             "parts": "decomviz.apps.train.part_examples(scene, seed, variant), two variants of "
+                                      "each scene side by side: " + ", ".join(PART_EXAMPLE_LAYOUT)
+                                      + "; decomviz.apps.train.loop.part_example_loss",
                              "captions": "decomviz.apps.train.training_captions(scene, seed): object level + part "
                                          "level, losses averaged"},
                          "examples_by_stage": [st["examples"] for st in stages]},

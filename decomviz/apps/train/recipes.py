@@ -17,14 +17,14 @@ RECIPES: Dict[str, Dict[str, Any]] = {
             "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
             "text_cfg": dict(_TEXT_CFG),
         },
-        "steps": 2850, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
-        # class words first (zero-shot reaches ~0.9 in 600 steps this way), then parts decide the match: part
-        # colours with hard negatives, parts removed from scenes (captions.py); most steps at 112 px (2.5x cheaper
-        # a step on 2 CPU cores), the last at the model's 224 px. The 224 px stage takes most of the time: in the run with
-        # 500 steps planned there (250 made), the colour loss was 1.35 at 224 px against 1.48 just before at
-        # 112 px, and small parts are where colour is not read (BENCHMARKS.md, issue 11)
+        "steps": 2550, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 50,
+        # class words first (zero-shot reaches ~0.9 in 600 steps this way), then parts decide the match: each
+        # image ranks its part's true colour among all 12, and sibling images with different parts removed teach
+        # which part a part prompt needs (captions.py, loop.part_example_loss); most steps at 112 px (about 2.2x
+        # cheaper a step on 2 CPU cores), the last at the model's 224 px, where small parts' colours are read
+        # better (BENCHMARKS.md, issue 11)
         "stages": [{"image_size": 112, "fraction": 800, "examples": "captions"},
-                   {"image_size": 112, "fraction": 1500, "examples": "parts", "lr_scale": 0.75},
+                   {"image_size": 112, "fraction": 1200, "examples": "parts", "lr_scale": 0.75},
                    {"image_size": 224, "fraction": 550, "examples": "parts", "lr_scale": 0.5, "warmup": 20}],
         "examples": "parts", "n_objects": (1, 2),
         # an auxiliary target puts part colours in the image embedding (auxiliary.py): without it both towers came
