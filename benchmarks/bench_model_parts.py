@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     print(f"  zero-shot object accuracy     {zs:.3f}  (200 single-object scenes, seed {args.seed + 5000})")
     ab = attribute_binding(model, scenes)
     print(f"  attribute binding             {ab['attribute_binding']:.3f}  ({ab['pairs']} part prompts, chance "
-          f"{ab['chance']:.3f})")
+          f"{ab['chance']:.3f}); on each object's largest part {ab['binding_largest_part']:.3f}, on its smallest "
+          f"{ab['binding_smallest_part']:.3f}")
     cs = colour_sensitivity(model, scenes)
     print(f"  colour sensitivity            image cosine after recolouring one part {cs['recoloured_image_cosine']:.4f}, "
           f"smallest cosine among the 12 colour prompts {cs['colour_prompt_cosine']:.4f} (medians; 1 = blind)")

@@ -35,10 +35,13 @@ def test_bench_quick(tmp_path, capsys):
     assert len(sanity["spearman"]) == len(sanity["blocks"]) == 2 and sanity["blocks"][0] == "visual.attnpool"
     parts = entry["parts"]
     assert 0 <= parts["model"]["attribute_binding"] <= 1 and set(parts["maps"]) == methods
+    assert parts["model"]["binding_pairs"] > 0 and parts["model"]["part_use_pairs"] > 0
+    assert 0 <= parts["model"]["binding_smallest_part"] <= 1
     assert all(0 <= r["target_sensitivity"] <= 1 for r in parts["maps"].values())
     md = (tmp_path / "results.md").read_text()
     assert "| decomcam |" in md and "### parts-rn" in md and "### parts-vit" in md
     assert "pointing, softmax over the scene's prompts" in md and "Attribute binding" in md
+    assert "on each object's largest part" in md
     assert "| decomcam |" in capsys.readouterr().out
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from decomviz.apps.bench.parts import colour_sensitivity, single_object_scenes
+from decomviz.apps.bench.parts import attribute_binding, colour_sensitivity, single_object_scenes
 from decomviz.data import PALETTE
 
 
@@ -36,3 +36,26 @@ def test_colour_sensitivity_tells_a_blind_model_from_a_seeing_one():
     assert blind["pairs"] == seeing["pairs"] > 0
     assert blind["recoloured_image_cosine"] == pytest.approx(1.0) and blind["colour_prompt_cosine"] == pytest.approx(1.0)
     assert seeing["recoloured_image_cosine"] < 0.9999 and seeing["colour_prompt_cosine"] == pytest.approx(0.0)
+
+
+class SeesTheLargestPart(Seeing):
+    """Images embed as the one palette colour that covers the most pixels (the largest part's: parts are drawn in
+    flat palette colours), texts by their colour word: binds the largest part's colour and no other."""
+
+    def encode_image(self, images):
+        rgb = torch.tensor(list(PALETTE.values()))
+        out = []
+        for im in images:
+            px = torch.tensor(np.asarray(im).reshape(-1, 3).astype(np.int64))
+            counts = (px[:, None, :] == rgb[None]).all(-1).sum(0)
+            out.append(torch.eye(len(PALETTE))[int(counts.argmax())])
+        return torch.stack(out)
+
+
+def test_attribute_binding_by_part_size():
+    scenes = single_object_scenes(12, seed=4)
+    blind, largest = attribute_binding(Blind(), scenes), attribute_binding(SeesTheLargestPart(), scenes)
+    assert blind["pairs"] == largest["pairs"] > 0
+    assert largest["binding_largest_part"] == pytest.approx(1.0)
+    assert largest["binding_smallest_part"] < 0.5
+    assert largest["attribute_binding"] < 0.75            # the other parts' colours are not seen

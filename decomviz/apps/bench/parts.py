@@ -36,16 +36,25 @@ def _own_parts(scene, j: int = 0):
 @torch.no_grad()
 def attribute_binding(model, scenes) -> Dict[str, float]:
     """Share of (scene, part) pairs where "a {class} with a {true colour} {part}" outscores the same prompt with
-    every other palette colour. Chance is 1 / len(PALETTE)."""
-    hits = []
+    every other palette colour. Chance is 1 / len(PALETTE). Also the same share for each object's largest and
+    smallest drawn part (by pixels): where binding fails by part size."""
+    hits, largest, smallest = [], [], []
     colors = list(PALETTE)
     for scene in scenes:
         emb = model.encode_image([scene.image])
         label = scene.objects[0].label
+        own = []
         for _, part in _own_parts(scene):
             text = model.encode_text([object_phrase(label, {part.name: c}) for c in colors])
-            hits.append(colors[int((emb @ text.T).argmax())] == part.color)
-    return {"attribute_binding": float(np.mean(hits)), "pairs": len(hits), "chance": 1 / len(colors)}
+            own.append((int(part.mask.sum()), colors[int((emb @ text.T).argmax())] == part.color))
+        hits += [hit for _, hit in own]
+        if len(own) > 1:
+            own.sort()
+            smallest.append(own[0][1])
+            largest.append(own[-1][1])
+    return {"attribute_binding": float(np.mean(hits)), "pairs": len(hits), "chance": 1 / len(colors),
+            "binding_largest_part": float(np.mean(largest)) if largest else float("nan"),
+            "binding_smallest_part": float(np.mean(smallest)) if smallest else float("nan")}
 
 
 @torch.no_grad()
@@ -144,7 +153,9 @@ def parts_section(model, two_object, cfg: Dict, seed: int, log) -> Dict:
     """The whole section; ``cfg["part_scenes"]`` single-object scenes, the first ``cfg["ablation_scenes"]``
     two-object scenes for target sensitivity."""
     singles = single_object_scenes(cfg["part_scenes"], seed)
-    out = {"model": {**attribute_binding(model, singles), **part_use(model, singles)}}
+    binding, use = attribute_binding(model, singles), part_use(model, singles)
+    # both count their prompts as "pairs": keep each count under its own name
+    out = {"model": {**binding, **use, "binding_pairs": binding["pairs"], "part_use_pairs": use["pairs"]}}
     log(f"  attribute binding {out['model']['attribute_binding']:.3f} (chance {out['model']['chance']:.3f}), "
         f"part use {out['model']['part_use']:.3f}")
     cams = make_methods(model)
@@ -157,8 +168,9 @@ def parts_section(model, two_object, cfg: Dict, seed: int, log) -> Dict:
 
 def parts_markdown(entry: Dict) -> List[str]:
     m = entry["model"]
-    lines = ["", f"Attribute binding {m['attribute_binding']:.3f} ({m['pairs']} part prompts; chance "
-                 f"{m['chance']:.3f}), part use {m['part_use']:.3f}.", "",
+    lines = ["", f"Attribute binding {m['attribute_binding']:.3f} ({m['binding_pairs']} part prompts; chance "
+                 f"{m['chance']:.3f}; on each object's largest part {m['binding_largest_part']:.3f}, on its smallest "
+                 f"{m['binding_smallest_part']:.3f}), part use {m['part_use']:.3f} ({m['part_use_pairs']} prompts).", "",
              "| method (part prompts) | pointing in the named part | deletion rank correlation | mass on unused parts "
              "| target sensitivity | pairs |", "|---|---|---|---|---|---|"]
     for name, r in entry["maps"].items():
