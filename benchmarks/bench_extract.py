@@ -1,11 +1,14 @@
 """Issue 5 figures: extraction throughput and memory, and whether OSSMs follow parts better than controls.
 
-    python benchmarks/bench_extract.py throughput [--scenes 2000]
+    python benchmarks/bench_extract.py throughput [--scenes 2000] [--profile [TOP]]
     python benchmarks/bench_extract.py nmi [--scenes 1000] [--clusters 24] [--model parts-rn | --checkpoint DIR]
                                            [--seed 321]
 
 throughput: `dv.extract` over PartsWorld scenes (1-2 objects, prompt "a photo of a {}") with parts-rn; prints
 (image, prompt) pairs per second and the peak resident memory after each quarter of the run (flat = streaming).
+With ``--profile`` the run is under cProfile (its overhead lowers the throughput): it also prints the TOP calls by
+cumulative time and the time inside torch's convolution kernels, the part of a pair's cost that no change to
+decomviz's own code can remove.
 
 nmi: on the same kind of scenes, components from three sources are clustered (k-means on the activation vector
 pooled under each component map, L2-normalised) and compared with the ground-truth part holding most of each
@@ -15,7 +18,10 @@ clusters and counts those in which one part (not background) is the dominant par
 components.
 """
 import argparse
+import cProfile
+import contextlib
 import ctypes
+import pstats
 import resource
 import tempfile
 import time
@@ -48,7 +54,20 @@ def rss_mb() -> float:
         return peak_rss_mb()
 
 
-def throughput(n: int, batch_size: int = 16) -> None:
+@contextlib.contextmanager
+def _profiled(on: bool):
+    profile = cProfile.Profile() if on else None
+    if profile is not None:
+        profile.enable()
+    try:
+        yield profile
+    finally:
+        if profile is not None:
+            profile.disable()
+
+
+def throughput(n: int, batch_size: int = 16, profile_top: int = 0) -> None:
+    """``profile_top`` > 0: run under cProfile and print that many calls by cumulative time."""
     model = dv.load_model()
     cam = dv.DecomCAM(model)
     world = dv.PartsWorld(n, seed=123, n_objects=(1, 2))
@@ -56,15 +75,22 @@ def throughput(n: int, batch_size: int = 16) -> None:
     with tempfile.TemporaryDirectory() as out, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        bank = dv.extract(cam, world, "a photo of a {}", out=out, shard_size=max(1, n // 8), progress=False,
-                          batch_size=batch_size,
-                          on_shard=lambda s: marks.append((s, time.perf_counter() - t0, rss_mb(), peak_rss_mb())))
+        with _profiled(profile_top > 0) as profile:
+            bank = dv.extract(cam, world, "a photo of a {}", out=out, shard_size=max(1, n // 8), progress=False,
+                              batch_size=batch_size,
+                              on_shard=lambda s: marks.append((s, time.perf_counter() - t0, rss_mb(), peak_rss_mb())))
         seconds = time.perf_counter() - t0
         pairs = len(bank) // cam.n_components
     print(f"{n} scenes, {batch_size} images per call, {pairs} (image, prompt) pairs, {len(bank)} rows in {seconds:.0f} s: "
-          f"{pairs / seconds:.1f} pairs/s, {n / seconds:.1f} images/s")
+          f"{pairs / seconds:.1f} pairs/s, {n / seconds:.1f} images/s" + (" (under cProfile)" if profile else ""))
     for s, t, rss, peak in marks:
         print(f"  after shard {s + 1}/{len(marks)} ({t:.0f} s): RSS {rss:.0f} MB, peak so far {peak:.0f} MB")
+    if profile is not None:
+        stats = pstats.Stats(profile)
+        conv = sum(v[3] for k, v in stats.stats.items() if k[2] == "<built-in method torch.conv2d>")
+        print(f"inside torch.conv2d: {conv:.1f} s, {1000 * conv / pairs:.1f} ms per pair: at most "
+              f"{pairs / conv:.1f} pairs/s if nothing else took any time")
+        stats.sort_stats("cumulative").print_stats(profile_top)
 
 
 def _components(kind, A, K, rng):
@@ -145,9 +171,11 @@ def main():
     ap.add_argument("--model", default="parts-rn", help="a bundled model (nmi)")
     ap.add_argument("--checkpoint", default=None, help="a trained folder instead of --model (nmi)")
     ap.add_argument("--seed", type=int, default=321, help="PartsWorld seed of the scenes (nmi)")
+    ap.add_argument("--profile", type=int, nargs="?", const=40, default=0, metavar="TOP",
+                    help="throughput under cProfile; print the TOP calls by cumulative time (default 40)")
     args = ap.parse_args()
     if args.what == "throughput":
-        throughput(args.scenes or 2000, args.batch_size)
+        throughput(args.scenes or 2000, args.batch_size, args.profile)
     else:
         nmi(args.scenes or 1000, args.clusters, args.model, args.seed, args.checkpoint)
 
