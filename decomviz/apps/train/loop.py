@@ -77,15 +77,16 @@ def sibling_part_loss(image: torch.Tensor, removed: torch.Tensor, scale: torch.T
     return F.cross_entropy(logits, torch.zeros(len(image), dtype=torch.long, device=image.device))
 
 
-def part_example_loss(image: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, clip_loss) -> torch.Tensor:
-    """The loss of a batch of `part_examples` pairs: texts (len(PART_EXAMPLE_LAYOUT), B, D). The mean of the CLIP
-    loss on the object captions, the attribute's colour choice, the part against the removed part, and the
-    image-side contrast of the removed part between siblings."""
-    return (clip_loss(image, texts[0], scale)
+def part_example_loss(image: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor, clip_loss,
+                      object_weight: float = 1.0) -> torch.Tensor:
+    """The loss of a batch of `part_examples` pairs: texts (len(PART_EXAMPLE_LAYOUT), B, D). The weighted mean of
+    the CLIP loss on the object captions (weight ``object_weight``), the attribute's colour choice, the part
+    against the removed part, and the image-side contrast of the removed part between siblings (weight 1 each)."""
+    return (object_weight * clip_loss(image, texts[0], scale)
             + hard_negative_loss(image, texts[ATTRIBUTE.start], texts[ATTRIBUTE.start + 1:ATTRIBUTE.stop].transpose(0, 1),
                                  scale)
             + hard_negative_loss(image, texts[PART], texts[PART_NEGATIVE], scale)
-            + sibling_part_loss(image, texts[PART_NEGATIVE], scale)) / 4
+            + sibling_part_loss(image, texts[PART_NEGATIVE], scale)) / (object_weight + 3)
 
 
 def encode_text_trimmed(net, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -131,6 +132,7 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
         out.append({"image_size": int(st["image_size"]), "steps": n,
                     "examples": st.get("examples", recipe.get("examples", "captions")),
                     "lr_scale": float(st.get("lr_scale", 1.0)),
+                    "aux_weight": float(st.get("aux_weight", recipe.get("aux_weight", 0.0))),
                     "warmup": int(min(st.get("warmup", recipe["warmup"]), max(n // 5, 0))),
                     "scene_seed_offset": 10000 * k})
     return [st for st in out if st["steps"] > 0]
@@ -221,7 +223,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     loss_fn = open_clip.ClipLoss()
 
     aux_weight = float(recipe.get("aux_weight", 0.0))
-    head = PartColourHead(model_cfg["embed_dim"]).to(device) if aux_weight > 0 else None
+    head = PartColourHead(model_cfg["embed_dim"]).to(device) if any(st["aux_weight"] > 0 for st in stages) else None
     aux_losses: List[float] = []
     losses: List[float] = []
     lrs: List[float] = []
@@ -283,14 +285,14 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             scale = net.logit_scale.exp()
             texts = txt_f.reshape(nc, nb, -1)
             if parts:
-                loss = part_example_loss(img_f, texts, scale, loss_fn)
+                loss = part_example_loss(img_f, texts, scale, loss_fn, float(recipe.get("object_weight", 1.0)))
             else:       # each image against each of its captions (object level, part level), averaged
                 loss = sum(loss_fn(img_f, texts[j], scale) for j in range(nc)) / nc
             losses.append(float(loss.detach()))   # the contrastive loss; the auxiliary one is logged apart
             if head is not None:
                 aux = head.loss(img_f, aux_target[0].to(device))
                 aux_losses.append(float(aux.detach()))
-                loss = loss + aux_weight * aux
+                loss = loss + stage["aux_weight"] * aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
