@@ -116,3 +116,23 @@ def test_parts_stage_trains_and_needs_an_even_batch(tmp_path, monkeypatch):
     assert len(rec["losses"]) == 4 and np.all(np.isfinite(rec["losses"]))
     with pytest.raises(ValueError, match="batch_size must be even"):
         train("tiny-parts", steps=2, batch_size=7, seed=0, eval_every=0, progress=False, workers=0, save=False)
+
+
+def test_part_example_loss_weighs_the_object_caption():
+    from decomviz.apps.train.loop import part_example_loss
+    g = torch.Generator().manual_seed(2)
+    texts = _unit(torch.randn(len(PART_EXAMPLE_LAYOUT), 8, 16, generator=g))
+    image = _unit(torch.randn(8, 16, generator=g))
+    scale = torch.tensor(10.0)
+    clip = open_clip.ClipLoss()
+    one, two = (part_example_loss(image, texts, scale, clip, w) for w in (1.0, 2.0))
+    object_loss = clip(image, texts[0], scale)
+    rest = 4 * one - object_loss                                 # the three part terms together
+    assert torch.allclose(two, (2 * object_loss + rest) / 5, atol=1e-5)
+
+
+def test_a_stage_may_set_its_own_colour_target_weight():
+    from decomviz.apps.train.loop import _plan_stages
+    recipe = {"warmup": 0, "aux_weight": 2.0,
+              "stages": [{"image_size": 32, "fraction": 1, "aux_weight": 0.5}, {"image_size": 64, "fraction": 1}]}
+    assert [st["aux_weight"] for st in _plan_stages(recipe, 10, 64)] == [0.5, 2.0]
