@@ -66,6 +66,16 @@ def test_bench_reruns_a_section_in_place(tmp_path, capsys):
     assert "### parts-rn-copy" in to_markdown(results)
 
 
+def test_bench_takes_a_trained_folder_by_its_path(tmp_path):
+    from decomviz.models import ASSETS
+    folder = str(ASSETS / "parts-rn")                # a folder as `decomviz train` writes it
+    assert main(["bench", "--quick", "--models", folder, "--only", "sanity", "--set", "sanity_steps=1",
+                 "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    import decomviz as dv
+    assert list(res["models"]) == [folder] and res["models"][folder]["layer"] == dv.load_model("parts-rn").default_layer
+
+
 def test_bench_runs_only_some_sections_with_changed_sizes(tmp_path, capsys):
     assert main(["bench", "--quick", "--models", "parts-rn", "--only", "sanity", "--set", "sanity_steps=1",
                  "--out", str(tmp_path)]) == 0

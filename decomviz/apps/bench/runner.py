@@ -54,7 +54,7 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
                "models": {}}
     scene_list = two_object_scenes(cfg["scenes"], seed)
     for name in models:
-        model = load_model(name, device=device)
+        model = _load(name, device)
         entry = {"layer": model.default_layer}
         for section in (only or SECTIONS):
             entry[section] = _section(section, model, name, scene_list, cfg, seed, log)
@@ -62,6 +62,13 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
     results["seconds"] = time.perf_counter() - t_start
     _write(results, out, log)
     return results
+
+
+def _load(name: str, device):
+    """A bundled model by name, or a folder written by `decomviz train` (open_clip local-dir) by its path."""
+    if Path(name).is_dir():
+        return load_model(checkpoint=name, device=device)
+    return load_model(name, device=device)
 
 
 def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, log):
@@ -97,7 +104,7 @@ def _rerun_sections(models, sections, out: Path, device, log) -> Dict:
     scene_list = two_object_scenes(cfg["scenes"], results["seed"])
     t_start = time.perf_counter()
     for name in models or list(results["models"]):
-        model = load_model(name, device=device)
+        model = _load(name, device)
         entry = results["models"].setdefault(name, {"layer": model.default_layer})
         for section in sections:
             entry[section] = _section(section, model, name, scene_list, cfg, results["seed"], log)
@@ -167,7 +174,8 @@ def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="decomviz bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="CI-sized run")
-    ap.add_argument("--models", nargs="+", default=None, help="bundled model names (default: all of them)")
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="bundled model names or folders written by `decomviz train` (default: the bundled ones)")
     ap.add_argument("--scenes", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None, help="scene seed (default 7)")
     ap.add_argument("--device", default=None)
