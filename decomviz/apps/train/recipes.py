@@ -32,8 +32,8 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         # 2.0 and these stages, though part use fell from 0.49 to 0.37 (BENCHMARKS.md, issue 11)
         "aux_weight": 2.0,
         # the colour target at full weight from the start, and the object caption at a quarter of the parts loss,
-        # slowed class words down: zero-shot 0.62 after the first stage (0.90 with weight 1.0 there) and 0.94 at
-        # the end; so weight 1.0 in the first stage, and the object caption counts twice in the parts loss
+        # slowed class words down: zero-shot 0.62 after the first stage and 0.94 at the end; with weight 1.0 in the
+        # first stage and the object caption counted twice, 0.92 and 0.995 (part use 0.83, binding 0.44)
         "object_weight": 2.0,
         # the input of the last stage: 14 x 14 at 224 px, where layer4's output is 7 x 7
         "default_layer": "visual.layer3",
