@@ -185,7 +185,7 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
     ``device="cuda"`` trains on the GPU (bf16 autocast for the towers, fp32 weights and loss); scenes are
     still drawn on the CPU by ``workers`` processes. ``max_seconds`` ends training early (the record says
     ``stopped_early``; each stage takes at least one step) and still saves and evaluates what was trained;
-    each stage gets the share of the time that it has of the steps, and its learning rate anneals on whichever
+    each stage gets its share of the time by cost (`stage_budget`), and its learning rate anneals on whichever
     runs out first, so a time-boxed run still ends at a low learning rate (but is no longer deterministic).
     """
     import open_clip
@@ -327,7 +327,8 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "weight_decay": recipe["weight_decay"],
         "warmup": recipe["warmup"],
         "stages": stages,
-        "train_scenes": {"class": "PartsWorld", "n_images": step * batch_size, "pairs": "a parts stage draws two variants of each scene", "seed": "seed + 10000 * stage",
+        "train_scenes": {"class": "PartsWorld", "n_images": step * batch_size,
+                         "pairs": "a parts stage draws two variants of each scene", "seed": "seed + 10000 * stage",
                          "size": "per stage", "n_objects": list(recipe.get("n_objects", (1, 3))),
                          "captions": {
                              "parts": "decomviz.apps.train.part_examples(scene, seed, variant), two variants of "
@@ -339,6 +340,8 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "final_loss": float(np.mean(losses[-20:])),
         "losses": [round(v, 5) for v in losses],
         "aux_weight": aux_weight,
+        "aux_weight_by_stage": [st["aux_weight"] for st in stages],
+        "object_weight": float(recipe.get("object_weight", 1.0)),
         "aux_losses": [round(v, 5) for v in aux_losses],
         "auxiliary": ("decomviz.apps.train.auxiliary: a linear head on the normalised image embedding (scaled by "
                       "sqrt(D)) predicts each drawn part's colour among the palette's; cross-entropy, added to "
