@@ -73,11 +73,11 @@ def _colour_choices(true: str) -> List[str]:
 
 
 #: How `part_examples` lays out its texts: the object caption; the attribute caption with the part's true colour,
-#: then the same text with each other colour of the palette (11 hard negatives); a part that is drawn, then the
+#: then the same text with each other colour of the palette (its hard negatives); a part that is drawn, then the
 #: part that was removed.
-PART_EXAMPLE_LAYOUT = ("object", "attribute", *("attribute_negative",) * 11, "part", "part_negative")
-ATTRIBUTE = slice(1, 13)
-PART, PART_NEGATIVE = 13, 14
+PART_EXAMPLE_LAYOUT = ("object", "attribute", *("attribute_negative",) * (len(PALETTE) - 1), "part", "part_negative")
+ATTRIBUTE = slice(1, 1 + len(PALETTE))
+PART, PART_NEGATIVE = ATTRIBUTE.stop, ATTRIBUTE.stop + 1
 
 
 def part_examples(scene: Scene, seed: int = 0, variant: int = 0) -> tuple:
