@@ -21,6 +21,7 @@ and loads with ``open_clip.create_model_and_transforms("local-dir:" + out)`` and
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from ...data import PartsWorld, Scene
-from .auxiliary import PartColourHead, part_colour_target
+from .auxiliary import DensePartHead, PartColourHead, part_area_target, part_colour_target
 from .captions import ATTRIBUTE, PART, PART_EXAMPLE_LAYOUT, PART_NEGATIVE, part_examples, training_captions
 from .evaluate import CaptionedScenes, colour_probe, zero_shot_accuracy
 from .recipes import RECIPES, ZERO_SHOT_TEMPLATE
@@ -105,6 +106,30 @@ def encode_text_trimmed(net, tokens: torch.Tensor, normalize: bool = True) -> to
     return torch.nn.functional.normalize(x, dim=-1) if normalize else x
 
 
+def training_targets(scene: Scene, colours: bool = True, grid: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """The auxiliary targets of a scene as drawn: each part's colour (``colours``) and, when ``grid`` is given,
+    where each (slot, colour) lies on a ``grid x grid`` feature map (`auxiliary.part_area_target`)."""
+    out = {"colours": part_colour_target(scene)} if colours else {}
+    if grid is not None:
+        out.update(part_area_target(scene, grid))
+    return out
+
+
+def tap_shape(net, layer: str, image_size: int):
+    """(channels, grid) of ``layer``'s output for one ``image_size`` image: the size the dense target needs."""
+    seen = {}
+    hook = net.get_submodule(layer).register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    try:
+        with torch.no_grad():
+            net.encode_image(torch.zeros(1, 3, image_size, image_size, device=net.logit_scale.device))
+    finally:
+        hook.remove()
+    c, h, w = seen["shape"][1:]
+    if h != w:
+        raise ValueError(f"{layer} gives a {h} x {w} map; the dense target needs a square one")
+    return int(c), int(h)
+
+
 def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     if warmup and step < warmup:
         return lr * (step + 1) / warmup
@@ -133,6 +158,7 @@ def _plan_stages(recipe: Dict[str, Any], steps: int, size: int) -> List[Dict[str
                     "examples": st.get("examples", recipe.get("examples", "captions")),
                     "lr_scale": float(st.get("lr_scale", 1.0)),
                     "aux_weight": float(st.get("aux_weight", recipe.get("aux_weight", 0.0))),
+                    "dense_weight": float(st.get("dense_weight", recipe.get("dense_weight", 0.0))),
                     "warmup": int(min(st.get("warmup", recipe["warmup"]), max(n // 5, 0))),
                     "scene_seed_offset": 10000 * k})
     return [st for st in out if st["steps"] > 0]
@@ -224,6 +250,11 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
 
     aux_weight = float(recipe.get("aux_weight", 0.0))
     head = PartColourHead(model_cfg["embed_dim"]).to(device) if any(st["aux_weight"] > 0 for st in stages) else None
+    dense_layer = recipe.get("dense_layer")
+    if any(st["dense_weight"] > 0 for st in stages) and not dense_layer:
+        raise ValueError(f"recipe {model!r} has a dense_weight but no dense_layer to put the target on")
+    dense_head: Optional[DensePartHead] = None
+    dense_losses: List[float] = []
     aux_losses: List[float] = []
     losses: List[float] = []
     lrs: List[float] = []
@@ -244,8 +275,16 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         for name, p in net.named_parameters():
             (decay if p.ndim >= 2 and "embedding" not in name and "logit_scale" not in name else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": recipe["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+        grid, tapped, tap_hook = None, {}, None
+        if stage["dense_weight"] > 0:
+            channels, grid = tap_shape(net, dense_layer, stage["image_size"])
+            if dense_head is None:
+                dense_head = DensePartHead(channels).to(device)
+            tap_hook = net.get_submodule(dense_layer).register_forward_hook(lambda m, i, o: tapped.update(features=o))
         if head is not None:
             groups.append({"params": list(head.parameters()), "weight_decay": 0.0})
+        if dense_head is not None:
+            groups.append({"params": list(dense_head.parameters()), "weight_decay": 0.0})
         opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
         parts = stage["examples"] == "parts" and caption_fn is None
         if parts and batch_size % 2:
@@ -254,7 +293,8 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
                            size=stage["image_size"], n_objects=tuple(recipe.get("n_objects", (1, 3))))
         data = CaptionedScenes(world, tokenizer, caption_seed=seed, caption_fn=caption_fn or training_captions,
                                example_fn=part_examples if parts else None, pairs=parts,
-                               target_fn=part_colour_target if head is not None else None)
+                               target_fn=functools.partial(training_targets, colours=head is not None, grid=grid)
+                               if head is not None or grid is not None else None)
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False,
                                              num_workers=workers, drop_last=True,
                                              persistent_workers=False, prefetch_factor=4 if workers else None,
@@ -289,10 +329,15 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             else:       # each image against each of its captions (object level, part level), averaged
                 loss = sum(loss_fn(img_f, texts[j], scale) for j in range(nc)) / nc
             losses.append(float(loss.detach()))   # the contrastive loss; the auxiliary one is logged apart
+            target = {key: v.to(device) for key, v in aux_target[0].items()} if aux_target else {}
             if head is not None:
-                aux = head.loss(img_f, aux_target[0].to(device))
+                aux = head.loss(img_f, target["colours"])
                 aux_losses.append(float(aux.detach()))
                 loss = loss + stage["aux_weight"] * aux
+            if grid is not None:
+                dense = dense_head.loss(tapped.pop("features"), target["classes"], target["areas"])
+                dense_losses.append(float(dense.detach()))
+                loss = loss + stage["dense_weight"] * dense
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -302,6 +347,8 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             post = {"px": stage["image_size"], "loss": f"{np.mean(losses[-20:]):.3f}"}
             if aux_losses:
                 post["aux"] = f"{np.mean(aux_losses[-20:]):.3f}"
+            if dense_losses:
+                post["dense"] = f"{np.mean(dense_losses[-20:]):.3f}"
             if eval_every and (step % eval_every == 0 or step == steps or i + 1 == stage["steps"]):
                 acc = zero_shot_accuracy(net, tokenizer, n=eval_n, seed=seed + 1000, size=stage["image_size"])
                 evals.append({"step": step, "image_size": stage["image_size"], "accuracy": acc,
@@ -313,6 +360,8 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
             bar.set_postfix(post)
             bar.update(1)
         del loader
+        if tap_hook is not None:
+            tap_hook.remove()
     bar.close()
     train_time = time.time() - t_start
 
@@ -343,6 +392,9 @@ def train(model: str = "parts-rn", steps: Optional[int] = None, batch_size: Opti
         "aux_weight_by_stage": [st["aux_weight"] for st in stages],
         "object_weight": float(recipe.get("object_weight", 1.0)),
         "aux_losses": [round(v, 5) for v in aux_losses],
+        "dense_layer": dense_layer if dense_head is not None else None,
+        "dense_weight_by_stage": [st["dense_weight"] for st in stages],
+        "dense_losses": [round(v, 5) for v in dense_losses],
         "auxiliary": ("decomviz.apps.train.auxiliary: a linear head on the normalised image embedding (scaled by "
                       "sqrt(D)) predicts each drawn part's colour among the palette's; cross-entropy, added to "
                       "each step's loss times aux_weight; the head is not saved") if head is not None else None,
