@@ -9,7 +9,7 @@ whose embedding holds no colour cannot bind colours to parts whatever its text t
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import warnings
 
 import numpy as np
@@ -20,7 +20,9 @@ import decomviz as dv
 
 def main(argv=None) -> int:
     from sklearn.linear_model import LogisticRegression
-    specs = list(sys.argv[1:] if argv is None else argv) or ["parts-rn"]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", default=["parts-rn"], help="bundled names or trained folders")
+    specs = parser.parse_args(argv).models
     warnings.simplefilter("ignore")
     world = dv.PartsWorld(800, seed=97531, n_objects=1)
     scenes = [world[i] for i in range(800)]
