@@ -6,6 +6,9 @@ For each model (a bundled name or a trained folder): image embeddings of 800 sin
 (seed 97531, 224 px); a logistic regression (scikit-learn, C=10) fitted on 600 of them to the colour of the
 object's largest part, and of its smallest drawn part, and its accuracy on the other 200 (chance 1/12). A model
 whose embedding holds no colour cannot bind colours to parts whatever its text tower does.
+
+``--layers visual.layer3 visual.layer4`` also probes the mean over the grid of each layer's output: where the
+smallest part's colour is read from a layer but not from the embedding, the pooling between them loses it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ def main(argv=None) -> int:
     from sklearn.linear_model import LogisticRegression
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["parts-rn"], help="bundled names or trained folders")
-    specs = parser.parse_args(argv).models
+    parser.add_argument("--layers", nargs="*", default=[], help="also probe these layers' outputs, mean-pooled")
+    args = parser.parse_args(argv)
+    specs = args.models
     warnings.simplefilter("ignore")
     world = dv.PartsWorld(800, seed=97531, n_objects=1)
     scenes = [world[i] for i in range(800)]
@@ -31,13 +36,25 @@ def main(argv=None) -> int:
                          for s in scenes])
     for spec in specs:
         model = dv.load_model(checkpoint=spec) if "/" in spec else dv.load_model(spec)
-        with torch.no_grad():
-            emb = torch.cat([model.encode_image([s.image for s in scenes[i:i + 50]])
-                             for i in range(0, 800, 50)]).cpu().numpy()
-        for name, y in (("largest part", largest), ("smallest part", smallest)):
-            clf = LogisticRegression(max_iter=3000, C=10).fit(emb[:600], y[:600])
-            print(f"{spec}: linear probe on the image embedding, colour of the {name}: "
-                  f"{clf.score(emb[600:], y[600:]):.3f} (chance {1 / 12:.3f})", flush=True)
+        pooled = {layer: [] for layer in args.layers}
+        hooks = [model.module(layer).register_forward_hook(
+            lambda m, i, o, layer=layer: pooled[layer].append(o.float().mean((-2, -1)) if o.ndim == 4
+                                                              else o.float().mean(1)))
+            for layer in args.layers]
+        try:
+            with torch.no_grad():
+                emb = torch.cat([model.encode_image([s.image for s in scenes[i:i + 50]])
+                                 for i in range(0, 800, 50)]).cpu().numpy()
+        finally:
+            for h in hooks:
+                h.remove()
+        features = {"the image embedding": emb}
+        features.update({f"{layer}, mean-pooled": torch.cat(v).cpu().numpy() for layer, v in pooled.items()})
+        for where, x in features.items():
+            for name, y in (("largest part", largest), ("smallest part", smallest)):
+                clf = LogisticRegression(max_iter=3000, C=10).fit(x[:600], y[:600])
+                print(f"{spec}: linear probe on {where}, colour of the {name}: "
+                      f"{clf.score(x[600:], y[600:]):.3f} (chance {1 / 12:.3f})", flush=True)
     return 0
 
 

@@ -107,3 +107,12 @@ def test_dense_weight_without_a_layer_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no dense_layer"):
         train("tiny-bad", steps=2, batch_size=4, out=tmp_path / "bad", eval_every=0, progress=False, workers=0,
               final_eval=False)
+
+
+def test_the_dense_recipe_taps_a_14_by_14_layer_of_parts_rn():
+    import open_clip
+    recipe = RECIPES["parts-rn-dense"]
+    assert {k: v for k, v in recipe.items() if k not in ("steps", "stages", "dense_layer", "dense_weight")} == \
+        RECIPES["parts-rn"]                                  # recipe 6 plus the dense target and its stages
+    net = open_clip.CLIP(**recipe["model_cfg"])
+    assert tap_shape(net, recipe["dense_layer"], 224) == (256, 14)
