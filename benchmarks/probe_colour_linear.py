@@ -7,8 +7,9 @@ For each model (a bundled name or a trained folder): image embeddings of 800 sin
 object's largest part, and of its smallest drawn part, and its accuracy on the other 200 (chance 1/12). A model
 whose embedding holds no colour cannot bind colours to parts whatever its text tower does.
 
-``--layers visual.layer3 visual.layer4`` also probes the mean over the grid of each layer's output: where the
-smallest part's colour is read from a layer but not from the embedding, the pooling between them loses it.
+``--layers visual.layer3 visual.layer4`` also probes each layer's output two ways: its mean over the grid (what
+a pooling that does not look where the part is keeps), and its mean under the probed part's own mask (whether
+the layer holds the part's colour at all, where the part is).
 """
 from __future__ import annotations
 
@@ -34,24 +35,42 @@ def main(argv=None) -> int:
     largest = np.array([max(s.parts, key=lambda p: p.mask.sum()).color for s in scenes])
     smallest = np.array([min((p for p in s.parts if p.mask.any()), key=lambda p: p.mask.sum()).color
                          for s in scenes])
+    parts = {"largest part": [max(sc.parts, key=lambda p: p.mask.sum()).mask for sc in scenes],
+             "smallest part": [min((p for p in sc.parts if p.mask.any()), key=lambda p: p.mask.sum()).mask
+                               for sc in scenes]}
+    parts = {name: torch.from_numpy(np.stack(m)).float() for name, m in parts.items()}
+    labels = {"largest part": largest, "smallest part": smallest}
     for spec in specs:
         model = dv.load_model(checkpoint=spec) if "/" in spec else dv.load_model(spec)
-        pooled = {layer: [] for layer in args.layers}
-        hooks = [model.module(layer).register_forward_hook(
-            lambda m, i, o, layer=layer: pooled[layer].append(o.float().mean((-2, -1)) if o.ndim == 4
-                                                              else o.float().mean(1)))
-            for layer in args.layers]
+        batch = {}
+        pooled = {(layer, how): [] for layer in args.layers for how in ("mean", "largest part", "smallest part")}
+
+        def keep(layer, o):
+            o = o.float()
+            pooled[(layer, "mean")].append(o.mean((-2, -1)))
+            for name in ("largest part", "smallest part"):
+                w = torch.nn.functional.adaptive_avg_pool2d(parts[name][batch["rows"]][:, None], o.shape[-2:])[:, 0]
+                w = w / w.sum((-2, -1), keepdim=True).clamp_min(1e-12)
+                pooled[(layer, name)].append(torch.einsum("bchw,bhw->bc", o, w))
+        hooks = [model.module(layer).register_forward_hook(lambda m, i, o, layer=layer: keep(layer, o))
+                 for layer in args.layers]
         try:
             with torch.no_grad():
-                emb = torch.cat([model.encode_image([s.image for s in scenes[i:i + 50]])
-                                 for i in range(0, 800, 50)]).cpu().numpy()
+                emb = []
+                for i in range(0, 800, 50):
+                    batch["rows"] = slice(i, i + 50)
+                    emb.append(model.encode_image([sc.image for sc in scenes[i:i + 50]]))
+                emb = torch.cat(emb).cpu().numpy()
         finally:
             for h in hooks:
                 h.remove()
-        features = {"the image embedding": emb}
-        features.update({f"{layer}, mean-pooled": torch.cat(v).cpu().numpy() for layer, v in pooled.items()})
-        for where, x in features.items():
-            for name, y in (("largest part", largest), ("smallest part", smallest)):
+        for name in ("largest part", "smallest part"):
+            features = {"the image embedding": emb}
+            for layer in args.layers:
+                features[f"{layer}, mean over the grid"] = torch.cat(pooled[(layer, "mean")]).numpy()
+                features[f"{layer}, mean under the part's mask"] = torch.cat(pooled[(layer, name)]).numpy()
+            y = labels[name]
+            for where, x in features.items():
                 clf = LogisticRegression(max_iter=3000, C=10).fit(x[:600], y[:600])
                 print(f"{spec}: linear probe on {where}, colour of the {name}: "
                       f"{clf.score(x[600:], y[600:]):.3f} (chance {1 / 12:.3f})", flush=True)
