@@ -26,20 +26,17 @@ def main(argv=None) -> int:
     from sklearn.linear_model import LogisticRegression
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["parts-rn"], help="bundled names or trained folders")
-    parser.add_argument("--layers", nargs="*", default=[], help="also probe these layers' outputs, mean-pooled")
+    parser.add_argument("--layers", nargs="*", default=[], help="also probe these layers' outputs: grid mean, and mean under the part's mask")
     args = parser.parse_args(argv)
     specs = args.models
     warnings.simplefilter("ignore")
     world = dv.PartsWorld(800, seed=97531, n_objects=1)
     scenes = [world[i] for i in range(800)]
-    largest = np.array([max(s.parts, key=lambda p: p.mask.sum()).color for s in scenes])
-    smallest = np.array([min((p for p in s.parts if p.mask.any()), key=lambda p: p.mask.sum()).color
-                         for s in scenes])
-    parts = {"largest part": [max(sc.parts, key=lambda p: p.mask.sum()).mask for sc in scenes],
-             "smallest part": [min((p for p in sc.parts if p.mask.any()), key=lambda p: p.mask.sum()).mask
-                               for sc in scenes]}
-    parts = {name: torch.from_numpy(np.stack(m)).float() for name, m in parts.items()}
-    labels = {"largest part": largest, "smallest part": smallest}
+    chosen = {"largest part": [max(sc.parts, key=lambda p: p.mask.sum()) for sc in scenes],
+              "smallest part": [min((p for p in sc.parts if p.mask.any()), key=lambda p: p.mask.sum())
+                                for sc in scenes]}
+    labels = {name: np.array([p.color for p in ps]) for name, ps in chosen.items()}
+    parts = {name: torch.from_numpy(np.stack([p.mask for p in ps])).float() for name, ps in chosen.items()}
     for spec in specs:
         model = dv.load_model(checkpoint=spec) if "/" in spec else dv.load_model(spec)
         batch = {}

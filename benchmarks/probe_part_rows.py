@@ -5,7 +5,7 @@
 On 60 single-object PartsWorld scenes (seed 8080) and the prompt "a photo of a {class}", DecomCAM's matrix X
 (grid cells x kept channels: activations times the channels' mean gradients, centred over the cells as the
 default ``center=True`` does) is averaged over each part's cells, weighted by how much of each cell the part
-covers (parts covering less than 0.3 of a cell in all are left out). Printed, as means over the scenes:
+covers (parts covering less than 0.3 of a cell in all have no row). Printed, as means over the scenes:
 
 - the cosine between those part rows, two by two: an SVD returns single parts as components only where parts'
   rows are near orthogonal; alike rows make one component for the whole object and contrasts after it;
@@ -41,8 +41,8 @@ def part_rows(model, cam, scene, layer: str):
     X = X - X.mean(0, keepdim=True)
     masks = torch.from_numpy(np.stack([p.mask for p in scene.parts])).float()
     areas = torch.nn.functional.adaptive_avg_pool2d(masks[None], g)[0].reshape(len(scene.parts), -1)
-    areas = areas[areas.sum(1) >= 0.3]
-    rows = (areas @ X) / areas.sum(1, keepdim=True)
+    big = areas[areas.sum(1) >= 0.3]
+    rows = (big @ X) / big.sum(1, keepdim=True)
     ossm = exp.ossms_lowres[0, 0].reshape(exp.ossms_lowres.shape[2], -1).clamp_min(0)
     share = (ossm @ areas.T) / ossm.sum(1, keepdim=True).clamp_min(1e-12)
     return rows, torch.linalg.svdvals(X), share.max(1).values[ossm.sum(1) > 0]
