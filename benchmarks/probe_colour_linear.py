@@ -14,19 +14,22 @@ the layer holds the part's colour at all, where the part is).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import warnings
 
 import numpy as np
 import torch
 
 import decomviz as dv
+from decomviz.models.taps import tap
 
 
 def main(argv=None) -> int:
     from sklearn.linear_model import LogisticRegression
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["parts-rn"], help="bundled names or trained folders")
-    parser.add_argument("--layers", nargs="*", default=[], help="also probe these layers' outputs: grid mean, and mean under the part's mask")
+    parser.add_argument("--layers", nargs="*", default=[],
+                        help="also probe these layers' outputs: grid mean, and mean under the part's mask")
     args = parser.parse_args(argv)
     specs = args.models
     warnings.simplefilter("ignore")
@@ -39,28 +42,20 @@ def main(argv=None) -> int:
     parts = {name: torch.from_numpy(np.stack([p.mask for p in ps])).float() for name, ps in chosen.items()}
     for spec in specs:
         model = dv.load_model(checkpoint=spec) if "/" in spec else dv.load_model(spec)
-        batch = {}
         pooled = {(layer, how): [] for layer in args.layers for how in ("mean", "largest part", "smallest part")}
-
-        def keep(layer, o):
-            o = o.float()
-            pooled[(layer, "mean")].append(o.mean((-2, -1)))
-            for name in ("largest part", "smallest part"):
-                w = torch.nn.functional.adaptive_avg_pool2d(parts[name][batch["rows"]][:, None], o.shape[-2:])[:, 0]
-                w = w / w.sum((-2, -1), keepdim=True).clamp_min(1e-12)
-                pooled[(layer, name)].append(torch.einsum("bchw,bhw->bc", o, w))
-        hooks = [model.module(layer).register_forward_hook(lambda m, i, o, layer=layer: keep(layer, o))
-                 for layer in args.layers]
-        try:
-            with torch.no_grad():
-                emb = []
-                for i in range(0, 800, 50):
-                    batch["rows"] = slice(i, i + 50)
-                    emb.append(model.encode_image([sc.image for sc in scenes[i:i + 50]]))
-                emb = torch.cat(emb).cpu().numpy()
-        finally:
-            for h in hooks:
-                h.remove()
+        emb = []
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            taps = [stack.enter_context(tap(model, layer, requires_grad=False)) for layer in args.layers]
+            for i in range(0, 800, 50):
+                emb.append(model.encode_image([sc.image for sc in scenes[i:i + 50]]))
+                for layer, t in zip(args.layers, taps):
+                    o = t.grid().cpu()                                        # (50, C, h, w), any tower
+                    pooled[(layer, "mean")].append(o.mean((-2, -1)))
+                    for name in ("largest part", "smallest part"):
+                        w = torch.nn.functional.adaptive_avg_pool2d(parts[name][i:i + 50, None], o.shape[-2:])[:, 0]
+                        w = w / w.sum((-2, -1), keepdim=True).clamp_min(1e-12)
+                        pooled[(layer, name)].append(torch.einsum("bchw,bhw->bc", o, w))
+        emb = torch.cat(emb).cpu().numpy()
         for name in ("largest part", "smallest part"):
             features = {"the image embedding": emb}
             for layer in args.layers:

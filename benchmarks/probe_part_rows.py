@@ -10,7 +10,8 @@ covers (parts covering less than 0.3 of a cell in all have no row). Printed, as 
 - the cosine between those part rows, two by two: an SVD returns single parts as components only where parts'
   rows are near orthogonal; alike rows make one component for the whole object and contrasts after it;
 - the share of X's energy in its first singular value;
-- the share of each positive OSSM's mass on its best part (1: every component lies on one part).
+- the share of each positive OSSM's mass on its best part (1: every component lies on one part);
+- for scale, from the masks alone: the share a map spread evenly over the object's parts puts on its largest part.
 """
 from __future__ import annotations
 
@@ -21,19 +22,15 @@ import numpy as np
 import torch
 
 import decomviz as dv
+from decomviz.models.taps import tap
 from decomviz.data import PartsWorld
 
 
 def part_rows(model, cam, scene, layer: str):
     """(parts' mean X rows (k, P), X's singular values, best-part share of each OSSM's mass (K,))."""
-    got = {}
-    hook = model.module(layer).register_forward_hook(lambda m, i, o: got.update(a=o.detach()))
-    try:
-        with torch.no_grad():
-            model.encode_image([scene.image])
-    finally:
-        hook.remove()
-    A = got["a"][0].float()
+    with torch.no_grad(), tap(model, layer, requires_grad=False) as t:
+        model.encode_image([scene.image])
+        A = t.grid()[0].cpu()
     C, g = A.shape[0], A.shape[-1]
     exp = cam([scene.image], [f"a photo of a {scene.objects[0].label}"])
     alpha, kept = exp.alpha[0, 0], exp.channels[0, 0]
@@ -56,6 +53,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     world = PartsWorld(args.scenes, seed=8080, n_objects=1)
+    even = np.mean([max(a) / sum(a) for a in ([p.mask.sum() for p in world[i].parts] for i in range(len(world)))])
+    print(f"{len(world)} scenes: a map spread evenly over the object puts {even:.3f} of its mass on its largest part")
     for spec in args.models:
         model = dv.load_model(checkpoint=spec) if "/" in spec else dv.load_model(spec)
         layer = model.resolve_layer(args.layer)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 
 from ...data import CLASSES, PALETTE, PARTS, Scene
@@ -68,13 +69,14 @@ def part_area_target(scene: Scene, grid: int) -> Dict[str, torch.Tensor]:
         raise ValueError(f"the scene has {len(scene.parts)} parts; part_area_target takes at most {MAX_PARTS} "
                          f"(draw fewer objects per scene, or raise auxiliary.MAX_PARTS)")
     classes = torch.full((MAX_PARTS,), NOT_DRAWN, dtype=torch.int64)
-    masks = torch.zeros((MAX_PARTS,) + scene.parts[0].mask.shape if scene.parts else (MAX_PARTS, grid, grid))
+    areas = torch.zeros((MAX_PARTS, grid, grid))
     for k, part in enumerate(scene.parts):
         if part.mask.any():
             slot = _SLOT_INDEX[(scene.objects[part.object].label, part.name)]
             classes[k] = slot * len(PALETTE) + _COLOUR_INDEX[part.color]
-            masks[k] = torch.from_numpy(part.mask)
-    areas = torch.nn.functional.adaptive_avg_pool2d(masks[None], grid)[0]
+    if scene.parts:
+        masks = torch.from_numpy(np.stack([part.mask for part in scene.parts])).float()
+        areas[:len(scene.parts)] = torch.nn.functional.adaptive_avg_pool2d(masks[None], grid)[0]
     return {"classes": classes, "areas": areas}
 
 
