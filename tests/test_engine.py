@@ -79,7 +79,13 @@ def assert_pairs_consistent(cam, images, prompts, atol=1e-4):
                          "ossms", "ossms_lowres"):
                 got, want = getattr(both, name)[b, t], getattr(single, name)[0, 0]
                 assert torch.allclose(got, want, atol=atol), (name, b, t, (got - want).abs().max())
-            assert torch.equal(both.channels[b, t], single.channels[0, 0])
+            # the kept channels' gradient weights agree in order; channels whose weights tie to float32 rounding
+            # (which differs with the batch size) may swap places, as a property test found on a random model
+            kept_both = both.alpha[b, t].gather(-1, both.channels[b, t])
+            kept_single = single.alpha[0, 0].gather(-1, single.channels[0, 0])
+            a_tol = 1e-4 * float(both.alpha[b, t].abs().max())
+            assert torch.allclose(kept_both, kept_single, rtol=0, atol=a_tol)
+            assert (both.channels[b, t] == single.channels[0, 0]).float().mean() >= 0.9
             d_err = (both.contributions[b, t] - single.contributions[0, 0]).abs().max()
             top = both.contributions[b, t].max().clamp_min(1e-12)
             w_tol = max(atol, float(4 * d_err / top))
