@@ -204,3 +204,48 @@ def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BI
         im = im.resize((nw, nh), resample, reducing_gap=3.0 if scale < 0.5 else None)
     left, top = (nw - W) // 2, (nh - H) // 2
     return np.asarray(im.crop((left, top, left + W, top + H)), dtype=np.uint8)
+
+
+def to_model_view(array: Any, size: Tuple[int, int], mode: str = "crop", resample=Image.BICUBIC) -> np.ndarray:
+    """What the model saw of an image, a mask or a map given in the photo's own geometry: the inverse of
+    `Explanation.saliency_on_original`. ``size`` is the model's input (H, W); ``mode`` "crop" (resize the shorter
+    side, centre-crop: `resize_center_crop`) or "squash" (resize the whole image to (H, W), as SigLIP does).
+
+    - a uint8 (h, w, 3) image comes back as the model's (H, W, 3) pixels, resampled with ``resample``;
+    - a bool (h, w) mask comes back as a bool (H, W) mask: resampled as area shares and kept where at least half
+      of a model pixel is covered, so a part keeps its area (up to rounding) in both geometries;
+    - a float (h, w) map comes back as a float32 (H, W) map, resampled bilinearly (area-averaged when
+      shrinking); a NaN (not seen) spreads to the model pixels it touches.
+    """
+    if mode not in ("crop", "squash"):
+        raise ValueError(f"mode must be 'crop' or 'squash', got {mode!r}")
+    arr = np.asarray(array)
+    H, W = size
+    if arr.ndim == 3 and arr.dtype == np.uint8:
+        im = Image.fromarray(arr)
+        if mode == "squash":
+            return np.asarray(im.resize((W, H), resample), dtype=np.uint8)
+        return resize_center_crop(im, (H, W), resample)
+    if arr.ndim != 2:
+        raise ValueError(f"to_model_view takes a uint8 (h, w, 3) image or an (h, w) mask or map; got shape "
+                         f"{arr.shape} {arr.dtype}.")
+    is_mask = arr.dtype == bool
+    plane = Image.fromarray(arr.astype(np.float32), mode="F")
+    if mode == "squash":
+        out = np.asarray(plane.resize((W, H), Image.BILINEAR, reducing_gap=None), dtype=np.float32)
+    else:
+        out = resize_center_crop_plane(plane, (H, W))
+    return out >= 0.5 if is_mask else out
+
+
+def resize_center_crop_plane(plane: Image.Image, size: Tuple[int, int]) -> np.ndarray:
+    """`resize_center_crop` of a float ("F") plane with bilinear resampling (area-averaging when shrinking),
+    (H, W) float32; the same box as the image's, so a mask stays aligned with the pixels the model saw."""
+    H, W = size
+    w, h = plane.size
+    scale = max(H / h, W / w)
+    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+    if (nw, nh) != (w, h):
+        plane = plane.resize((nw, nh), Image.BOX if scale < 1 else Image.BILINEAR)
+    left, top = (nw - W) // 2, (nh - H) // 2
+    return np.asarray(plane.crop((left, top, left + W, top + H)), dtype=np.float32)
