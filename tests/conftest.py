@@ -9,6 +9,11 @@ import torch
 
 import decomviz as dv
 
+# DECOMVIZ_TEST_THREADS=1 (or 2, ...) runs the suite with that many intra-op threads: results computed along
+# different paths must agree to their stated tolerance whatever the thread count (run it with 1 and with 2)
+if os.environ.get("DECOMVIZ_TEST_THREADS"):
+    torch.set_num_threads(int(os.environ["DECOMVIZ_TEST_THREADS"]))
+
 # Tiny open_clip configs: full code path (ModifiedResNet / VisionTransformer), seconds per test.
 TINY_RN = {
     "embed_dim": 32,

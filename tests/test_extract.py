@@ -26,9 +26,15 @@ def _cam(model):
 def _assert_same_bank(a, b):
     assert len(a) == len(b)
     pa, pb = a.to_pandas(), b.to_pandas()
-    assert pa.equals(pb)
+    # the rows and every non-float column are the same exactly; floats may come from another process, thread
+    # count or batch boundary (a killed run's shards, a resumed run's), whose kernels may round the last bits
+    # differently, so they agree to a float32 tolerance
+    floats = [c for c in pa.columns if pa[c].dtype.kind == "f"]
+    assert list(pa.columns) == list(pb.columns) and pa.drop(columns=floats).equals(pb.drop(columns=floats))
+    assert np.allclose(pa[floats].to_numpy(float), pb[floats].to_numpy(float), rtol=1e-4, atol=1e-5, equal_nan=True)
     for name in ("ossms", "embeddings", "pooled", "loadings", "part_overlap"):
-        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and np.allclose(x, y, rtol=1e-4, atol=1e-5, equal_nan=True), name
     keys = list(zip(pa.image_id, pa.prompt, pa.component))
     assert len(set(keys)) == len(keys)  # no duplicated rows
 

@@ -197,7 +197,7 @@ def test_model_wrapper_api(tiny_rn, tiny_vit):
     e = tiny_rn.encode_image([make_image(0), make_image(1)])
     assert e.shape == (2, 32) and torch.allclose(e.norm(dim=-1), torch.ones(2), atol=1e-5)
     t = tiny_rn.encode_text(["a", "b", "a"])
-    assert t.shape == (3, 32) and torch.equal(t[0], t[2])
+    assert t.shape == (3, 32) and torch.equal(t[0], t[2])  # one prompt is encoded once (cached), so bit for bit
     assert tiny_rn.layers == [f"visual.layer{i}" for i in range(1, 5)] and tiny_rn.default_layer == "visual.layer4"
     assert tiny_vit.default_layer == "visual.transformer.resblocks.1"  # input of the last of 3 blocks
     assert "visual.transformer.resblocks.2" in tiny_vit.layers

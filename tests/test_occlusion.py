@@ -206,7 +206,8 @@ def test_gray_and_blur_fills_give_different_maps(tiny_rn):
     blur = dv.Occlusion(tiny_rn, fill="blur", **BIG)(image, [PROMPT])
     gray = dv.Occlusion(tiny_rn, fill="gray", **BIG)(image, [PROMPT])
     assert not torch.allclose(blur.saliency_lowres, gray.saliency_lowres, atol=1e-4)
-    assert torch.equal(blur.base_score, gray.base_score)
+    # the unoccluded image's score whatever the fill; its batch holds other windows, so to a float tolerance
+    assert torch.allclose(blur.base_score, gray.base_score, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- cost
@@ -228,7 +229,9 @@ def test_batch_size_does_not_change_the_result(pool_model):
     for other in runs[1:]:
         assert torch.allclose(runs[0].saliency_lowres, other.saliency_lowres, atol=1e-6)
         assert torch.allclose(runs[0].saliency, other.saliency, atol=1e-4)
-        assert torch.equal(runs[0].base_score, other.base_score)
+        # the same scores reached through batches of another size: float32 kernels may round the last bits
+        # differently with the batch's shape and the CPU, so agree to a tolerance, not bit for bit
+        assert torch.allclose(runs[0].base_score, other.base_score, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- knobs

@@ -265,7 +265,9 @@ def test_twelve_threads_sharing_a_model_get_the_serial_results(tiny_rn):
             except Exception as err:  # noqa: collected, reported below
                 errors.append(repr(err))
                 continue
-            if not torch.equal(got, serial[job]):
+            # a worker thread may run torch's kernels with another intra-op thread count than the main thread,
+            # which can round the last bits differently; calls leaking into each other differ by far more
+            if got.shape != serial[job].shape or not torch.allclose(got, serial[job], atol=1e-5):
                 wrong.append(job)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(12)]
