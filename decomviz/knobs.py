@@ -31,6 +31,8 @@ class Knob:
     low, high : bounds of a number (inclusive unless ``open_low`` / ``open_high``).
     widget : (min, max, step) of the widget's slider for a number.
     advanced : hidden from the widgets' main panel (engine settings such as batch size).
+    callable_ok : a "choice" knob that also takes a function (Python only: the command line and the widgets
+        offer the named choices).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Knob:
     open_high: bool = False
     widget: Optional[Tuple[float, float, float]] = None
     advanced: bool = False
+    callable_ok: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -53,8 +56,12 @@ class Knob:
         if self.kind == "layer":
             return value if model is None else model.resolve_layer(value)
         if self.kind == "choice":
+            if self.callable_ok and callable(value):
+                return value
             if value not in self.choices:
-                raise ValueError(f"{self.name} must be one of {', '.join(map(repr, self.choices))}; got {value!r}.")
+                also = " or a function" if self.callable_ok else ""
+                raise ValueError(f"{self.name} must be one of {', '.join(map(repr, self.choices))}{also}; "
+                                 f"got {value!r}.")
             return value
         if self.kind == "texts":
             texts = (value,) if isinstance(value, str) else value
@@ -100,13 +107,14 @@ class Knob:
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def add_to_parser(self, parser, default: Any) -> None:
+    def add_to_parser(self, parser, default: Any, shown_default: Optional[str] = None) -> None:
         """Add this knob as an option of an argparse parser. An option not given leaves no attribute on the
         namespace (``argparse.SUPPRESS``), so the method's default, shown in the help, applies; an option given
-        as ``none`` sets None where None is a choice."""
+        as ``none`` sets None where None is a choice. ``shown_default`` replaces the default's text in the help
+        (e.g. where methods differ: "500 for decomcam; 300 for gscorecam")."""
         import argparse
         unset = argparse.SUPPRESS
-        shown = f" (default: {_show(default)})"
+        shown = f" (default: {_show(default) if shown_default is None else shown_default})"
         if self.kind == "bool":
             parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=unset,
                                 help=self.help + shown)
@@ -121,6 +129,16 @@ class Knob:
         else:
             parser.add_argument(self.option, type=int if self.kind == "int" else float, default=unset,
                                 metavar="N" if self.kind == "int" else "X", help=self.help + shown)
+
+
+def show_defaults(per_method: Dict[str, Any]) -> str:
+    """The default of a knob as the help shows it: one value, or each value with the methods that have it."""
+    groups: Dict[str, list] = {}
+    for method, value in per_method.items():
+        groups.setdefault(_show(value), []).append(method)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{value} for {', '.join(methods)}" for value, methods in groups.items())
 
 
 def _show(value: Any) -> str:

@@ -79,12 +79,55 @@ def test_every_knob_reaches_its_method_from_the_explorer(method, knob_name, expl
     spec = METHODS[method]
     knob = spec.knobs[knob_name]
     value = _other_value(knob, spec.defaults[knob_name], explorer.model)
-    before = dict(explorer.knobs)
     try:
         explorer.set_knobs(**NEEDS.get(knob_name, {}), **{knob_name: value})
         assert explorer.make_cam(method).get_params()[knob_name] == value
     finally:
-        explorer.set_knobs(**before)
+        explorer.reset_knobs()
+
+
+def _python_defaults(method, model):
+    params = METHODS[method].make(model).get_params()
+    return {k: v for k, v in params.items() if k in METHODS[method].knobs}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_runs_with_its_own_defaults_from_python_the_cli_and_the_explorer(method, explorer):
+    """A knob that several methods take with different defaults (top_channels: DecomCAM 500, gScoreCAM 300)
+    gives each its own, whichever method comes first in the registry, on the command line or in the Explorer."""
+    model = explorer.model
+    python = _python_defaults(method, model)
+    assert python == {k: (model.default_layer if k == "layer" and v is None else v)
+                      for k, v in METHODS[method].defaults.items()}
+    args = build_parser().parse_args(["explain", "img.png", "--prompt", "x", "--method", method, "--out", "e.npz"])
+    cli = make_methods([method], model, knobs_from_args(args))[method].get_params()
+    assert {k: cli[k] for k in python} == python
+    explorer.reset_knobs()
+    for shown in ("decomcam", method, "gscorecam"):       # whichever method the dropdown shows, as main or beside
+        explorer.set_method(shown)
+        got = explorer.make_cam(method).get_params()
+        assert {k: got[k] for k in python} == python, shown
+    explorer.set_method("decomcam")
+
+
+def test_gscorecam_keeps_its_top_channels_beside_decomcam_and_the_help_shows_both(explorer):
+    assert METHODS["gscorecam"].defaults["top_channels"] != METHODS["decomcam"].defaults["top_channels"]
+    explorer.reset_knobs()
+    explorer.set_method("decomcam")
+    explorer.set_compare(["gscorecam"])
+    assert explorer.make_cam("gscorecam").top_channels == METHODS["gscorecam"].defaults["top_channels"]
+    assert explorer.make_cam("decomcam").top_channels == METHODS["decomcam"].defaults["top_channels"]
+    explorer.set_method("gscorecam")                       # the widget shows the chosen method's default
+    assert explorer.knobs["top_channels"] == METHODS["gscorecam"].defaults["top_channels"]
+    explorer.set_knobs(top_channels=64)                    # a value the user sets reaches both
+    assert explorer.make_cam("gscorecam").top_channels == explorer.make_cam("decomcam").top_channels == 64
+    explorer.set_method("decomcam")
+    assert explorer.knobs["top_channels"] == 64            # and survives a change of method
+    explorer.reset_knobs()
+    explorer.set_compare([])
+    parser = build_parser()
+    text = " ".join(parser._subparsers._group_actions[0].choices["explain"].format_help().split())
+    assert "500 for decomcam" in text and "300 for gscorecam" in text
 
 
 def test_explorer_has_one_widget_per_knob_with_the_declared_range(explorer):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from ..knobs import show_defaults
 from ..methods.registry import METHODS, all_knobs, method_spec, route_knobs
 
 
@@ -15,13 +16,13 @@ def _log(msg: str) -> None:
 
 
 def add_knob_args(parser: argparse.ArgumentParser, methods=None) -> None:
-    """One option per knob of the registered methods, from their declarations (help and default included)."""
-    defaults = {}
-    for name in (METHODS if methods is None else methods):
-        for k, v in method_spec(name).defaults.items():
-            defaults.setdefault(k, v)
-    for name, knob in all_knobs(methods).items():
-        knob.add_to_parser(parser, defaults[name])
+    """One option per knob of the registered methods, from their declarations (help and default included).
+    A knob whose default differs between methods shows each method's; an option not given leaves each method
+    its own default."""
+    names = list(METHODS if methods is None else methods)
+    for kname, knob in all_knobs(names).items():
+        per_method = {n: method_spec(n).defaults[kname] for n in names if kname in method_spec(n).knobs}
+        knob.add_to_parser(parser, next(iter(per_method.values())), show_defaults(per_method))
 
 
 def knobs_from_args(args, methods=None):

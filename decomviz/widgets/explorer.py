@@ -26,8 +26,10 @@ def _reason(err: BaseException) -> str:
     return str(err) if isinstance(err, (ImageInputError, ValueError, OSError)) else f"{type(err).__name__}: {err}"
 
 
-def _defaults() -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _defaults(first: str = "decomcam") -> Dict[str, Any]:
+    """A value for every knob widget: the method ``first``'s own defaults, then the other methods' for knobs it
+    does not take (only shown: a run gives each method its own default for the knobs the user has not set)."""
+    out: Dict[str, Any] = dict(method_spec(first).defaults)
     for spec in METHODS.values():
         for k, v in spec.defaults.items():
             out.setdefault(k, v)
@@ -110,7 +112,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.prompts_box.observe(self._on_prompts_typed, names="value")
         self.run_button.on_click(lambda _: self.run(wait=False))
         self.prompt_dropdown.observe(self._on_prompt_picked, names="value")
-        self.method_dropdown.observe(lambda c: self._update_knob_visibility(), names="value")
+        self.method_dropdown.observe(lambda c: self._on_method_picked(), names="value")
         self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
 
         self.knobs_box = widgets.Accordion([self.knob_panel.box], titles=("knobs",), selected_index=None,
@@ -214,10 +216,18 @@ class Explorer(BackgroundRuns, widgets.VBox):
         """Set knobs by name (any knob of any registered method; see ``knob_panel.knobs``)."""
         self.knob_panel.set(**knobs)
 
+    def reset_knobs(self) -> None:
+        """Forget the knobs set so far: every method runs with its own defaults again."""
+        self.knob_panel.reset(_defaults(self.method_dropdown.value))
+
     @property
     def knobs(self) -> Dict[str, Any]:
-        """The value of every knob widget, by name."""
+        """The value of every knob widget, by name (a knob not set shows the chosen method's default)."""
         return self.knob_panel.values
+
+    def knobs_for(self, method: str) -> Dict[str, Any]:
+        """The knobs a run gives ``method``: those the user set, and the method's own default for the others."""
+        return self.knob_panel.for_method(method_spec(method).defaults)
 
     @property
     def methods(self) -> List[str]:
@@ -225,8 +235,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
         return list(dict.fromkeys([self.method_dropdown.value, *self.compare_select.value]))
 
     def make_cam(self, method: str, knobs: Optional[Dict[str, Any]] = None):
-        """The CAM object a run uses for `method`, given every knob it takes (validates them)."""
-        k = self.knobs if knobs is None else knobs
+        """The CAM object a run uses for `method`, given every knob it takes (validates them); by default the
+        knobs the user set and the method's own defaults (`knobs_for`)."""
+        k = self.knobs_for(method) if knobs is None else knobs
         spec = method_spec(method)
         return spec.make(self.model, **{n: v for n, v in k.items() if n in spec.knobs})
 
@@ -250,9 +261,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
                 raise ValueError("Pick an image from the list or upload one first.")
             prompts = self.prompts
             methods = self.methods
-            knobs = self.knobs
+            knobs = {m: self.knobs_for(m) for m in methods}
             for m in methods:
-                self.make_cam(m, knobs)  # validate every knob before starting
+                self.make_cam(m, knobs[m])  # validate every knob before starting
         except Exception as err:
             self._message(str(err), "error")
             return None
@@ -271,7 +282,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
             self._check(job)
             self._progress(job, 1 + i, f"Run {job.generation}: {METHOD_LABELS[method]} ({i + 1} of "
                                        f"{len(job.methods)}) on {len(job.prompts)} prompt(s)…")
-            out[method] = self.make_cam(method, job.knobs)(job.image, job.prompts)
+            out[method] = self.make_cam(method, job.knobs[method])(job.image, job.prompts)
         self._check(job)
         return out
 
@@ -382,6 +393,10 @@ class Explorer(BackgroundRuns, widgets.VBox):
     def _on_prompts_typed(self, change) -> None:
         if not self._setting_prompts:
             self._prompts_auto = False
+
+    def _on_method_picked(self) -> None:
+        self.knob_panel.show_defaults(_defaults(self.method_dropdown.value))
+        self._update_knob_visibility()
 
     def _update_knob_visibility(self) -> None:
         self.knob_panel.enable_only(all_knobs(self.methods))

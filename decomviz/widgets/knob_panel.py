@@ -1,7 +1,7 @@
 """Widgets for method knobs, made from the methods' declarations (`decomviz.knobs.Knob`)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Set
 
 import ipywidgets as widgets
 
@@ -35,6 +35,9 @@ def knob_widget(knob: Knob, default: Any, model=None) -> widgets.Widget:
 class KnobPanel:
     """The knob widgets of several methods, one per knob name, with their values as a dict.
 
+    A knob that several methods take with different defaults (gScoreCAM's and DecomCAM's ``top_channels``)
+    shows the chosen method's default; each method runs with its own default unless the user sets the knob.
+
     Parameters
     ----------
     knobs : the knobs by name (e.g. ``registry.all_knobs()``).
@@ -44,7 +47,13 @@ class KnobPanel:
 
     def __init__(self, knobs: Mapping[str, Knob], defaults: Mapping[str, Any], model=None):
         self.knobs = dict(knobs)
+        self.model = model
         self.widgets: Dict[str, widgets.Widget] = {n: knob_widget(k, defaults[n], model) for n, k in knobs.items()}
+        #: the knobs the user has set (a widget moved, or `set`); the others take each method's own default
+        self.user_set: Set[str] = set()
+        self._quiet = False
+        for name, w in self.widgets.items():
+            w.observe(lambda change, n=name: None if self._quiet else self.user_set.add(n), names="value")
         main = [w for n, w in self.widgets.items() if not self.knobs[n].advanced]
         advanced = [w for n, w in self.widgets.items() if self.knobs[n].advanced]
         self.box = widgets.VBox(main + ([widgets.HTML("<i>engine</i>")] + advanced if advanced else []))
@@ -65,12 +74,39 @@ class KnobPanel:
         if unknown:
             raise ValueError(f"Unknown knob {unknown[0]!r}; knobs are {', '.join(self.widgets)}.")
         for name, value in values.items():
-            w = self.widgets[name]
-            if hasattr(w, "min") and isinstance(value, (int, float)) and not isinstance(value, bool):
-                w.max, w.min = max(w.max, value), min(w.min, value)
-            if self.knobs[name].kind == "texts":
-                value = ", ".join((value,) if isinstance(value, str) else value)
-            w.value = value
+            self.user_set.add(name)
+            self._assign(name, value)
+
+    def _assign(self, name: str, value: Any) -> None:
+        w = self.widgets[name]
+        if self.knobs[name].kind == "layer" and value is None and self.model is not None:
+            value = self.model.default_layer
+        if hasattr(w, "min") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            w.max, w.min = max(w.max, value), min(w.min, value)
+        if self.knobs[name].kind == "texts":
+            value = ", ".join((value,) if isinstance(value, str) else value)
+        w.value = value
+
+    def show_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Show a method's own defaults in the widgets the user has not set (they stay unset)."""
+        self._quiet = True
+        try:
+            for name, value in defaults.items():
+                if name in self.widgets and name not in self.user_set:
+                    self._assign(name, value)
+        finally:
+            self._quiet = False
+
+    def reset(self, defaults: Mapping[str, Any]) -> None:
+        """Forget what the user set and show ``defaults``."""
+        self.user_set.clear()
+        self.show_defaults(defaults)
+
+    def for_method(self, defaults: Mapping[str, Any]) -> Dict[str, Any]:
+        """The knobs of one method, given its own ``defaults``: the widget's value for a knob the user has set,
+        the method's default for the others (so no method runs with another method's default)."""
+        values = self.values
+        return {n: (values[n] if n in self.user_set else d) for n, d in defaults.items()}
 
     def enable_only(self, names: Iterable[str]) -> None:
         """Grey out the knobs that none of the chosen methods takes."""
