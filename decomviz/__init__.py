@@ -9,6 +9,7 @@ from .images import ImageInputError
 from .explanation import Explanation
 from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, Occlusion,
                       ScoreCAM, Target, any_target, contrast_target, image_target, make_method)
+from .methods import LayerGradients, tap_activations, tap_gradients
 from . import metrics
 from .data import PartsWorld
 from .viz.images import overlay
@@ -20,4 +21,5 @@ __all__ = [
     "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
     "Extractor", "bank_schema", "ComponentClusters", "overlay",
     "Target", "image_target", "contrast_target", "any_target",
+    "LayerGradients", "tap_gradients", "tap_activations",
 ]

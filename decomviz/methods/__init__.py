@@ -5,9 +5,10 @@
 from .base import CAM, Method
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .decomcam import DecomCAM
+from .gradients import LayerGradients, tap_activations, tap_gradients
 from .occlusion import Occlusion
 from .registry import METHODS, MethodSpec, make_method
 from .targets import Target, any_target, contrast_target, image_target
 
 __all__ = ["Method", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM", "GScoreCAM",
-           "Occlusion", "METHODS", "MethodSpec", "make_method", "Target", "image_target", "contrast_target", "any_target"]
+           "Occlusion", "METHODS", "LayerGradients", "tap_gradients", "tap_activations", "MethodSpec", "make_method", "Target", "image_target", "contrast_target", "any_target"]

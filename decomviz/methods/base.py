@@ -34,6 +34,15 @@ class Tapped:
     tap: Optional[Tap] = None  # the raw layer output, in the tower's layout (detached)
 
 
+def _as_json(value: Any) -> Any:
+    """A knob's value as the protocol record keeps it: tuples as lists, a function by its qualified name."""
+    if isinstance(value, tuple):
+        return list(value)
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__name__)}"
+    return value
+
+
 class Method:
     """Base class of every attribution method: holds the model and the knobs; subclasses implement `_explain`.
 
@@ -142,7 +151,7 @@ class Method:
         from .._version import __version__
         return {
             "method": self.method,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.get_params().items()},  # as JSON keeps it
+            **{k: _as_json(v) for k, v in self.get_params().items()},  # as JSON keeps it
             "model": self.model.name, "pretrained": self.model.pretrained, "model_source": self.model.source,
             "image_size": list(x.shape[-2:]), "device": str(self.model.device),
             "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,

@@ -20,6 +20,7 @@ from ..models.attnpool import BlendedAttentionPool, is_attention_pool
 from ..models.taps import tap
 from ..ops import blurred_reference, embed_masked, minmax, pair_score, to_host, upsample
 from .base import CAM
+from .nmf import nmf
 
 SIGN_RULES = ("gradcam", "both", "svd_flip")
 BLENDS = ("convex", "max")
@@ -32,6 +33,7 @@ _NULL_RTOL = 1e-6  # a singular value below this share of the largest is numeric
 # sqrt(eps) of the largest; below that a component is treated as zero
 _APPROX_NULL_RTOL = 1e-3
 SVD_DRIVERS = ("auto", None, "gram", "gesvd", "gesvdj", "gesvda")
+DECOMPOSITIONS = ("svd", "nmf")
 
 
 @dataclass
@@ -53,13 +55,10 @@ class Decomposition:
         return maps.masked_fill(self.null[..., None], 0.0)
 
 
-def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
-              center: bool, svd_driver: Optional[str] = "auto", orient: str = "gradcam") -> Decomposition:
-    """Stage 1 (docs/method.md). activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
-    ``svd_driver``: "auto" (the Gram route where P >= 2n, else torch's default), "gram" (`gram_svd`), None
-    (torch's default) or a cuSOLVER algorithm for CUDA tensors (ignored on the CPU). ``orient`` is the sign
-    rule: "gradcam" (u_k sigma_k correlates positively with the Grad-CAM map) or "svd_flip" (the entry of u_k
-    with the largest magnitude is positive, the rule of scikit-learn's ``svd_flip`` on U)."""
+def select_channels(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int):
+    """Steps 1-3 (docs/method.md): alpha (B, T, C), the kept channels (B, T, P), their weights (B, T, P) and the
+    gradient-weighted maps X (B, T, n, P), one row per grid cell. activations (B, C, h, w); gradients
+    (B, T, C, h, w)."""
     B, C, h, w = activations.shape
     T = gradients.shape[1]
     n = h * w
@@ -70,6 +69,78 @@ def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: 
     alpha_kept, channels = alpha.topk(P, dim=-1, sorted=True)  # signed, descending
     A_kept = A.expand(B, T, C, n).gather(2, channels[..., None].expand(B, T, P, n))  # (B, T, P, n)
     X = (alpha_kept[..., None] * A_kept).transpose(-1, -2)  # (B, T, n, P): rows = grid cells
+    return alpha, channels, alpha_kept, X
+
+
+def decompose_nmf(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
+                  max_iter: int = 200, tol: float = 1e-4) -> Decomposition:
+    """The non-negative split: the gradient-weighted maps of the kept channels with positive weight, clipped at
+    zero, X+ (n, P) ~ W H with W, H >= 0, for every pair at once (`nmf.nmf`, NNDSVDa start, so deterministic).
+
+    Component k's map is W_k ||H_k|| (u_k = W_k / ||W_k||, sigma_k = ||W_k|| ||H_k||, v_k = H_k / ||H_k||):
+    non-negative, so no sign rule applies; components come by decreasing sigma_k. ``explained_variance`` is
+    sigma_k^2 / ||X+||^2, each component's energy alone (the components overlap, so the shares need not sum to
+    the fit's)."""
+    alpha, channels, alpha_kept, X = select_channels(activations, gradients, top_channels)
+    B, T, n, P = X.shape
+    gradcam = X.sum(dim=-1)
+    Xp = torch.where(alpha_kept[..., None, :] > 0, X, torch.zeros_like(X)).clamp_min(0)
+    K = min(n_components, n, P)
+    W, H, _ = nmf(Xp.reshape(B * T, n, P), K, max_iter=max_iter, tol=tol)
+    wn, hn = W.norm(dim=1), H.norm(dim=2)  # (BT, K)
+    s = (wn * hn).reshape(B, T, K)
+    u = (W / wn.clamp_min(1e-30)[:, None]).transpose(1, 2).reshape(B, T, K, n)
+    v = (H / hn.clamp_min(1e-30)[..., None]).reshape(B, T, K, P)
+    total = Xp.pow(2).sum(dim=(-2, -1))[..., None]
+    explained = torch.where(total > 0, s ** 2 / total.clamp_min(1e-30), torch.zeros_like(s))
+    null = s <= _NULL_RTOL * s[..., :1]
+    return Decomposition(alpha, channels, u, v, s, explained, gradcam, null)
+
+
+def decompose_with(split, activations: torch.Tensor, gradients: torch.Tensor, top_channels: int,
+                   n_components: int) -> Decomposition:
+    """A user's split: ``split(X)`` takes the gradient-weighted maps X (pairs, cells, channels) of the kept
+    channels (signed, not centred) and returns component maps (pairs, K, cells), or (maps, loadings) with
+    loadings (pairs, K, channels). Maps are used as given (OSSM k is ReLU of map k); without loadings, v_k is the
+    normalised projection of X on map k. At most ``n_components`` maps are kept."""
+    alpha, channels, _, X = select_channels(activations, gradients, top_channels)
+    B, T, n, P = X.shape
+    out = split(X.reshape(B * T, n, P))
+    maps, loadings = out if isinstance(out, (tuple, list)) else (out, None)
+    maps = torch.as_tensor(maps, dtype=torch.float32, device=X.device)
+    if maps.ndim != 3 or maps.shape[0] != B * T or maps.shape[2] != n or maps.shape[1] < 1:
+        raise ValueError(f"A decomposition function must return component maps of shape (pairs, K, cells) = "
+                         f"({B * T}, K, {n}) for the matrix of shape {(B * T, n, P)} it was given; got "
+                         f"{tuple(maps.shape)}.")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError("The decomposition function returned maps with NaN or inf values.")
+    maps = maps[:, :n_components]
+    K = maps.shape[1]
+    s = maps.norm(dim=-1)  # (BT, K)
+    u = maps / s.clamp_min(1e-30)[..., None]
+    if loadings is None:
+        v = u @ X.reshape(B * T, n, P)
+    else:
+        v = torch.as_tensor(loadings, dtype=torch.float32, device=X.device)[:, :K]
+        if tuple(v.shape) != (B * T, K, P):
+            raise ValueError(f"Loadings returned by the decomposition function must have shape {(B * T, K, P)}; "
+                             f"got {tuple(v.shape)}.")
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    total = X.pow(2).sum(dim=(-2, -1)).reshape(B * T, 1)
+    explained = torch.where(total > 0, s ** 2 / total.clamp_min(1e-30), torch.zeros_like(s))
+    s = s.reshape(B, T, K)
+    return Decomposition(alpha, channels, u.reshape(B, T, K, n), v.reshape(B, T, K, P), s,
+                         explained.reshape(B, T, K), X.sum(dim=-1), s <= 0)
+
+
+def decompose(activations: torch.Tensor, gradients: torch.Tensor, top_channels: int, n_components: int,
+              center: bool, svd_driver: Optional[str] = "auto", orient: str = "gradcam") -> Decomposition:
+    """Stage 1 (docs/method.md). activations (B, C, h, w); gradients (B, T, C, h, w). All fp32.
+    ``svd_driver``: "auto" (the Gram route where P >= 2n, else torch's default), "gram" (`gram_svd`), None
+    (torch's default) or a cuSOLVER algorithm for CUDA tensors (ignored on the CPU). ``orient`` is the sign
+    rule: "gradcam" (u_k sigma_k correlates positively with the Grad-CAM map) or "svd_flip" (the entry of u_k
+    with the largest magnitude is positive, the rule of scikit-learn's ``svd_flip`` on U)."""
+    alpha, channels, _, X = select_channels(activations, gradients, top_channels)
     gradcam = X.sum(dim=-1)
     if center:
         X = X - X.mean(dim=-2, keepdim=True)
@@ -192,6 +263,14 @@ class DecomCAM(CAM):
         SVD of 32 ViT-B-16 pairs from 194 ms to 9 ms (BENCHMARKS.md). "gram" and "gesvda" treat components
         below 1e-3 of the largest singular value as zero (fp32 resolves no finer through X X^T).
 
+    decomposition : how the gradient-weighted maps are split into components. "svd" (the paper: orthogonal
+        components, signed contrasts after the first), "nmf" (non-negative components of the positive part, as
+        Deep Feature Factorization and CRAFT do; ``center`` does not apply), or a function
+        ``X (pairs, cells, channels) -> maps (pairs, K, cells)`` (see `decompose_with`). Everything after the
+        split (integration, weights, the Explanation) is the same.
+    nmf_iter, nmf_tol : most multiplicative updates of the NMF, and its stopping tolerance (the fall of the error
+        over 10 iterations, as a share of the matrix's squared norm).
+
     Calling it returns an `Explanation` with every intermediate (see ``decomviz.explanation.ARRAY_FIELDS``).
     """
 
@@ -219,6 +298,13 @@ class DecomCAM(CAM):
         Knob("svd_driver", "choice", "SVD route: auto (Gram matrix when channels >= 2 x cells), gram, torch's "
              "default (None), or a cuSOLVER driver for models on a GPU",
              choices=SVD_DRIVERS, advanced=True),
+        Knob("decomposition", "choice", "how the gradient-weighted maps are split: svd (the paper: orthogonal, "
+             "signed contrasts) or nmf (non-negative parts of the positive evidence); in Python also a function",
+             choices=DECOMPOSITIONS, callable_ok=True),
+        Knob("nmf_iter", "int", "most NMF iterations (multiplicative updates)", low=1, widget=(10, 1000, 10),
+             advanced=True),
+        Knob("nmf_tol", "float", "NMF stops when the error fell by less than this share over 10 iterations",
+             low=0, widget=(0.0, 0.01, 0.0001), advanced=True),
     )
 
     def __init__(self, model: CLIPModel, n_components: int = 10, top_channels: int = 500,
@@ -226,13 +312,21 @@ class DecomCAM(CAM):
                  blur_sigma: float = 10.0, score: str = "cosine", weight_threshold: float = 0.01,
                  weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
                  batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = "auto",
-                 blend: str = "convex", contribution: str = "gain", contrast: Sequence[str] = ()):
+                 blend: str = "convex", contribution: str = "gain", contrast: Sequence[str] = (),
+                 decomposition="svd", nmf_iter: int = 200, nmf_tol: float = 1e-4):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,
                          contrast=contrast)
         self._set_knobs(n_components=n_components, top_channels=top_channels, center=center, sign=sign,
                         blur_sigma=blur_sigma, weight_threshold=weight_threshold, weight_norm=weight_norm,
                         integration=integration, upsample=upsample, svd_driver=svd_driver, blend=blend,
-                        contribution=contribution)
+                        contribution=contribution, decomposition=decomposition, nmf_iter=nmf_iter,
+                        nmf_tol=nmf_tol)
+        if self.decomposition == "nmf" and self.sign != "gradcam":
+            raise ValueError(f"sign={self.sign!r} orients signed SVD components; NMF components are non-negative and "
+                             "need no orientation. Use sign='gradcam' (the default) with decomposition='nmf'.")
+        if callable(self.decomposition) and self.sign == "svd_flip":
+            raise ValueError("sign='svd_flip' is the SVD's sign rule; a decomposition function's maps are used as "
+                             "given. Use sign='gradcam' or sign='both'.")
         if self.integration == "feature" and self.blend != "convex":
             raise ValueError("blend='max' is a pixel-space blend; feature-space integration blends activations "
                              "convexly. Use integration='pixel' with blend='max'.")
@@ -242,8 +336,7 @@ class DecomCAM(CAM):
         tapped = self._tapped(x, text)
         B, C, h, w = tapped.activations.shape
         self._warn_rank(C, h * w)
-        dec = decompose(tapped.activations, tapped.gradients, self.top_channels, self.n_components, self.center,
-                        self.svd_driver, orient="svd_flip" if self.sign == "svd_flip" else "gradcam")
+        dec = self.decompose(tapped.activations, tapped.gradients)
         K = dec.u.shape[2]
         flags = {"zero_gradient": (dec.alpha == 0).all(dim=-1), "rank_deficient": dec.null.any(dim=-1)}
         if self.integration == "none":
@@ -267,6 +360,18 @@ class DecomCAM(CAM):
         arrays, flags = to_host(arrays, flags)
         return Explanation(method=method[self.integration], prompts=prompts, images=None, flags=flags,
                            params={"grid": [h, w], "n_channels": C, "n_components_used": K}, **arrays)
+
+    def decompose(self, activations: torch.Tensor, gradients: torch.Tensor) -> Decomposition:
+        """Stage 1 with this method's knobs: activations (B, C, h, w) and gradients (B, T, C, h, w), as
+        `decomviz.tap_gradients` gives them, to the split of every (image, prompt) pair."""
+        if self.decomposition == "nmf":
+            return decompose_nmf(activations, gradients, self.top_channels, self.n_components, self.nmf_iter,
+                                 self.nmf_tol)
+        if callable(self.decomposition):
+            return decompose_with(self.decomposition, activations, gradients, self.top_channels,
+                                  self.n_components)
+        return decompose(activations, gradients, self.top_channels, self.n_components, self.center,
+                         self.svd_driver, orient="svd_flip" if self.sign == "svd_flip" else "gradcam")
 
     def _integrate(self, x, text, tapped, dec: Decomposition, flags):
         """Stage 2 (steps 7-10). Returns the upsampled OSSMs, the weights and the integration's arrays;
@@ -349,7 +454,7 @@ class DecomCAM(CAM):
 
     def _warn_rank(self, C: int, n: int) -> None:
         P = min(self.top_channels, C)
-        rank = min(n - int(self.center), P)
+        rank = min(n - int(self.center and self.decomposition == "svd"), P)
         if self.n_components > rank:
             warnings.warn(f"n_components={self.n_components} exceeds the rank ({rank}) of the {n} x {P} matrix of "
                           f"this layer; using {min(self.n_components, n, P)} components, of which those beyond the "

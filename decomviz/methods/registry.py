@@ -54,6 +54,10 @@ METHODS: Dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("decomcam-nointegration", DecomCAM, "DecomCAM (no integration)",
                "OSSMs weighted by their singular values (the ablation without stage 2)",
                fixed={"integration": "none"}),
+    MethodSpec("decomcam-nmf", DecomCAM, "DecomCAM (NMF split)",
+               "DecomCAM with a non-negative split of the positive evidence instead of the SVD: parts-like "
+               "components, each weighed by the score its region restores",
+               fixed={"decomposition": "nmf"}),
     MethodSpec("decomcam-authors", DecomCAM, "DecomCAM (authors' choices)",
                "DecomCAM with the choices of the authors' released code: svd_flip signs, element-wise max blend, "
                "raw masked scores as contributions, bicubic upsampling",
