@@ -15,6 +15,7 @@ import torch
 from ..explanation import Explanation
 from ..knobs import Knob, check_declared, knobs_of
 from ..models import CLIPModel
+from ..models.domain import caveat_flags, caveat_warnings
 from ..models.taps import Tap, tap
 from ..ops import clip_score, embed_batched, minmax, to_host, upsample
 from .chunking import PROMPTS_PER_PASS, explain_in_chunks
@@ -123,6 +124,9 @@ class Method:
         exp.params.update(self.protocol(prepared.tensor, seconds=time.perf_counter() - start))
         if prepared.geometry is not None:  # where each explained crop lies in the image as given
             exp.params["inputs"] = prepared.geometry
+        caveats = caveat_flags(self.model, prepared.pixels, exp.saliency.shape[1])  # maps that cannot mean anything
+        exp.flags.update(caveats)
+        caveat_warnings(self.model, caveats)
         return exp
 
     def pairwise(self, images: Sequence[Any], prompts: Sequence[Union[str, Target]]) -> List[Explanation]:

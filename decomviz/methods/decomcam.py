@@ -21,6 +21,7 @@ from ..models.taps import tap
 from ..ops import blurred_reference, embed_masked, minmax, pair_score, to_host, upsample
 from .base import CAM
 from .nmf import nmf
+from .targets import target_matrix
 
 SIGN_RULES = ("gradcam", "both", "svd_flip")
 BLENDS = ("convex", "max")
@@ -387,7 +388,7 @@ class DecomCAM(CAM):
             emb, masked, ref_score = self._score_masked(x, ref, ossms, text)
         else:
             emb, masked, ref_score = self._score_masked_features(tapped, ref, lowres, text)
-        d = masked - ref_score[..., None] if self.contribution == "gain" else masked
+        d = self.contribution_of(masked, ref_score)
         if both:
             flip = d[..., K:] > d[..., :K]  # (B, T, K)
             ossms, emb, masked, d = (_pick(flip, t) for t in (ossms, emb, masked, d))
@@ -399,6 +400,48 @@ class DecomCAM(CAM):
         extra = dict(contributions=d, masked_scores=masked, reference_score=ref_score, embeddings=emb,
                      reference_images=self._pixels(ref))
         return ossms, weights, extra
+
+    def contribution_of(self, masked_scores: torch.Tensor, reference_score: torch.Tensor) -> torch.Tensor:
+        """Step 10's contribution d of masked scores (..., N) given s(r, t) (...): the gain over the reference
+        (contribution="gain") or the masked score itself ("raw"). `integration_weights` turns d into weights."""
+        return masked_scores - reference_score[..., None] if self.contribution == "gain" else masked_scores
+
+    def score_masks(self, images, prompts, masks) -> Dict[str, torch.Tensor]:
+        """Stage 2's scoring of masks of your own, with this method's knobs (blend, integration, blur_sigma, score,
+        contrast, contribution, batch_size, autocast): each mask M is min-max normalised as an OSSM is, the input
+        is blended as the integration does it (``M x + (1 - M) r`` or the element-wise max in pixels, or the
+        activations at the layer with feature integration) and scored.
+
+        Parameters
+        ----------
+        images : what the call takes (B images); prompts : a str or a list (T).
+        masks : array of shape (B, T, N, H, W), H x W the model's input size; with integration="feature",
+            (B, T, N, h, w) on the layer's grid.
+
+        Returns
+        -------
+        dict with "masked_scores" (B, T, N), "reference_score" (B, T) and "contributions" (B, T, N).
+        For OSSMs these are the Explanation's own `masked_scores`, `reference_score` and `contributions`.
+        """
+        with self.model.lock:
+            names, text = target_matrix(self.model, prompts, self.contrast)
+            x = self.model.prepare(images).tensor
+            m = torch.as_tensor(masks, dtype=torch.float32, device=x.device)
+            ref = blurred_reference(x, self.blur_sigma)
+            tapped = self._tapped(x, text, gradients=False) if self.integration == "feature" else None
+            size = tuple(tapped.activations.shape[-2:]) if tapped is not None else tuple(x.shape[-2:])
+            want = (x.shape[0], len(names))
+            if m.dim() != 5 or tuple(m.shape[:2]) != want or tuple(m.shape[-2:]) != size:
+                where = "the layer's grid" if tapped is not None else "the model's input size"
+                raise ValueError(f"masks must have shape (B, T, N, H, W) = ({want[0]}, {want[1]}, N, {size[0]}, "
+                                 f"{size[1]}) ({where}, integration={self.integration!r}); got {tuple(m.shape)}.")
+            if tapped is not None:
+                _, masked, ref_score = self._score_masked_features(tapped, ref, m, text)
+            else:
+                _, masked, ref_score = self._score_masked(x, ref, m, text)
+        masked, ref_score = masked.float().cpu(), ref_score.float().cpu()
+        return {"masked_scores": masked, "reference_score": ref_score,
+                "contributions": self.contribution_of(masked, ref_score)}
 
     def _upsampled(self, maps: torch.Tensor, size) -> torch.Tensor:
         up = upsample(maps, size, mode=self.upsample)
