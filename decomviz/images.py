@@ -249,3 +249,23 @@ def resize_center_crop_plane(plane: Image.Image, size: Tuple[int, int]) -> np.nd
         plane = plane.resize((nw, nh), Image.BOX if scale < 1 else Image.BILINEAR)
     left, top = (nw - W) // 2, (nh - H) // 2
     return np.asarray(plane.crop((left, top, left + W, top + H)), dtype=np.float32)
+
+
+def read_label_map(path) -> np.ndarray:
+    """A label map (a single-channel PNG of label indices: 8-bit grey, palette or 16-bit) as an (h, w) int64
+    array of its indices, read as stored (no EXIF turn, no colour conversion); ImageInputError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageInputError(f"Label map not found: '{path}'.")
+    try:
+        with Image.open(path) as im:
+            _check_size(im.size, f"'{path}'")
+            im.load()
+            if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+                raise ImageInputError(f"'{path}' is a {im.mode} image; a label map holds one label index per pixel "
+                                      "(8-bit grey, palette or 16-bit PNG), not colours.")
+            return np.asarray(im).astype(np.int64)
+    except ImageInputError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError) as err:
+        raise ImageInputError(f"'{path}' could not be read as a label map ({err}).") from None

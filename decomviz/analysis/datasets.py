@@ -5,37 +5,16 @@ import csv
 import hashlib
 import os
 import string
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..images import ImageInputError, from_bytes, to_rgb
+from ..data.items import IMAGE_SUFFIXES, Item, file_state as _file_state, read_image as _read
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-@dataclass
-class Item:
-    """One image of a dataset. `image` is None when it could not be read; `error` then says why."""
-
-    index: int
-    id: str
-    image: Any = None
-    labels: List[str] = field(default_factory=list)
-    prompts: Optional[List[str]] = None  # per-image prompts (CSV), else the extraction's prompt spec applies
-    parts: Dict[str, np.ndarray] = field(default_factory=dict)  # "class/part" -> bool mask (ground truth)
-    error: Optional[str] = None
-
-
-def _file_state(path: Path) -> str:
-    """What identifies a file's content cheaply: its size and modification time (ns), or that it is missing."""
-    try:
-        st = path.stat()
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+__all__ = ["Item", "IMAGE_SUFFIXES", "PartsWorldItems", "ImageFolderItems", "CSVItems", "as_items", "item_id",
+           "check_templates", "check_parts_named", "resolve_prompts", "template_fields", "part_pairs", "fingerprint",
+           "TEMPLATE_FIELDS"]
 
 
 def fingerprint(items, lo: int, hi: int) -> Optional[str]:
@@ -173,20 +152,6 @@ class CSVItems:
         return "\t".join([path, _file_state(self._full(path)), "|".join(g["labels"]), "|".join(g["prompts"])])
 
 
-def _read(item: Item, path) -> Item:
-    """The item with its image (a path, PIL image, array or encoded bytes), or with the reason it could not be
-    read: one bad file never stops a run."""
-    try:
-        if isinstance(path, dict) and ("bytes" in path or "path" in path):  # e.g. a Hugging Face Image column
-            path = path.get("bytes") or path.get("path")
-        item.image = from_bytes(bytes(path), item.id) if isinstance(path, (bytes, bytearray)) else to_rgb(path)
-    except ImageInputError as err:
-        item.error = str(err)
-    except Exception as err:  # anything else a decoder may raise (MemoryError included)
-        item.error = f"'{path}' could not be read: {type(err).__name__}: {err}"
-    return item
-
-
 def as_items(dataset):
     """PartsWorld, a folder path, a CSV path, or an object already yielding Items."""
     from ..data import PartsWorld
@@ -200,7 +165,22 @@ def as_items(dataset):
     if hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__") and hasattr(dataset, "describe"):
         return dataset
     raise TypeError(f"Cannot extract from a {type(dataset).__name__}: pass a dv.PartsWorld, an image folder "
-                    "(sub-folders = classes) or a CSV file with a 'path' column.")
+                    "(sub-folders = classes), a CSV file with a 'path' column, a dv.datasets.COCOParts or "
+                    "MaskFolder, or an object with __len__, __getitem__ (an Item) and describe() (see "
+                    "docs/datasets.md).")
+
+
+def check_parts_named(items: Sequence[Item], vocabulary: Sequence[str]) -> None:
+    """Refuse items with ground-truth parts when there is no part vocabulary to store them under: that would
+    give a bank silently without ground truth."""
+    if vocabulary:
+        return
+    with_parts = next((it for it in items if it.error is None and it.parts), None)
+    if with_parts is not None:
+        raise ValueError(f"Item {with_parts.id} has ground-truth parts ({', '.join(list(with_parts.parts)[:3])}), "
+                         "but the dataset has no part_vocabulary to store them under: give the dataset a "
+                         "part_vocabulary attribute (every 'object/part' name, in a fixed order), or pass "
+                         "part_vocabulary=[...] to the Extractor.")
 
 
 def item_id(items, i: int) -> str:
@@ -209,40 +189,76 @@ def item_id(items, i: int) -> str:
     return id_of(i) if id_of is not None else items[i].id
 
 
-def check_templates(prompts) -> None:
-    """Refuse prompt templates that cannot be filled: a template takes one kind of field, '{}' (each image's
-    label); other braces must be doubled."""
-    for p in [prompts] if isinstance(prompts, str) else list(prompts or []):
-        if not isinstance(p, str):
-            raise ValueError(f"Prompts must be strings, got {type(p).__name__}: {p!r}.")
-        if "{}" not in p:  # a plain prompt: used as it is
-            continue
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(p) if f is not None]
-        except ValueError as err:
-            raise ValueError(f"Prompt {p!r} is not a valid template ({err}): write a literal brace as '{{{{' or "
+#: The fields a prompt template may have: '{}' or '{class}' (each label of an image), '{part}' (each of its parts).
+TEMPLATE_FIELDS = ("", "class", "part")
+_FIELDS_HELP = ("a template takes '{}' or '{class}' (filled with each image's label, e.g. 'a photo of a {class}') "
+                "and '{part}' (each part the image shows, e.g. 'the {part} of a {class}')")
+
+
+def template_fields(prompt: str) -> List[str]:
+    """The fields of a prompt template ([] for a plain prompt, used as it is); ValueError for a template that
+    cannot be filled (an unknown or numbered field, an unmatched brace next to a field)."""
+    if not isinstance(prompt, str):
+        raise ValueError(f"Prompts must be strings, got {type(prompt).__name__}: {prompt!r}.")
+    if "{" not in prompt and "}" not in prompt:
+        return []
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(prompt) if f is not None]
+    except ValueError as err:
+        if any(m in prompt for m in ("{}", "{class}", "{part}")):
+            raise ValueError(f"Prompt {prompt!r} is not a valid template ({err}): write a literal brace as '{{{{' or "
                              "'}}'.") from None
-        named = [f for f in fields if f != ""]
-        if named:
-            raise ValueError(f"Prompt {p!r} has the field {{{named[0]}}}; a template takes only '{{}}', filled with "
-                             "each image's label (e.g. 'a photo of a {}'). Write a literal brace as '{{' or '}}'.")
+        return []  # braces that are no template: the prompt is used as it is
+    for f, spec, conv in fields:
+        if f not in TEMPLATE_FIELDS or spec or conv:
+            shown = "{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"Prompt {prompt!r} has the field {shown}; {_FIELDS_HELP}. Write a literal brace as "
+                             "'{{' or '}}'.")
+    return list(dict.fromkeys(f for f, _, _ in fields))
+
+
+def check_templates(prompts) -> None:
+    """Refuse prompt templates that cannot be filled (see `template_fields`), before any work."""
+    for p in [prompts] if isinstance(prompts, str) else list(prompts or []):
+        template_fields(p)
+
+
+def part_pairs(item: Item) -> List[tuple]:
+    """(class, part) of each part the item shows (a mask with a pixel), in its order; "class/part" names split
+    at the first '/', a name without one has the class ''."""
+    out = []
+    for key, mask in item.parts.items():
+        if np.asarray(mask).any():
+            cls, _, part = key.partition("/") if "/" in key else ("", "", key)
+            out.append((cls, part))
+    return out
 
 
 def resolve_prompts(item: Item, prompts: Optional[Sequence[str]]) -> List[str]:
-    """The prompts of one item: its own (CSV), a fixed list, or a template filled with each of its labels."""
+    """The prompts of one item: its own (CSV), a fixed list, or templates filled from its labels and parts:
+    '{}' / '{class}' once per label; '{part}' (with or without '{class}') once per part it shows."""
     if item.prompts:
         return list(item.prompts)
     if prompts is None:
         raise ValueError(f"Item {item.id} has no prompts of its own: pass prompts=[...] or a template such as "
-                         "'a photo of a {}'.")
+                         "'a photo of a {class}'.")
     if isinstance(prompts, str):
         prompts = [prompts]
     out: List[str] = []
     for p in prompts:
-        if "{}" in p:
+        fields = template_fields(p)
+        if "part" in fields:
+            pairs = part_pairs(item)
+            if not pairs:
+                raise ValueError(f"Template {p!r} needs parts, but item {item.id} has none.")
+            if set(fields) & {"", "class"} and any(not c for c, _ in pairs):
+                raise ValueError(f"Template {p!r} needs the class of each part, but item {item.id} has parts named "
+                                 "without one; name parts 'class/part'.")
+            out += [p.format(c, **{"class": c, "part": part}) for c, part in pairs]
+        elif fields:
             if not item.labels:
                 raise ValueError(f"Template {p!r} needs labels, but item {item.id} has none.")
-            out += [p.format(label) for label in dict.fromkeys(item.labels)]
+            out += [p.format(label, **{"class": label}) for label in dict.fromkeys(item.labels)]
         else:
             out.append(p)
     return list(dict.fromkeys(out))

@@ -125,6 +125,28 @@ class PartsWorld:
         for i in range(self.n):
             yield self.render(i)
 
+    def export(self, path, format: str = "coco", indices: Optional[Sequence[int]] = None):
+        """Write the scenes (all, or ``indices``) as a part dataset in a researcher's format; return the folder.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder to write (created if needed).
+        format : {"coco", "masks"}
+            "coco": ``path/annotations.json`` (objects and "class/part" categories, masks as exact RLE) and
+            ``path/images/``, read back by ``dv.datasets.COCOParts(path / "annotations.json", path / "images")``.
+            "masks": ``path/labels.json``, ``path/images/`` and ``path/masks/`` (PNG label maps), read back by
+            ``dv.datasets.MaskFolder(path)``.
+        indices : sequence of int, optional
+            The scenes to write; images are named by scene index (``00012.png``).
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .export import export_world
+        return export_world(self, path, format, indices)
+
     def _scale_range(self, count: int) -> Tuple[float, float]:
         """(lo, hi) half-size of an object as a fraction of ``size``, for a scene of `count` objects."""
         if self.scale is not None:
