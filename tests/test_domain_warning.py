@@ -114,3 +114,29 @@ def test_flags_survive_save_and_load(parts_rn, tmp_path):
     exp.save(tmp_path / "e.npz")
     back = dv.Explanation.load(tmp_path / "e.npz")
     assert torch.equal(back.flags["off_domain"], exp.flags["off_domain"]) and bool(back.flags["off_domain"].all())
+
+
+def test_cli_explain_on_a_photo_warns_and_the_report_says_so_at_the_top(tmp_path, capsys):
+    from decomviz.apps.cli import main
+    photo = tmp_path / "china.jpg"
+    _photo("china.jpg").save(photo)
+    out = tmp_path / "report.html"
+    assert main(["explain", str(photo), "--prompt", "a temple", "--compare", "", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: The image does not look like a PartsWorld scene" in err and "pretrained='openai'" in err
+    page = out.read_text(encoding="utf-8")
+    assert page.index('class="caveat"') < page.index("<h2>")
+
+
+def test_explorer_and_figures_mark_a_photo(parts_rn):
+    from decomviz.widgets import Explorer
+    ex = Explorer(parts_rn, n_scenes=1, prompts=["a photo of a house"])
+    assert "not look like a PartsWorld scene" not in ex.status_text
+    ex.set_image(np.asarray(_photo("flower.jpg")), name="flower")
+    assert "not look like a PartsWorld scene" in ex.status_text
+    with pytest.warns(UserWarning):
+        ex.run(wait=True)
+    assert "not look like a PartsWorld scene" in ex.status_text
+    assert "NOT A PARTSWORLD SCENE" in ex.figures[0].layout.title.text
+    assert "PartsWorld" in ex.results.children[0].value   # the banner above the maps

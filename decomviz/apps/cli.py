@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -84,11 +85,16 @@ def cmd_explain(args) -> int:
     model = load_from_args(args)
     _log(f"[decomviz] model {model.name} on {model.device} ({time.perf_counter() - t0:.1f} s)")
     results = {}
-    for name, cam in make_methods(methods, model, knobs).items():
-        t1 = time.perf_counter()
-        results[name] = cam(args.image, args.prompt)
-        _log(f"[decomviz] {name}: {len(args.prompt)} prompt(s) in {time.perf_counter() - t1:.2f} s")
+    with warnings.catch_warnings():  # said once below, plainly, instead of once per method
+        warnings.filterwarnings("ignore", message=".*(has random weights|not look like a PartsWorld scene)")
+        for name, cam in make_methods(methods, model, knobs).items():
+            t1 = time.perf_counter()
+            results[name] = cam(args.image, args.prompt)
+            _log(f"[decomviz] {name}: {len(args.prompt)} prompt(s) in {time.perf_counter() - t1:.2f} s")
     main_exp = results[args.method]
+    from ..viz.caveats import explain_caveats
+    for msg in explain_caveats(main_exp):
+        _log(f"WARNING: {msg}")
     if out.suffix == ".npz":
         main_exp.save(out)
     else:
@@ -175,7 +181,7 @@ def _write_explain_report(out: Path, image: str, model, results, main_exp) -> No
                       note=html.escape(f"Model {model.name} ({model.source})" + (f", layer {layer}" if layer else "")
                                        + ". ") + f"The {sr.term('score s(x, t)', 'score')} is the model's, the same "
                                        "for every method; each method explains it differently.")
-    blocks = [head]
+    blocks = [sr.caveat_banner(results), head]
     for t, prompt in enumerate(main_exp.prompts):
         rows = []
         if len(results) > 1 or main_exp.ossms is None:

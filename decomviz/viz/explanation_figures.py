@@ -15,6 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..ops import minmax_np
+from .caveats import short_caveat
 from .images import HEAT, image_uri, overlay_traces, thumbnail_trace
 from .pairs import KEPT_COLOR, OTHER_COLOR, component_title, hide_axes, mark_flag, pair_index, to_numpy
 
@@ -61,11 +62,19 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
     fig.update_annotations(font_size=11)
     kind = exp.params.get("score", "cosine")
     score = "" if exp.base_score is None else f" · {kind} score s(x, t) = {float(exp.base_score[b, t]):.4f}"
-    fig.update_layout(title=f"{exp.method} · {title or f'image {b}'} · “{exp.prompts[t]}”{score}",
+    fig.update_layout(title=_warned(f"{exp.method} · {title or f'image {b}'} · “{exp.prompts[t]}”{score}", exp, b, t),
                       height=380 + 150 * strip_rows, width=max(900, 110 * cols), margin=dict(l=10, r=10, t=70, b=10),
                       showlegend=False)
     return fig
 
+
+
+def _warned(title: str, exp, b: int, t: int) -> str:
+    """A figure's title, with a red line above it when the pair's map cannot mean anything (`viz.caveats`)."""
+    note = short_caveat(exp, b, t)
+    if not note:
+        return title
+    return f"<span style='color:#8a1c1c'><b>⚠ {note}</b></span>" + (f"<br>{title}" if title else "")
 
 
 def _add_spectrum(fig, exp, b, t, row, col):
@@ -108,7 +117,7 @@ def comparison_figure(explanations: Dict[str, object], image: int = 0, prompt: U
     hide_axes(fig)
     first = next(iter(explanations.values()))
     b, t = pair_index(first, image, prompt)
-    fig.update_layout(title=f"“{first.prompts[t]}” · {title or f'image {b}'}", height=300, width=max(600, 230 * len(names)),
+    fig.update_layout(title=_warned(f"“{first.prompts[t]}” · {title or f'image {b}'}", first, b, t), height=300, width=max(600, 230 * len(names)),
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
@@ -165,4 +174,6 @@ def scrubber_figure(exp, image: int = 0, prompt: Union[int, str] = 0, selected: 
     fig.update_annotations(font_size=11)
     fig.update_layout(height=560, width=max(900, 100 * cols), margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
                       plot_bgcolor="white", bargap=0.25)
+    if short_caveat(exp, b, t):
+        fig.update_layout(title=_warned("", exp, b, t), margin=dict(t=70))
     return fig

@@ -49,7 +49,8 @@ h2{{margin-top:36px;border-bottom:1px solid #ddd}} pre{{background:#f5f5f5;paddi
 figure{{margin:0;text-align:center;font-size:13px}} figure img{{display:block;border-radius:3px}}
 figcaption{{max-width:230px;margin:3px auto 0}} .flag{{color:#8a1c1c;font-weight:600}}
 .flagged img{{outline:3px solid #8a1c1c}} dl{{font-size:14px}} dt{{font-weight:600;margin-top:6px}}
-.note{{color:#555;font-size:14px}} a.term{{color:inherit;text-decoration:underline dotted}}
+.note{{color:#555;font-size:14px}} .caveat{{border:3px solid #8a1c1c;background:#fdecea;color:#5a1010;
+padding:8px 14px;margin:12px 0;font-size:15px}} a.term{{color:inherit;text-decoration:underline dotted}}
 </style></head>
 <body><h1>{title}</h1>{body}</body></html>
 """
@@ -137,6 +138,18 @@ def spectrum_svg(exp, b: int, t: int, width: int = 420, height: int = 140) -> st
            f'<polyline points="{pts}" fill="none" stroke="#d1495b"/>{dots}{ticks}</svg>')
     cap = (f"{term('variance share')} (grey bars) and {term('weight w')} (red) of each component k")
     return f"<figure>{svg}<figcaption style='max-width:{width}px'>{cap}</figcaption></figure>"
+
+
+def caveat_banner(explanations) -> str:
+    """A red box at the top of a report when any map cannot mean anything (random weights, an image the model
+    cannot read; see `viz.caveats`): the problem and the fix. '' when there is nothing to say."""
+    from .caveats import explain_caveats
+    exps = list(explanations.values()) if isinstance(explanations, dict) else list(explanations)
+    msgs = list(dict.fromkeys(m for e in exps for m in explain_caveats(e)))
+    if not msgs:
+        return ""
+    items = "".join(f"<li>{html.escape(m)}</li>" for m in msgs)
+    return (f'<div class="caveat" role="alert"><b>⚠ These maps cannot mean anything.</b><ul>{items}</ul></div>')
 
 
 def section(title: str, *blocks: str, note: str = "") -> str:

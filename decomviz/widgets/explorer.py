@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from ..methods.registry import METHODS, all_knobs, method_spec
 
 from ..explanation import Explanation
-from ..images import ImageInputError, to_rgb
+from ..images import ImageInputError, resize_center_crop, to_rgb
+from ..viz.caveats import CAVEAT_FLAGS, explain_caveats
 from ..viz.explanation_figures import comparison_figure, explanation_figure, spectrum_figure
 from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
@@ -174,8 +175,18 @@ class Explorer(BackgroundRuns, widgets.VBox):
                                   f"{self.image.shape[0]} px</small>")
         if suggested and self._prompts_auto:
             self._set_prompt_text("\n".join(suggested))
-        self._message(f"Image: {self.image_name}. Press Run.", "info")
+        caveat = self._image_caveat()
+        self._message(f"Image: {self.image_name}. " + (f"{caveat} " if caveat else "") + "Press Run.",
+                      "warn" if caveat else "info")
         return True
+
+    def _image_caveat(self) -> str:
+        """Before any run: whether the model can read the chosen image at all (random weights, a photo shown to a
+        PartsWorld model), with the fix; '' when it can."""
+        from ..models.domain import caveat_flags
+        from ..viz.caveats import caveat_messages
+        view = resize_center_crop(to_rgb(self.image), self.model.image_size)
+        return " ".join(caveat_messages(self.model.name, caveat_flags(self.model, view[None], 1)))
 
     def set_upload(self, value: Any) -> bool:
         """Use an uploaded file (the FileUpload widget's value, or bytes). Bad files give a message, not an
@@ -296,12 +307,14 @@ class Explorer(BackgroundRuns, widgets.VBox):
                                                                                   "empty_map", "zero_gradient")]
             if flagged:
                 text += " Note: " + "; ".join(_FLAG_TEXT.get(f, f) for f in flagged) + "."
+            for msg in explain_caveats(exp):  # maps that cannot mean anything: say so first
+                text = f"{msg} " + text
         return text
 
     def _summary_kind(self) -> str:
         exp = self.explanation
         if exp is not None and any(bool(v.any()) for f, v in exp.flags.items()
-                                   if f in ("no_positive_contribution", "empty_map", "zero_gradient")):
+                                   if f in ("no_positive_contribution", "empty_map", "zero_gradient", *CAVEAT_FLAGS)):
             return "warn"
         return "ok"
 
@@ -346,6 +359,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
 
     def _build_figures(self, exp, t: int) -> tuple:
         figs: List[widgets.Widget] = [go.FigureWidget(explanation_figure(exp, 0, t))]
+        caveats = explain_caveats(exp)
+        if caveats:  # above the maps, where nobody misses it
+            figs.insert(0, widgets.HTML(message_html(" ".join(caveats), "error")))
         if exp.n_components:
             spec = spectrum_figure(exp, 0, t)
             spec.update_layout(title="singular-value spectrum σ_k, with weights w_k and contributions d_k",
