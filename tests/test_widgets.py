@@ -177,6 +177,33 @@ def test_measure_single_components_match_decomcam(scrubber, exp_rn):
     assert scrubber.measure()["score"] == pytest.approx(float(exp_rn.reference_score[0, 0]), abs=2e-6)
 
 
+@pytest.mark.parametrize("variant", ["decomcam", "decomcam-authors", "decomcam-feature"])
+def test_measure_gives_decomcams_own_weights_for_each_component(tiny_rn, variant):
+    """Measuring each component alone goes through DecomCAM's own scoring with the recorded knobs (here the
+    authors' element-wise max blend and raw contributions, or feature integration at the layer): the scores are
+    the explanation's masked scores and, through `integration_weights`, its weights."""
+    from decomviz.methods.decomcam import integration_weights
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exp = dv.make_method(variant, tiny_rn, n_components=4)(make_image(0), ["a house", "a car"])
+    s = ComponentScrubber(exp, model=tiny_rn, prompt=1, weighting="uniform")
+    d = []
+    for k in range(exp.n_components):
+        s.set_selected([k])
+        out = s.measure()
+        # the image is re-read from the explanation's uint8 pixels: scores agree to float32 rounding
+        assert out["score"] == pytest.approx(float(exp.masked_scores[0, 1, k]), abs=2e-5), k
+        assert out["contribution"] == pytest.approx(float(exp.contributions[0, 1, k]), abs=2e-5), k
+        d.append(out["contribution"])
+    assert s.scorer().blend == exp.params["blend"] and s.scorer().integration == exp.params["integration"]
+    p = exp.params
+    w = integration_weights(torch.tensor([d]), p["weight_threshold"], p["weight_norm"])[0]
+    # w = d / max d: an error of 2e-5 in d is 2e-5 / max d in w (max d is about 1e-2 on this tiny model)
+    tol = 2e-5 / max(abs(float(exp.contributions[0, 1].max())), 1e-3) * 4
+    assert torch.allclose(w, exp.weights[0, 1], atol=tol), (w, exp.weights[0, 1], tol)
+    assert float(exp.weights[0, 1].max()) > 0
+
+
 def test_measure_other_pair(exp_rn, tiny_rn):
     s = ComponentScrubber(exp_rn, model=tiny_rn, image=1, prompt="a car")
     assert s.prompt_index == 1

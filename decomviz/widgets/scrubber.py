@@ -10,11 +10,12 @@ import plotly.graph_objects as go
 import torch
 
 from ..explanation import Explanation
-from ..ops import blurred_reference, score_masked
 from ..viz.explanation_figures import scrubber_figure
 from ..viz.pairs import KEPT_COLOR, OTHER_COLOR
 from ._common import message_html
 
+#: the knobs of DecomCAM's second stage that decide how a mask is scored (`DecomCAM.score_masks`)
+_SCORING_KNOBS = ("layer", "blur_sigma", "score", "blend", "integration", "contribution", "batch_size", "autocast")
 WEIGHTINGS = {"integration weights w_k": "integration", "singular values σ_k": "singular", "uniform": "uniform"}
 _ROUND = 4  # decimals of the heat map sent to the browser (keeps each redraw message small)
 
@@ -24,9 +25,10 @@ class ComponentScrubber(widgets.VBox):
 
     A slider keeps the first k components, one toggle per component adds or removes it, and the heat map
     shows ``explanation.combine(selected)`` at once (no model call). With a ``model``, the "measure" button
-    masks the image with the current map exactly as DecomCAM's integration does
-    (``M x + (1 - M) r``, r the blurred reference) and shows the score it restores next to the full image's
-    score and the reference's.
+    masks the image with the current map exactly as DecomCAM's integration did (`DecomCAM.score_masks` with
+    the explanation's recorded knobs: ``M x + (1 - M) r`` or the element-wise max, r the blurred reference, or
+    the activations with feature integration) and shows the score it restores next to the full image's score
+    and the reference's.
 
     Parameters
     ----------
@@ -64,6 +66,7 @@ class ComponentScrubber(widgets.VBox):
         self._selected = np.ones(K, dtype=bool)
         self._syncing = False
         self._measured_for: Optional[tuple] = None
+        self._scorer = None  # the DecomCAM that measures, made on the first measure (`scorer`)
 
         w = self.pair.component_weights("integration")[0, 0]
         d = self.pair.contributions[0, 0] if self.pair.contributions is not None else None
@@ -149,15 +152,7 @@ class ComponentScrubber(widgets.VBox):
         50 ms even while other work (a training run, a background Explorer run) keeps every core busy, and
         torch's intra-op thread pool slows tiny ops down by orders of magnitude under such contention.
         """
-        w = self._weights[self.weighting] * self._selected
-        summed = np.zeros(self._ossms.shape[1:], dtype=np.float64)
-        for k in np.flatnonzero(w):
-            summed += w[k] * self._ossms[k]
-        np.maximum(summed, 0, out=summed)
-        lo, hi = summed.min(), summed.max()
-        if hi - lo > 1e-12:
-            return (summed - lo) / (hi - lo)
-        return np.zeros_like(summed)
+        return _combine(self._ossms, self._weights[self.weighting] * self._selected)
 
     # ------------------------------------------------------------------ actions
     def set_k(self, k: int) -> None:
@@ -248,33 +243,51 @@ class ComponentScrubber(widgets.VBox):
 
     # ------------------------------------------------------------------ measuring
     def measure_score(self, mask: Optional[np.ndarray] = None) -> float:
-        """s(M x + (1 - M) r, t) for a mask M (H, W) in [0, 1] (default: the current combination)."""
+        """s(x_M, t) for a mask M in [0, 1] (default: the current combination), x_M the image masked as the
+        explanation's own integration does it: DecomCAM's `score_masks` with the recorded knobs (blend,
+        integration, blur_sigma, score, contrast, layer). A mask is (H, W) at the model's input size, or on the
+        layer's grid (h, w) for an explanation made with feature integration."""
+        return float(self._measure(mask)["masked_scores"][0, 0, 0])
+
+    def _measure(self, mask: Optional[np.ndarray] = None) -> Dict[str, torch.Tensor]:
         if self.model is None:
             raise RuntimeError("This scrubber has no model: create it with ComponentScrubber(exp, model=model).")
-        model = self.model
-        params = self.explanation.params
-        m = self.combination() if mask is None else np.asarray(mask, dtype=np.float32)
-        x = model.prepare(self.pair.images[0].numpy()).tensor  # (1, 3, H, W), normalised
-        if tuple(x.shape[-2:]) != tuple(m.shape):
-            raise ValueError(f"The explanation's images are {m.shape[1]}x{m.shape[0]} but this model takes "
-                             f"{x.shape[-1]}x{x.shape[-2]}: measure with the model that made the explanation.")
-        ref = blurred_reference(x, float(params.get("blur_sigma", 10.0)))
-        M = torch.as_tensor(m, dtype=x.dtype, device=x.device)[None, None]
-        # all prompts and the contrast set: softmax scores need them
-        text = model.encode_text(list(self.explanation.prompts) + list(params.get("contrast", ())))
-        zero = torch.zeros(1, dtype=torch.long, device=x.device)
-        score = score_masked(model, x, ref, M, zero, text, zero + self.prompt_index, params.get("score", "cosine"))
-        return float(score[0])
+        scorer = self.scorer()
+        if mask is None:
+            feature = scorer.integration == "feature"
+            ossms = self.pair.ossms_lowres[0, 0].double().numpy() if feature else self._ossms
+            mask = _combine(ossms, self._weights[self.weighting] * self._selected)
+        m = np.asarray(mask, dtype=np.float32)
+        pixels = self.pair.images[0].numpy()
+        if scorer.integration != "feature" and tuple(pixels.shape[:2]) != tuple(m.shape):
+            raise ValueError(f"The mask is {m.shape[1]}x{m.shape[0]} but the explanation's images are "
+                             f"{pixels.shape[1]}x{pixels.shape[0]}: give a mask of the image's size.")
+        return scorer.score_masks(pixels, [self.prompt], m[None, None, None])
+
+    def scorer(self):
+        """The DecomCAM that scores masks as this explanation's integration did: its recorded stage-2 knobs on
+        ``model`` (with a softmax score, the explanation's other prompts compete as contrast prompts)."""
+        if self._scorer is None or self._scorer.model is not self.model:
+            from ..methods.decomcam import DecomCAM
+            p = self.explanation.params
+            knobs = {k: p[k] for k in _SCORING_KNOBS if p.get(k) is not None}
+            if knobs.get("score") == "softmax":
+                others = [q for i, q in enumerate(self.explanation.prompts) if i != self.prompt_index]
+                knobs["contrast"] = tuple(others) + tuple(p.get("contrast") or ())
+            self._scorer = DecomCAM(self.model, **knobs)
+        return self._scorer
 
     def measure(self) -> Dict[str, float]:
         """Score the image masked by the current combination; show it beside the full and reference scores.
 
-        Returns {"score", "base_score", "reference_score", "restored"} where restored is
-        (score - reference) / (base - reference), the share of the gap the selection restores.
+        Returns {"score", "contribution", "base_score", "reference_score", "restored"}: contribution is
+        DecomCAM's d for this mask (the gain over the reference, or the score itself with contribution="raw"),
+        restored is (score - reference) / (base - reference), the share of the gap the selection restores.
         """
-        score = self.measure_score()
-        out = {"score": score, "base_score": _scalar(self.pair.base_score),
-               "reference_score": _scalar(self.pair.reference_score)}
+        measured = self._measure()
+        score = float(measured["masked_scores"][0, 0, 0])
+        out = {"score": score, "contribution": float(measured["contributions"][0, 0, 0]),
+               "base_score": _scalar(self.pair.base_score), "reference_score": _scalar(self.pair.reference_score)}
         base, ref = out["base_score"], out["reference_score"]
         out["restored"] = (score - ref) / (base - ref) if base == base and ref == ref and base != ref else float("nan")
         self.last_measure = out
@@ -340,3 +353,15 @@ _LEGEND = _legend_html()
 
 def _scalar(t: Optional[torch.Tensor]) -> float:
     return float("nan") if t is None else float(t.reshape(-1)[0])
+
+
+def _combine(ossms: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ReLU of the weighted sum of maps (K, H, W), min-max normalised (`explanation.combine_ossms` in numpy)."""
+    summed = np.zeros(ossms.shape[1:], dtype=np.float64)
+    for k in np.flatnonzero(w):
+        summed += w[k] * ossms[k]
+    np.maximum(summed, 0, out=summed)
+    lo, hi = summed.min(), summed.max()
+    if hi - lo > 1e-12:
+        return (summed - lo) / (hi - lo)
+    return np.zeros_like(summed)
