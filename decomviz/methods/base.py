@@ -150,18 +150,24 @@ class Method:
     def _explain(self, x: torch.Tensor, text: torch.Tensor, prompts: List[str]) -> Explanation:
         raise NotImplementedError
 
-    def protocol(self, x: torch.Tensor, seconds: float) -> Dict[str, Any]:
+    def record(self, image_size: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """The protocol record: the method, its knobs (as JSON keeps them), the model, the input size (default:
+        the model's) and the library versions. The one writer of it: an Explanation's ``params`` (`protocol`)
+        and a bank's protocol (`decomviz.analysis.extractor.protocol_of`) both start from this record."""
         import open_clip
         from .._version import __version__
         return {
             "method": self.method,
-            **{k: _as_json(v) for k, v in self.get_params().items()},  # as JSON keeps it
+            **{k: _as_json(v) for k, v in self.get_params().items()},
             "model": self.model.name, "pretrained": self.model.pretrained, "model_source": self.model.source,
-            "image_size": list(x.shape[-2:]), "device": str(self.model.device),
+            "image_size": list(self.model.image_size if image_size is None else image_size),
             "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
                          "numpy": np.__version__},
-            "seconds": seconds,
         }
+
+    def protocol(self, x: torch.Tensor, seconds: float) -> Dict[str, Any]:
+        """The record of one call on inputs ``x``: `record`, the device and the seconds it took."""
+        return {**self.record(x.shape[-2:]), "device": str(self.model.device), "seconds": seconds}
 
     # ----------------------------------------------------------------- shared machinery
     def _autocast(self):
