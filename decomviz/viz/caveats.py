@@ -10,10 +10,10 @@ CAVEAT_FLAGS = ("random_weights", "off_domain")
 
 #: what to load instead, for a photo
 PHOTO_FIX = ("for photos load a model trained on photos, e.g. dv.load_model('RN50', pretrained='openai') "
-             "(offline: dv.load_model('RN50', checkpoint='RN50-openai.safetensors'); README, 'Real weights on an "
+             "(offline: a copied folder, dv.load_model(checkpoint='rn50-openai'); README, 'Real weights on an "
              "offline machine')")
 RANDOM_FIX = ("load real weights: dv.load_model(name, pretrained=TAG) where a network is, or "
-              "dv.load_model(name, checkpoint='weights.safetensors') offline (README, 'Real weights on an offline "
+              "dv.load_model(checkpoint='copied-folder') offline (README, 'Real weights on an offline "
               "machine'); or the bundled dv.load_model('parts-rn') for PartsWorld scenes")
 
 
