@@ -18,7 +18,7 @@ LAYERS = [
     ("decomviz.methods",),
     ("decomviz.metrics",),
     ("decomviz.analysis",),
-    ("decomviz.widgets",),
+    ("decomviz.widgets", "decomviz.datasets"),  # decomviz.datasets: the public face of the dataset loaders
     ("decomviz.apps",),
 ]
 

@@ -1,5 +1,6 @@
-"""The images behind a bank's rows, at the crop the model saw, so that a low-resolution OSSM can be upsampled and
-drawn over them (and, for PartsWorld banks, the ground-truth parts at the same crop)."""
+"""The images behind a bank's rows, as the model saw them (its crop, or the whole image squashed), so that a
+low-resolution OSSM can be upsampled and drawn over them; and, for banks of datasets with parts (PartsWorld, COCO,
+mask folders), the ground-truth parts in the same geometry."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -9,7 +10,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from ..images import resize_center_crop, to_rgb
+from ..images import to_model_view, to_rgb
+from ..data.formats import READERS, reopen
+from .datasets import item_id
 from ..ops import minmax_np, upsample_np
 
 
@@ -22,11 +25,14 @@ def upsample_ossm(m: np.ndarray, size, mode: str = "bilinear") -> np.ndarray:
 
 
 class BankImages:
-    """The images behind a bank's rows, at the crop the model explained (`bank.protocol["image_size"]`).
+    """The images behind a bank's rows, as the model saw them (`bank.protocol["image_size"]`, cropped or squashed
+    as `bank.protocol["resize_mode"]` says).
 
-    PartsWorld banks are re-rendered from `bank.dataset` (scenes are deterministic); folder and CSV
-    banks read `root / image_id`. `root` overrides where images are looked for (e.g. a bank moved to another
-    machine). `parts(i)` gives the ground-truth part masks of PartsWorld images ("class/part" -> bool mask).
+    PartsWorld banks are re-rendered from `bank.dataset` (scenes are deterministic); COCO and mask-folder banks
+    open the dataset the bank recorded again; folder and CSV banks read `root / image_id`. `root` overrides where
+    images are looked for (e.g. a bank moved to another machine: the images folder of a COCO dataset, the root
+    of a mask folder). `parts(i)` gives the ground-truth part masks ("class/part" -> bool mask) of banks with a
+    part vocabulary.
     """
 
     def __init__(self, bank, root=None, cache: int = 64):
@@ -36,6 +42,9 @@ class BankImages:
         size = (bank.protocol or {}).get("image_size")
         self.size: Optional[Tuple[int, int]] = tuple(int(s) for s in size) if size else None
         self.resample = (bank.protocol or {}).get("upsample", "bilinear")
+        self.mode = "squash" if (bank.protocol or {}).get("resize_mode") == "squash" else "crop"
+        self._root_given = root
+        self._items = None
         if root is not None:
             self.root = Path(root)
         elif self.kind == "folder":
@@ -54,7 +63,18 @@ class BankImages:
 
     @property
     def has_parts(self) -> bool:
-        return self.kind == "partsworld" and bool(self.bank.part_vocabulary)
+        return self.kind in ("partsworld",) + tuple(READERS) and bool(self.bank.part_vocabulary)
+
+    @property
+    def items(self):
+        """The dataset the bank was extracted from, opened again (COCO and mask-folder banks)."""
+        if self._items is None:
+            if self.kind not in READERS:
+                raise ValueError(f"A bank of a {self.kind!r} dataset cannot open it again; only "
+                                 f"{', '.join(READERS)} banks can.")
+            self._items = reopen(self.dataset, self._root_given)
+            self._where = {item_id(self._items, j): j for j in range(len(self._items))}
+        return self._items
 
     @property
     def world(self):
@@ -88,6 +108,16 @@ class BankImages:
             for p in scene.parts:
                 key = f"{scene.objects[p.object].label}/{p.name}"
                 parts[key] = parts[key] | p.mask if key in parts else p.mask
+        elif self.kind in READERS:
+            items = self.items  # the bank's image ids are looked up (a bank given its parts by attach_parts may
+            ident = self.ids.get(i)  # number its images in another order than the dataset)
+            if ident is not None and ident not in self._where:
+                raise ValueError(f"The bank's image {i} ('{ident}') is not in the dataset {self.dataset}: the dataset"
+                                 " changed since the bank was made, or moved (give root=...).")
+            item = items[self._where[ident] if ident is not None else i]
+            if item.error is not None:
+                raise ValueError(f"Image {i} ('{item.id}') cannot be shown: {item.error}")
+            image, parts, caption = item.image, OrderedDict(item.parts), item.id
         else:
             if i not in self.ids:
                 raise KeyError(f"Image {i} is not in this bank.")
@@ -103,15 +133,17 @@ class BankImages:
 
     def _crop(self, image) -> np.ndarray:
         im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+        px = np.asarray(im.convert("RGB"), np.uint8)
         if self.size is None:
-            return np.asarray(im.convert("RGB"), np.uint8)
-        return resize_center_crop(im.convert("RGB"), self.size, Image.BICUBIC)
+            return px
+        return to_model_view(px, self.size, self.mode, Image.BICUBIC)
 
     def _crop_mask(self, mask: np.ndarray) -> np.ndarray:
-        """A part mask at the same crop as the image (nearest neighbour, so it stays a mask)."""
+        """A part mask in the geometry of the image as the model saw it (area shares, so a part keeps its area)."""
+        mask = np.asarray(mask, bool)
         if self.size is None or mask.shape == tuple(self.size):
             return mask
-        return resize_center_crop(Image.fromarray(mask.astype(np.uint8) * 255), self.size, Image.NEAREST) > 127
+        return to_model_view(mask, self.size, self.mode)
 
     def pixels(self, i: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of image `i` as the model saw it."""
@@ -122,7 +154,7 @@ class BankImages:
         return self._load(i)[1]
 
     def caption(self, i: int) -> str:
-        """The scene's caption (PartsWorld) or the image's id (its path in the folder)."""
+        """The scene's caption (PartsWorld) or the image's id (its path in the folder or dataset)."""
         return self._load(i)[2]
 
     def overlay(self, row: int, image_index: int, ossm: np.ndarray) -> np.ndarray:

@@ -83,10 +83,13 @@ def exemplar_images(bank, df, images: BankImages, rows: Sequence[int]
 def exemplar_figure_for(bank, df, images: BankImages, rows: Sequence[int], c: int, names: Dict[int, str],
                         n_colors: int, n_slots: int, size: int, by: str = "weight",
                         confidence: Optional[float] = None, cols: int = 8) -> go.Figure:
-    """The exemplar grid of one cluster from bank rows (loads the images, upsamples the OSSMs)."""
+    """The exemplar grid of one cluster from bank rows (loads the images, upsamples the OSSMs); in a bank with
+    ground-truth parts each panel also names the part holding most of that component's energy."""
     pix, heats = exemplar_images(bank, df, images, rows)
+    vocabulary = bank.part_vocabulary
+    overlap = bank.vectors("part_overlap", rows) if vocabulary and len(rows) else None
     return cluster_exemplar_figure(df, rows, pix, heats, c, names, n_colors, n_slots=n_slots, size=size, by=by,
-                                   confidence=confidence, cols=cols)
+                                   confidence=confidence, cols=cols, overlap=overlap, vocabulary=vocabulary)
 
 
 #: Bank columns the views show (the rest of a row is read only for the rows on screen).

@@ -12,13 +12,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .._version import __version__
-from ..images import resize_center_crop
+from ..images import to_model_view
 from ..methods.decomcam import DecomCAM
 from ..models import CLIPModel, load_model
-from .datasets import Item, _read, as_items, check_templates, resolve_prompts
+from .datasets import Item, _read, as_items, check_parts_named, check_templates, resolve_prompts
 from .schema import GRID_COLUMNS, SCALAR_COLUMNS, VECTOR_COLUMNS, bank_schema
 
 #: Bank columns filled from the Explanation's fields of the same meaning.
@@ -43,8 +42,14 @@ def protocol_of(cam: DecomCAM) -> Dict[str, Any]:
     """What made a bank: the method and its knobs, the model, the crop, the library versions."""
     import open_clip
     return {"method": cam.method, **cam.get_params(), "model": cam.model.name, "model_source": cam.model.source,
-            "image_size": list(cam.model.image_size),
+            "image_size": list(cam.model.image_size), "resize_mode": view_mode(cam.model),
             "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}}
+
+
+def view_mode(model: CLIPModel) -> str:
+    """How the model turns a photo into its input: "squash" (the whole image resized, as SigLIP) or "crop"
+    (shorter side resized, centre crop): the ``mode`` of `images.to_model_view`."""
+    return "squash" if getattr(model, "resize_mode", None) == "squash" else "crop"
 
 
 class Extractor:
@@ -150,6 +155,7 @@ class Extractor:
     def explain_items(self, items: Sequence[Item], progress: Optional[Callable[[int, int], None]] = None):
         """The bank table of `items`: explained rows, and one error row per item that failed."""
         import pyarrow as pa
+        check_parts_named(items, self.part_vocabulary)
         good, failed = [], []
         for pos, it in enumerate(items):
             if it.error is None:
@@ -203,7 +209,7 @@ def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary
         for lo in range(0, len(pairs), step):
             chunk = pairs[lo:lo + step]
             exp = cam([items[pos].image for pos, _ in chunk], [prompt])
-            batches.append(_columns(exp, items, chunk, positions, prompt, part_vocabulary))
+            batches.append(_columns(exp, items, chunk, positions, prompt, part_vocabulary, view_mode(cam.model)))
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -211,7 +217,7 @@ def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary
 
 
 def _columns(exp, items: Sequence[Item], chunk: Sequence[tuple], positions: Sequence[int], prompt: str,
-             part_vocabulary: Sequence[str]) -> Dict[str, Any]:
+             part_vocabulary: Sequence[str], mode: str = "crop") -> Dict[str, Any]:
     """Rows of one single-prompt Explanation of the items in `chunk` [(item, prompt index)]: (image, component)."""
     B, _, K = exp.weights.shape
     n = B * K
@@ -234,7 +240,7 @@ def _columns(exp, items: Sequence[Item], chunk: Sequence[tuple], positions: Sequ
     cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
     cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
     cols["loading"] = loading.reshape(n, -1).numpy()
-    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary).reshape(n, -1)
+    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary, mode).reshape(n, -1)
     return cols
 
 
@@ -258,23 +264,29 @@ def _sort_rows(columns: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order]) for k, v in columns.items()}
 
 
-def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str]) -> np.ndarray:
+def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str], mode: str = "crop") -> np.ndarray:
     """Energy share of each full-resolution OSSM inside each ground-truth part, (B, T, K, V)."""
     B, T, K, H, W = exp.ossms.shape
     out = np.zeros((B, T, K, len(vocabulary)), np.float32)
     for b, item in enumerate(group):
-        masks = _gt_masks(item, vocabulary, (H, W))
+        masks = gt_masks(item, vocabulary, (H, W), mode)
         if masks is None:
             continue
-        ossm = exp.ossms[b]
-        energy = ossm.sum(dim=(-2, -1))[..., None]  # (T, K, 1)
-        inside = torch.einsum("tkhw,vhw->tkv", ossm, torch.from_numpy(masks).float())
-        out[b] = torch.where(energy > 0, inside / energy.clamp_min(1e-12), torch.zeros_like(inside)).numpy()
+        out[b] = overlap_shares(exp.ossms[b], masks)
     return out
 
 
-def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarray]:
-    """Ground-truth part masks (V, H, W) at the explained crop, or None without ground truth."""
+def overlap_shares(ossms: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+    """Share of each map's energy inside each mask: ossms (..., H, W) >= 0, masks (V, H, W) bool -> (..., V)
+    float32; a map without energy has all shares 0."""
+    energy = ossms.sum(dim=(-2, -1))[..., None]
+    inside = torch.einsum("...hw,vhw->...v", ossms, torch.from_numpy(masks).float())
+    return torch.where(energy > 0, inside / energy.clamp_min(1e-12), torch.zeros_like(inside)).numpy()
+
+
+def gt_masks(item: Item, vocabulary: Sequence[str], size, mode: str = "crop") -> Optional[np.ndarray]:
+    """Ground-truth part masks (V, H, W) bool as the model saw them (``mode`` "crop" or "squash", see
+    `images.to_model_view`: a part keeps its area), or None without ground truth."""
     if not vocabulary or not item.parts:
         return None
     H, W = size
@@ -284,10 +296,11 @@ def _gt_masks(item: Item, vocabulary: Sequence[str], size) -> Optional[np.ndarra
         if mask is None:
             continue
         mask = np.asarray(mask, bool)
-        if mask.shape != (H, W):
-            mask = resize_center_crop(Image.fromarray(mask.astype(np.uint8) * 255), (H, W), Image.NEAREST) > 127
-        out[v] = mask
+        out[v] = mask if mask.shape == (H, W) else to_model_view(mask, (H, W), mode)
     return out
+
+
+_gt_masks = gt_masks  # the name earlier code used
 
 
 def rows_table(columns: Dict[str, Any], schema):

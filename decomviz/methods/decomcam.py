@@ -467,8 +467,8 @@ class DecomCAM(CAM):
         masks = minmax(ossms_lowres).reshape(B * T * K, h, w)
         image_of, prompt_of = _pair_index(B, T, K, ref.device)
 
-        pool = getattr(self.model.visual, "attnpool", None)
-        if self.layer == "visual.layer4" and pool is not None and is_attention_pool(pool):
+        pool = self.model.tower.pooling_head(self.layer)
+        if pool is not None and is_attention_pool(pool):
             # the tail is the attention pool alone: blend its projections instead of running it per mask
             blended = BlendedAttentionPool(pool, tapped.tap.raw, ref_tap.raw)
 

@@ -4,7 +4,7 @@ The images and OSSMs behind bank rows are fetched by `decomviz.analysis.bank_ima
 `decomviz.analysis.cluster_views` (which also puts the `decomviz cluster` report together); the builders here:
 
 - `cluster_scatter_figure`: the 2-D layout of the clustered components, one trace per cluster;
-- `cluster_part_figure`: the cluster-by-part table as a heat map (PartsWorld banks);
+- `cluster_part_figure`: the cluster-by-part table as a heat map (banks with ground-truth parts);
 - `exemplar_grid_figure`: thumbnails (image with an OSSM over it), e.g. the top exemplars of one cluster;
 - `cluster_exemplar_figure`: the exemplar grid of one cluster, titled from the bank's rows;
 - `image_components_figure`: one image's OSSMs (a row per prompt) beside its ground-truth parts.
@@ -154,28 +154,35 @@ def exemplar_grid_figure(images: Sequence[np.ndarray], heats: Sequence[Optional[
 
 
 def exemplar_titles(df, rows: Sequence[int], name: str, overlap=None, vocabulary=()) -> List[str]:
-    """Panel titles for bank rows: "<name> · w=0.93" then "img 12 · “prompt” #k" (and the dominant part)."""
+    """Panel titles for bank rows: "<name> · w=0.93" then "img 12 · “prompt” #k", and, given `overlap` (one row
+    of part shares per bank row in `rows`, over `vocabulary`), the row's best part and its share of the energy."""
     out = []
-    for r in rows:
+    for j, r in enumerate(rows):
         rec = df.iloc[int(r)]
         line2 = f"img {int(rec['image_index'])} #{int(rec['component']) + 1} · {short_prompt(rec['prompt'], 14)}"
-        out.append(f"{_esc(_short(name, 16))} · w={float(rec['weight']):.2f}<br>{_esc(line2)}")
+        title = f"{_esc(_short(name, 16))} · w={float(rec['weight']):.2f}<br>{_esc(line2)}"
+        if overlap is not None and len(vocabulary) and len(overlap[j]):
+            best = int(np.argmax(overlap[j]))
+            title += f"<br>{_esc(_short(vocabulary[best], 18))} {float(overlap[j][best]):.0%}"
+        out.append(title)
     return out
 
 
 def cluster_exemplar_figure(df, rows: Sequence[int], pixels: Sequence[np.ndarray],
                             heats: Sequence[Optional[np.ndarray]], c: int, names: Dict[int, str], n_colors: int,
                             n_slots: int, size: int, by: str = "weight", confidence: Optional[float] = None,
-                            cols: int = 8) -> go.Figure:
+                            cols: int = 8, overlap=None, vocabulary: Sequence[str] = ()) -> go.Figure:
     """The exemplar grid of cluster `c`: bank rows `rows` (of the data frame `df`), with pixels[i] and heats[i]
     the image and upsampled OSSM of rows[i]. `size` is the cluster's number of components, `confidence` the text
-    match of its name (None: unnamed). Panels carry {"row", "cluster", "image_index"} in `meta`."""
+    match of its name (None: unnamed); `overlap` (len(rows), V) the rows' part shares over `vocabulary`, for banks
+    with ground-truth parts. Panels carry {"row", "cluster", "image_index"} in `meta`."""
     name = names.get(c, f"cluster {c}")
     metas = [{"row": int(r), "cluster": int(c), "image_index": int(df["image_index"].iat[int(r)])} for r in rows]
     conf = f" (text match {confidence:.0%})" if confidence is not None else ""
     order = "by weight" if by == "weight" else "closest to the cluster centre"
     title = f"<b>{_esc(name)}</b>{_esc(conf)} · {size} components · top {len(rows)} {order} (one per image)"
-    return exemplar_grid_figure(pixels, heats, exemplar_titles(df, rows, name), n_slots=n_slots, cols=cols,
+    return exemplar_grid_figure(pixels, heats, exemplar_titles(df, rows, name, overlap, vocabulary), n_slots=n_slots,
+                                cols=cols,
                                 title=title, color=cluster_color(c, n_colors), metas=metas)
 
 

@@ -16,6 +16,7 @@ from ..analysis.cluster_views import (VIEW_COLUMNS, cluster_confidence, cluster_
 from ..analysis.streaming import dominant_parts, row_parts
 from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_figure, component_hover,
                             exemplar_grid_figure, image_components_figure, short_prompt)
+from ..viz.images import part_map
 from ._common import message_html
 
 ORDERS = {"highest weight": "weight", "closest to centre": "centre"}
@@ -58,7 +59,9 @@ class ClusterGallery(widgets.VBox):
     bank : the `OSSMBank` the clusters were fitted on.
     clusters : a fitted `ComponentClusters`; names from `clusters.name_parts(...)` are used when present.
     layout : "pca", "tsne" or a precomputed (n, 2) array (one row per clustered component).
-    n_exemplars : gallery size. by : "weight" or "centre". root : where a folder bank's images are now.
+    n_exemplars : gallery size. by : "weight" or "centre". root : where the bank's images are now, when they
+        moved (banks record their dataset: PartsWorld, folders, CSVs, COCO and mask folders open without it).
+        In a bank with ground-truth parts, the clicked component is shown beside its image's parts.
 
     Plain methods: `select_cluster(c)`, `select_point(i)` (i: position in `clusters.rows_`), `set_order(by)`,
     `exemplars(c, n)`. State: `cluster`, `point`, `shown_rows` (bank rows in the gallery, in order).
@@ -202,9 +205,15 @@ class ClusterGallery(widgets.VBox):
         c = int(self.labels[self.point])
         title = (f"img {i} · “{html.escape(short_prompt(rec['prompt'], 28))}” · #{int(rec['component']) + 1}"
                  f"<br>w={float(rec['weight']):.2f} · {html.escape(self.names[c])}")
-        fig = exemplar_grid_figure([px, px], [None, heat], ["image", "its OSSM"], cols=2, title=title,
+        pixels, heats, names = [px, px], [None, heat], ["image", "its OSSM"]
+        parts = self.images.parts(i) if self.images.has_parts else None
+        if parts:  # the image's ground-truth parts, in the geometry the model saw
+            pixels.append(part_map(px, parts))
+            heats.append(None)
+            names.append("ground-truth parts")
+        fig = exemplar_grid_figure(pixels, heats, names, cols=len(pixels), title=title,
                                    color=cluster_color(c, self.clusters.n_clusters_),
-                                   metas=[{"row": row}, {"row": row}])
+                                   metas=[{"row": row}] * len(pixels))
         fig.update_layout(title_font_size=12)
         _swap(self, "detail", fig, self._top)
 
@@ -252,8 +261,9 @@ class PartInspector(widgets.VBox):
     image's ground-truth part masks.
 
     Click a heat-map cell to jump to an image whose component falls in that cluster and part; or choose an image.
-    Needs a bank with ground-truth parts (extracted from `dv.PartsWorld`) for the table and the part masks; other
-    banks show the OSSMs only.
+    Needs a bank with ground-truth parts (extracted from `dv.PartsWorld`, a `dv.datasets.COCOParts` or `MaskFolder`,
+    or given them by `dv.attach_parts`) for the table and the part masks; other banks show the OSSMs only. The
+    images and masks are shown as the model saw them (cropped or squashed).
 
     Plain methods: `select_image(i)` (a bank image index), `select_cell(c, part)`. State: `image`, `cell`.
     Figures: `table_figure`, `image_figure` (plotly FigureWidgets).
@@ -284,7 +294,8 @@ class PartInspector(widgets.VBox):
         else:
             self.table, self.part_names = None, []
             self.table_figure = go.FigureWidget(go.Figure().update_layout(
-                title="no ground-truth parts in this bank (extract from dv.PartsWorld to get them)", height=120))
+                title="no ground-truth parts in this bank (extract from a dataset with parts: dv.PartsWorld, "
+                      "dv.datasets.COCOParts or MaskFolder, or add them with dv.attach_parts)", height=120))
         first = self.df.drop_duplicates("image_index")
         options = [(f"{int(i)}: {lb.replace('|', ', ')}", int(i)) for i, lb in zip(first["image_index"], first["labels"])]
         self.image_dropdown = widgets.Dropdown(options=sorted(options, key=lambda o: o[1]), description="image",

@@ -51,6 +51,16 @@ class Tower:
         """Extra hooks a tap sets (e.g. to read the patch grid off the patch embedding); removed with the tap's."""
         return []
 
+    def pooling_head(self, layer: str) -> Optional[torch.nn.Module]:
+        """The attention pool when it is the whole tail after ``layer`` (feature-space integration then blends
+        its projections, `models.attnpool`), else None."""
+        return None
+
+    def blocks_from_top(self) -> List[Tuple[str, List[torch.nn.Parameter]]]:
+        """The tower's blocks from the embedding down, each as (name, its parameters): what the randomisation
+        sanity check re-initialises, one more block at each step. Default: the tap-able layers, last first."""
+        return [(name, list(self.model.get_submodule(name).parameters())) for name in reversed(self.layers)]
+
     def preprocess_defaults(self) -> Dict:
         """Preprocessing when the model carries none: image size, mean, std, resize mode."""
         size = getattr(self.visual, "image_size", 224)

@@ -1,7 +1,7 @@
 """open_clip's ModifiedResNet (the CLIP ResNets): four NCHW stages and an attention pool."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -24,6 +24,14 @@ class OpenCLIPResNet(Tower):
 
     def layout(self, layer: str) -> str:
         return "nchw"
+
+    def pooling_head(self, layer: str) -> Optional[torch.nn.Module]:
+        return self.visual.attnpool if layer == "visual.layer4" else None
+
+    def blocks_from_top(self) -> List[Tuple[str, List[torch.nn.Parameter]]]:
+        v = self.visual
+        return [("visual.attnpool", list(v.attnpool.parameters()))] + [
+            (f"visual.layer{i}", list(getattr(v, f"layer{i}").parameters())) for i in (4, 3, 2, 1)]
 
     def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         x = raw

@@ -35,6 +35,13 @@ class OpenCLIPViT(Tower):
             tap.patch_grid = tuple(output.shape[-2:])
         return [self.visual.conv1.register_forward_hook(capture)]
 
+    def blocks_from_top(self) -> List[Tuple[str, List[torch.nn.Parameter]]]:
+        v = self.visual
+        head = list(v.ln_post.parameters()) + ([v.proj] if getattr(v, "proj", None) is not None else [])
+        blocks = v.transformer.resblocks
+        return [("visual.ln_post+proj", head)] + [(f"visual.transformer.resblocks.{i}", list(blocks[i].parameters()))
+                                                  for i in range(len(blocks) - 1, -1, -1)]
+
     def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         v = self.visual
         start = 0 if layer == "visual.ln_pre" else int(layer.rsplit(".", 1)[1]) + 1
