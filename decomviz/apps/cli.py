@@ -103,8 +103,18 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def _dataset_from_arg(spec: str, objects: str):
+def _dataset_from_arg(spec: str, objects: str, images: Optional[str] = None):
     from ..data import PartsWorld
+    from ..data.coco import COCOParts
+    from ..data.maskfolder import MaskFolder
+    if images is not None and not spec.startswith("coco:"):
+        raise ValueError("--images is the image folder of a COCO dataset (coco:annotations.json --images DIR).")
+    if spec.startswith("coco:"):
+        if images is None:
+            raise ValueError(f"{spec}: give the folder its file_name entries are relative to with --images DIR.")
+        return COCOParts(spec[len("coco:"):], images)
+    if spec.startswith("masks:"):
+        return MaskFolder(spec[len("masks:"):])
     if spec.startswith("partsworld:"):
         fields = spec.split(":")[1:]
         try:
@@ -120,7 +130,7 @@ def _dataset_from_arg(spec: str, objects: str):
 def cmd_extract(args) -> int:
     from ..analysis import extract
     from ..analysis.datasets import check_templates
-    dataset = _dataset_from_arg(args.dataset, args.objects)
+    dataset = _dataset_from_arg(args.dataset, args.objects, args.images)
     knobs = knobs_from_args(args, ["decomcam"])
     prompts = args.prompt or ["a photo of a {}"]
     check_templates(prompts)  # before loading a model
@@ -231,10 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the HTML report to write (default: demo_report.html)")
 
     exr = sub.add_parser("extract", help="run DecomCAM over a dataset; write a resumable OSSM bank")
-    exr.add_argument("dataset", help="an image folder (sub-folders = classes), a CSV with a 'path' column, or "
-                                     "partsworld:N[:SEED] for N PartsWorld scenes")
+    exr.add_argument("dataset", help="an image folder (sub-folders = classes), a CSV with a 'path' column, "
+                                     "partsworld:N[:SEED] for N PartsWorld scenes, coco:ANNOTATIONS.json (with "
+                                     "--images DIR) for COCO-style part annotations, or masks:DIR for a folder of "
+                                     "images with PNG label maps and labels.json")
+    exr.add_argument("--images", default=None, help="the image folder of a coco: dataset")
     exr.add_argument("--prompt", action="append", default=None,
-                     help="prompt or template such as 'a photo of a {}' (repeat for several; default: the template)")
+                     help="prompt or template: '{class}' (or '{}') is filled with each image's labels, '{part}' with "
+                          "each part it shows, e.g. 'the {part} of a {class}' (repeat for several; default: "
+                          "'a photo of a {}')")
     _add_model_args(exr)
     add_knob_args(exr, ["decomcam"])
     exr.add_argument("--images-per-batch", type=int, default=16, help="images per engine call (default: 16)")
