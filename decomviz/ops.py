@@ -207,9 +207,11 @@ def to_host(*groups: dict, pack: Optional[bool] = None) -> tuple:
 def atomic_write(path: Union[str, os.PathLike], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, on failure it
     is removed, so a reader never sees a half-written file. ``suffix`` is appended to the temporary name
-    (e.g. ".npz" for writers that add their own suffix)."""
+    (e.g. ".npz" for writers that add their own suffix). The temporary name is hidden (a leading '.') and
+    unique to the writer (process id and a random part), so two writers never write into one temporary file."""
+    import uuid
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp" + suffix)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

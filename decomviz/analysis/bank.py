@@ -33,7 +33,9 @@ class OSSMBank:
     columns as arrays (loaded on first use): `bank.ossms` (N, h, w), `bank.embeddings` (N, D), `bank.pooled` /
     `bank.loadings` (N, C), `bank.part_overlap` (N, V) over `bank.part_vocabulary`. `bank.protocol` says how
     it was made; `bank.verify()` lists the files that are missing or damaged. A damaged shard raises a
-    `BankError` naming it when read; rerunning `extract` with the same arguments re-extracts it.
+    `BankError` naming it when read; rerunning `extract` with the same arguments re-extracts it. A bank rewritten
+    on disk after this object opened it (`overwrite=True`, re-extracted shards: a new generation in its manifest)
+    raises a `BankError` on the next read that says to open it again.
     """
 
     def __init__(self, path, filter=None):
@@ -72,6 +74,11 @@ class OSSMBank:
         return view
 
     def __repr__(self) -> str:
+        try:
+            self._files.check_current()
+        except BankError:
+            return (f"OSSMBank('{self.path}', changed on disk since it was opened: open it again with "
+                    f"dv.OSSMBank('{self.path}'))")
         if self.manifest is None:
             state = f"{len(self._files)} Parquet files, no manifest"
         else:
@@ -168,6 +175,7 @@ class OSSMBank:
         return np.concatenate([[0], np.cumsum([self._count(i) for i in range(len(self._files))])]).astype(np.int64)
 
     def __len__(self) -> int:
+        self._files.check_current()
         return int(self._offsets[-1])
 
     def _file_rows(self, i: int) -> Optional[np.ndarray]:

@@ -22,8 +22,10 @@ from ..ops import atomic_write
 from .bank import OSSMBank
 from .datasets import as_items, check_templates, fingerprint
 from .extractor import Extractor, explain_batch, protocol_of
+from .folder import (WriterLock, clean_leftovers, new_bank_id, old_manifest, other_files, probe_name,
+                     refuse_other_files, remove_own)
 from .schema import FORMAT_VERSION, MANIFEST
-from .shards import read_manifest, remove_bank_files, sha256_file, shard_name, shard_problem
+from .shards import RAY_LEDGER, BankError, own_files, read_manifest, sha256_file, shard_name, shard_problem
 
 ENGINES = ("local", "ray")
 
@@ -36,7 +38,7 @@ def _atomic_write_json(path: Path, data: dict) -> None:
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / probe_name()  # unique: two writers starting together must not remove each other's
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
@@ -47,7 +49,8 @@ def _check_writable(out: Path) -> None:
 def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 16, shard_size: int = 256,
             num_workers: int = 0, progress: bool = True, overwrite: bool = False,
             on_shard: Optional[Callable[[int], None]] = None, engine: str = "local", address: Optional[str] = None,
-            num_actors: Optional[int] = None, num_gpus: Optional[float] = None, num_cpus: Optional[float] = None):
+            num_actors: Optional[int] = None, num_gpus: Optional[float] = None, num_cpus: Optional[float] = None,
+            allow_other_files: bool = False, wait: bool = False):
     """Run DecomCAM over a dataset and store one row per (image, prompt, component) in Parquet.
 
     dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
@@ -59,6 +62,11 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     others are (re-)extracted with a warning that names them. engine="ray": Ray Data (`address` of a cluster,
     else a local Ray), `num_actors` model replicas with `num_gpus` GPUs and `num_cpus` CPUs (torch threads)
     each; a rerun skips the image ids already written. `batch_size`: images per engine call. Returns the `OSSMBank`.
+
+    The folder: a bank reads, replaces and deletes only the files it wrote (the manifest, or the Ray engine's
+    ledger, lists them); `overwrite=True` removes exactly those. A folder that holds other files is refused for a
+    new bank unless `allow_other_files=True`. One writer per folder: a second extraction into it is refused at
+    once with a message naming the first, or waits for it with `wait=True`.
     """
     if not isinstance(cam, DecomCAM) or cam.integration != "pixel":
         raise TypeError("extract needs a dv.DecomCAM with pixel integration (it stores OSSMs, weights and the "
@@ -71,22 +79,26 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
     check_templates(prompts)
     items = as_items(dataset)
     out = Path(out)
-    _check_writable(out)
     if engine == "ray":
         if on_shard is not None or num_workers:
             raise ValueError("on_shard and num_workers are options of engine='local' (Ray reads the images in its "
                              "actors and writes files of its own).")
-        from .ray_engine import extract_ray
-        return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite, address=address,
-                           num_actors=num_actors, num_gpus=num_gpus, num_cpus=num_cpus, progress=progress)
-    if any(v is not None for v in (address, num_actors, num_gpus, num_cpus)):
+    elif any(v is not None for v in (address, num_actors, num_gpus, num_cpus)):
         raise ValueError("address, num_actors, num_gpus and num_cpus are options of engine='ray'.")
-    return _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress, overwrite,
-                          on_shard)
+    _check_writable(out)
+    with WriterLock(out, wait=wait):
+        clean_leftovers(out)
+        if engine == "ray":
+            from .ray_engine import extract_ray
+            return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite,
+                               address=address, num_actors=num_actors, num_gpus=num_gpus, num_cpus=num_cpus,
+                               progress=progress, allow_other_files=allow_other_files)
+        return _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress, overwrite,
+                              on_shard, allow_other_files)
 
 
 def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_workers, progress, overwrite,
-                   on_shard):
+                   on_shard, allow_other_files=False):
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
@@ -95,20 +107,40 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
               "prompts": prompts, "shard_size": shard_size,
               "part_vocabulary": list(getattr(items, "part_vocabulary", []))}
     header = json.loads(json.dumps(header))  # as the manifest holds it (tuples become lists), for comparison
-    manifest = {**header, "shards": {}, "complete": False}
+    manifest = {**header, "shards": {}, "complete": False, "files": [], "generation": 1, "bank_id": new_bank_id()}
+    if (out / RAY_LEDGER).exists():
+        raise ValueError(f"'{out}' holds a bank of the Ray engine ({RAY_LEDGER}); resume it with engine='ray', or "
+                         "use another out= folder.")
+    owned: set = set()
     if manifest_path.exists() and not overwrite:
         manifest = _resumable(out, header)
-    elif overwrite:
-        remove_bank_files(out)
-    elif any(out.glob("*.parquet")):
-        raise ValueError(f"'{out}' holds Parquet files but no {MANIFEST} (a bank written by the Ray engine or by "
-                         "hand): resume it with engine='ray', or use another out= folder, or overwrite=True.")
+        owned = own_files(manifest)
+    elif manifest_path.exists():  # overwrite: exactly the files the old bank wrote go
+        old = old_manifest(out)
+        manifest["generation"] = int(old.get("generation", 0)) + 1
+        manifest["files"] = sorted(own_files(old))  # still listed: a run stopped here removes them next time
+        _atomic_write_json(manifest_path, manifest)  # readers of the old bank now see it was rewritten
+        remove_own(out, own_files(old))
+        owned = set(manifest["files"])
+    else:  # a new bank
+        others = other_files(out)
+        if others and not allow_other_files:
+            refuse_other_files(out, others)
     extractor = Extractor(cam, prompts, part_vocabulary=header["part_vocabulary"], images_per_call=batch_size)
     manifest["n_items"] = len(items)
     n_shards = -(-len(items) // shard_size)
     ranges = {s: (s * shard_size, min(len(items), (s + 1) * shard_size)) for s in range(n_shards)}
     inputs = {s: fingerprint(items, lo, hi) for s, (lo, hi) in ranges.items()}
-    pending = _reconcile(out, manifest, ranges, inputs)
+    planned = [shard_name(s) for s in range(n_shards)]
+    foreign = [n for n in planned if n not in owned and (out / n).exists()]
+    if foreign:
+        raise BankError(f"'{out}' holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, which this "
+                        "bank did not write (its manifest does not list them), under the names of its shards; they "
+                        "are not replaced. Move them away, or use another out= folder.")
+    pending, removed = _reconcile(out, manifest, ranges, inputs)
+    if removed or any((out / shard_name(s)).exists() for s in pending):
+        manifest["generation"] = int(manifest.get("generation", 0)) + 1  # files a reader may hold change
+    manifest["files"] = sorted(set(manifest.get("files") or []) | set(planned) | owned)
     if pending:
         manifest["complete"] = False
     _atomic_write_json(manifest_path, manifest)
@@ -185,15 +217,18 @@ def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
     return old
 
 
-def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], inputs: Dict[int, Any]) -> List[int]:
-    """Drop the records of shards that cannot be kept (warning which and why) and of shards past the end;
-    return the shards to extract, in order."""
+def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], inputs: Dict[int, Any]):
+    """Drop the records of shards that cannot be kept (warning which and why) and of shards past the end
+    (removing their files: the bank's own); return the shards to extract, in order, and whether a file was
+    removed."""
     shards = manifest["shards"]
+    removed = False
     for key in [k for k in shards if not k.isdigit() or int(k) not in ranges]:  # the dataset shrank
-        stale = out / shard_name(int(key)) if key.isdigit() else None
+        stale = out / shards[key]["file"]
         del shards[key]
-        if stale is not None and stale.exists():
+        if stale.exists():
             stale.unlink()
+            removed = True
     pending, notes = [], []
     for s, (lo, hi) in ranges.items():
         rec = shards.get(f"{s:05d}")
@@ -214,7 +249,7 @@ def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], in
     if notes:
         warnings.warn(f"Re-extracting {len(notes)} shard(s) of '{out}': " + "; ".join(notes[:10])
                       + ("; ..." if len(notes) > 10 else ""), stacklevel=3)
-    return pending
+    return pending, removed
 
 
 class _ImageProgress:
