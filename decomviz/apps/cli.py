@@ -142,11 +142,17 @@ def cmd_extract(args) -> int:
     if args.engine == "local" and any(v is not None for v in ray_options.values()):
         raise ValueError("--address, --num-actors, --num-gpus and --num-cpus are options of --engine ray.")
     bank = extract(cam, dataset, prompts, out=args.out, batch_size=args.images_per_batch,
-                   shard_size=args.shard_size, engine=args.engine,
-                   **(ray_options if args.engine == "ray" else {}))
+                   shard_size=args.shard_size, engine=args.engine, allow_other_files=args.allow_other_files,
+                   wait=args.wait, **(ray_options if args.engine == "ray" else {}))
     _log(f"[decomviz] {bank} in {time.perf_counter() - t0:.1f} s; {len(bank.failed)} image(s) failed")
     for f in bank.failed[:20]:
-        _log(f"  failed: {f['id']}: {f['error']}")
+        _log(f"  failed: {display_name(f['id'])}: {display_name(f['error'])}")
+    if bank.failed and bank.n_images == 0:  # nothing explained: not a success, whatever was written
+        from collections import Counter
+        reason, n = Counter(str(f["error"]) for f in bank.failed).most_common(1)[0]
+        _log(f"decomviz extract: error: every image failed ({len(bank.failed)} of {len(bank.failed)}); the bank "
+             f"holds no component. Most common reason ({n} image(s)): {display_name(reason)}")
+        return 1
     return 0
 
 
@@ -257,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="images per Parquet shard, the unit of resuming (default: 256)")
     exr.add_argument("--objects", default="1,2", help="objects per PartsWorld scene, lo,hi (default: 1,2)")
     exr.add_argument("--out", required=True, help="folder of the bank (rerun to resume)")
+    exr.add_argument("--allow-other-files", action="store_true",
+                     help="write a new bank into a folder that already holds other files (the bank reads, replaces "
+                          "and deletes only its own)")
+    exr.add_argument("--wait", action="store_true",
+                     help="when another extraction is writing the same --out folder, wait for it to finish instead "
+                          "of stopping at once")
     exr.add_argument("--engine", default="local", choices=["local", "ray"],
                      help="local: this process, shards + manifest; ray: Ray Data actors (pip install "
                           "'decomviz[ray]'), resumable by image id (default: local)")
