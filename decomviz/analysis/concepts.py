@@ -1,0 +1,321 @@
+"""Concepts shared across a dataset: a non-negative basis of one layer's activations, fitted over many images.
+
+Where DecomCAM splits one image's gradient-weighted maps for one prompt, `ConceptBasis` factorizes the activations
+of many images at once (as Deep Feature Factorization and CRAFT do): every grid cell of every image is a row of
+channel activations, clipped at zero, and a `MiniBatchNMF` finds ``n_concepts`` non-negative directions that
+rebuild them. A concept then has a map in any image (``transform``), a share of any prompt's score (``importance``,
+by DecomCAM's masked scoring), and can be scored against ground-truth parts (``part_report``), with the controls of
+`decomviz.metrics.part_study`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..methods.gradients import tap_activations
+from ..metrics.part_study import RESOLUTION, PartObject, PartStudy, part_study
+from ..ops import blurred_reference, embed_masked, minmax, pair_score, upsample
+
+_FORMAT = "decomviz-concepts-1"
+
+
+def _image_class_parts(item) -> Tuple[Any, Optional[str], Dict[str, np.ndarray]]:
+    """(image, class of its first object, parts "class/part" -> mask of that object) of a PartsWorld `Scene` or a
+    dataset `Item`."""
+    if hasattr(item, "objects") and hasattr(item, "parts") and isinstance(item.parts, list):  # a Scene
+        cls = item.objects[0].label if item.objects else None
+        parts = {f"{cls}/{p.name}": p.mask for p in item.parts if p.object == 0 and p.mask.any()}
+        return item.image, cls, parts
+    if getattr(item, "error", None):
+        return None, None, {}
+    labels = list(getattr(item, "labels", []) or [])
+    cls = labels[0] if labels else None
+    parts = {k: np.asarray(v, bool) for k, v in (getattr(item, "parts", None) or {}).items()
+             if cls is not None and k.split("/", 1)[0] == cls and np.asarray(v).any()}
+    return getattr(item, "image", None), cls, parts
+
+
+class ConceptBasis:
+    """Non-negative concepts of one layer, shared across a dataset.
+
+    Parameters
+    ----------
+    model : CLIPModel from `dv.load_model`.
+    n_concepts : number of concepts (per class with ``per_class``).
+    layer : the layer whose activations are factorized; default ``model.default_layer``.
+    per_class : fit one basis per class (the class of each image's first label), as DFF does per category.
+    random_state : seed of the mini-batch NMF.
+    batch_size : images per forward pass; the NMF takes one batch's cells per ``partial_fit``.
+    n_epochs : passes over the dataset.
+
+    After ``fit(dataset)``: ``components_`` (n_concepts, C) (a dict by class with ``per_class``), ``layer_``,
+    ``grid_`` (h, w), ``n_images_``, ``classes_``.
+    """
+
+    def __init__(self, model, n_concepts: int = 12, layer: Optional[str] = None, per_class: bool = False,
+                 random_state: Optional[int] = None, batch_size: int = 16, n_epochs: int = 2):
+        if not isinstance(n_concepts, (int, np.integer)) or isinstance(n_concepts, bool) or n_concepts < 1:
+            raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}.")
+        for name, value in (("batch_size", batch_size), ("n_epochs", n_epochs)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        self.model = model
+        self.n_concepts = int(n_concepts)
+        self.layer = layer
+        self.per_class = bool(per_class)
+        self.random_state = random_state
+        self.batch_size = int(batch_size)
+        self.n_epochs = int(n_epochs)
+
+    def __repr__(self) -> str:
+        return (f"ConceptBasis(n_concepts={self.n_concepts}, layer={self.layer!r}, per_class={self.per_class}, "
+                f"random_state={self.random_state})")
+
+    # ------------------------------------------------------------------ fitting
+    def _cells(self, images: Sequence[Any]) -> torch.Tensor:
+        """(B, n, C) non-negative activations of the images' grid cells."""
+        acts = tap_activations(self.model, list(images), self.layer)
+        B, C, h, w = acts.shape
+        self.grid_ = (int(h), int(w))
+        return acts.reshape(B, C, h * w).transpose(1, 2).clamp_min(0).cpu()
+
+    def _batches(self, dataset: Iterable) -> Iterable[Tuple[List[Any], List[Optional[str]]]]:
+        images, classes = [], []
+        for item in dataset:
+            image, cls, _ = _image_class_parts(item)
+            if image is None:
+                continue
+            images.append(image)
+            classes.append(cls)
+            if len(images) == self.batch_size:
+                yield images, classes
+                images, classes = [], []
+        if images:
+            yield images, classes
+
+    def fit(self, dataset: Iterable) -> "ConceptBasis":
+        """Fit the concepts on every readable image of ``dataset`` (PartsWorld scenes, dataset items, or images
+        with ``per_class=False``), streaming: one batch of images' cells in memory at a time."""
+        from sklearn.decomposition import MiniBatchNMF
+        self.layer_ = self.model.resolve_layer(self.layer)
+        estimators: Dict[Optional[str], Any] = {}
+        n_images = 0
+        for epoch in range(self.n_epochs):
+            for images, classes in self._batches(_images_only(dataset)):
+                cells = self._cells(images).numpy().astype(np.float64)
+                n_images += len(images) if epoch == 0 else 0
+                keys = classes if self.per_class else [None] * len(images)
+                for key in dict.fromkeys(keys):
+                    if self.per_class and key is None:
+                        raise ValueError("per_class=True needs a class for every image (a PartsWorld scene or a "
+                                         "dataset item with labels); this image has none.")
+                    rows = cells[[i for i, k in enumerate(keys) if k == key]].reshape(-1, cells.shape[-1])
+                    est = estimators.get(key)
+                    if est is None:
+                        est = estimators[key] = MiniBatchNMF(self.n_concepts, init="nndsvda", batch_size=len(rows),
+                                                             random_state=self.random_state, max_iter=1)
+                    est.partial_fit(rows)
+        if not estimators:
+            raise ValueError("The dataset has no readable image to fit concepts on.")
+        self.n_images_ = n_images
+        self.estimators_ = estimators
+        self.classes_ = sorted(k for k in estimators if k is not None)
+        self.components_ = ({k: e.components_.astype(np.float32) for k, e in estimators.items()} if self.per_class
+                            else estimators[None].components_.astype(np.float32))
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "components_"):
+            raise RuntimeError("Call fit(dataset) first (or ConceptBasis.load(path)).")
+
+    def _basis(self, cls: Optional[str]) -> np.ndarray:
+        if not self.per_class:
+            return self.components_
+        if cls not in self.components_:
+            raise ValueError(f"These concepts were fitted per class ({', '.join(self.classes_)}); give each image's "
+                             f"class in classes=[...] (got {cls!r}).")
+        return self.components_[cls]
+
+    # ------------------------------------------------------------------ using them
+    def transform(self, images: Any, classes: Optional[Sequence[str]] = None, size: str = "input") -> np.ndarray:
+        """Each concept's map in each image: (B, n_concepts, H, W) float32 at the model's input size (``size=
+        "input"``) or at the layer's grid (``size="grid"``). The map of concept k at a cell is the cell's
+        coefficient on concept k (non-negative least squares against the fixed concepts)."""
+        self._check_fitted()
+        images = images if isinstance(images, (list, tuple)) else [images]
+        if self.per_class and (classes is None or len(classes) != len(images)):
+            raise ValueError("Concepts fitted per class need classes=[...], one class per image.")
+        cells = self._cells(images).numpy().astype(np.float64)  # (B, n, C)
+        h, w = self.grid_
+        out = np.stack([_nnls_codes(cells[b], self._basis(classes[b] if self.per_class else None))
+                        for b in range(len(images))])  # (B, n, K)
+        maps = out.transpose(0, 2, 1).reshape(len(images), -1, h, w).astype(np.float32)
+        if size == "grid":
+            return maps
+        if size != "input":
+            raise ValueError(f"size must be 'input' or 'grid', got {size!r}.")
+        return upsample(torch.from_numpy(maps), tuple(self.model.image_size)).clamp_min(0).numpy()
+
+    def importance(self, images: Any, prompts: Union[str, Sequence[str]], classes: Optional[Sequence[str]] = None,
+                   blur_sigma: float = 10.0, score: str = "cosine") -> Dict[str, np.ndarray]:
+        """How much of each prompt's score each concept's region alone restores, by DecomCAM's masked scoring:
+        the image masked by the concept's (min-max normalised) map over its blurred reference.
+
+        Returns "contributions" (B, T, n_concepts): s(x_k, t) - s(r, t); "shares" (B, T, n_concepts): the
+        contributions over s(x, t) - s(r, t), the gap the whole image restores (NaN where that gap is <= 0);
+        "score" (B, T) and "reference_score" (B, T).
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        images = images if isinstance(images, (list, tuple)) else [images]
+        maps = torch.from_numpy(self.transform(images, classes))  # (B, K, H, W)
+        model = self.model
+        x = model.prepare(images).tensor
+        text = model.encode_text(prompts).to(x.device)
+        B, K = maps.shape[:2]
+        T = len(prompts)
+        with torch.no_grad():
+            ref = blurred_reference(x, blur_sigma)
+            full = pair_score(model.embed(x).repeat_interleave(T, 0), text,
+                              torch.arange(T, device=x.device).repeat(B), score, model.logit_scale).reshape(B, T)
+            base = pair_score(model.embed(ref).repeat_interleave(T, 0), text,
+                              torch.arange(T, device=x.device).repeat(B), score, model.logit_scale).reshape(B, T)
+            masks = minmax(maps.to(x.device)).reshape(B * K, 1, *maps.shape[-2:])
+            image_of = torch.arange(B, device=x.device).repeat_interleave(K)
+            emb = embed_masked(model.embed, x, ref, masks, image_of, 32)  # (B*K, D)
+            emb = emb.reshape(B, 1, K, -1).expand(B, T, K, emb.shape[-1]).reshape(B * T * K, -1)
+            prompt_of = torch.arange(T, device=x.device).repeat_interleave(K).repeat(B)
+            masked = pair_score(emb, text, prompt_of, score, model.logit_scale).reshape(B, T, K)
+        d = (masked - base[..., None]).cpu().numpy()
+        gap = (full - base).cpu().numpy()[..., None]
+        shares = np.where(gap > 0, d / np.where(gap > 0, gap, 1), np.nan)
+        return {"contributions": d, "shares": shares, "score": full.cpu().numpy(),
+                "reference_score": base.cpu().numpy()}
+
+    # ------------------------------------------------------------------ parts
+    def part_report(self, dataset: Iterable, random_state: int = 0) -> PartStudy:
+        """Concepts against ground-truth parts on ``dataset`` (items or scenes with part masks): each object pixel
+        labelled by its strongest concept, scored within image, within class and pooled, beside the controls of
+        `decomviz.metrics.part_study` (position partition with as many regions as concepts, shuffled labels,
+        an even map, the class alone, the true parts at the layer's grid)."""
+        self._check_fitted()
+        objects, images, classes = [], [], []
+        for item in dataset:
+            image, cls, parts = _image_class_parts(item)
+            if image is None or not parts:
+                continue
+            objects.append(PartObject.from_masks(cls, parts, RESOLUTION))
+            images.append(image)
+            classes.append(cls)
+        if not objects:
+            raise ValueError("part_report needs images with ground-truth part masks (PartsWorld scenes, or a dataset "
+                             "with parts such as dv.datasets.COCOParts); this dataset has none.")
+        maps = []
+        for i in range(0, len(images), self.batch_size):
+            maps.extend(self.transform(images[i:i + self.batch_size],
+                                       classes[i:i + self.batch_size] if self.per_class else None, size="grid"))
+        return part_study(objects, {"concepts": maps}, self.n_concepts, self.grid_, random_state)
+
+    def name_parts(self, vocabulary: Sequence[str], images: Sequence[Any], template: str = "a photo of a {}",
+                   part_template: str = "the {part} of a {class}") -> List[Dict]:
+        """Name each concept by the text encoder: the mean embedding of ``images`` masked by the concept's map (over
+        the blurred reference) against a prompt per vocabulary entry. An entry "class/part", as ground-truth names
+        are, becomes ``part_template`` ("the wheel of a car"); any other entry fills ``template``. The result is
+        kept in ``model_names_``, apart from any ground-truth naming."""
+        self._check_fitted()
+        if self.per_class:
+            raise ValueError("name_parts names the concepts of one shared basis; with per_class=True name the "
+                             "concepts of each class from its own images.")
+        if not vocabulary:
+            raise ValueError("Give a non-empty vocabulary, e.g. ['car/wheel', 'house/roof'] or ['wheel', 'roof'].")
+        prompts = [_prompt(v, template, part_template) for v in vocabulary]
+        images = list(images)
+        maps = torch.from_numpy(self.transform(images))
+        x = self.model.prepare(images).tensor
+        B, K = maps.shape[:2]
+        with torch.no_grad():
+            ref = blurred_reference(x, 10.0)
+            masks = minmax(maps.to(x.device)).reshape(B * K, 1, *maps.shape[-2:])
+            emb = embed_masked(self.model.embed, x, ref, masks, torch.arange(B, device=x.device).repeat_interleave(K),
+                               32).reshape(B, K, -1).mean(0)
+            emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            text = self.model.encode_text(prompts).to(emb.device)
+            probs = (self.model.logit_scale * emb @ text.T).softmax(-1).cpu()
+        out = []
+        for k in range(K):
+            best = int(probs[k].argmax())
+            out.append({"concept": k, "name": vocabulary[best], "prompt": prompts[best],
+                        "confidence": float(probs[k, best])})
+        self.model_names_ = out
+        return out
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the concepts to an .npz file without pickles: the bases and a JSON record of how they were made."""
+        self._check_fitted()
+        path = Path(os.fspath(path))
+        if path.suffix.lower() != ".npz":
+            raise ValueError(f"ConceptBasis.save writes a NumPy .npz archive; name the file with .npz (got '{path}').")
+        keys = self.classes_ if self.per_class else [None]
+        arrays = {f"basis_{i}": (self.components_[k] if self.per_class else self.components_)
+                  for i, k in enumerate(keys)}
+        meta = {"format": _FORMAT, "n_concepts": self.n_concepts, "layer": self.layer_, "per_class": self.per_class,
+                "classes": self.classes_, "grid": list(self.grid_), "n_images": self.n_images_,
+                "random_state": self.random_state, "model": getattr(self.model, "name", None)}
+        np.savez(path, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], model) -> "ConceptBasis":
+        """Concepts written by `save`, for ``model`` (the layer must exist in it, with the same channels)."""
+        with np.load(os.fspath(path), allow_pickle=False) as f:
+            if "meta" not in f.files:
+                raise ValueError(f"'{path}' is not a file written by ConceptBasis.save (no 'meta' entry).")
+            meta = json.loads(bytes(f["meta"]).decode("utf-8"))
+            if meta.get("format") != _FORMAT:
+                raise ValueError(f"'{path}' holds format {meta.get('format')!r}; this decomviz reads {_FORMAT!r}.")
+            bases = [f[f"basis_{i}"].astype(np.float32) for i in range(max(1, len(meta["classes"])) if
+                                                                        meta["per_class"] else 1)]
+        basis = cls(model, meta["n_concepts"], meta["layer"], meta["per_class"], meta["random_state"])
+        basis.layer_ = model.resolve_layer(meta["layer"])
+        basis.grid_ = tuple(meta["grid"])
+        basis.n_images_ = meta["n_images"]
+        basis.classes_ = list(meta["classes"])
+        basis.components_ = dict(zip(basis.classes_, bases)) if meta["per_class"] else bases[0]
+        return basis
+
+
+def _images_only(dataset: Iterable) -> Iterable:
+    """Bare images (PIL, paths, arrays) become items without a class; scenes and items pass as they are."""
+    for item in dataset:
+        if hasattr(item, "image") or hasattr(item, "objects"):
+            yield item
+        else:
+            yield _Bare(item)
+
+
+class _Bare:
+    def __init__(self, image):
+        self.image, self.labels, self.parts, self.error = image, [], {}, None
+
+
+def _prompt(entry: str, template: str, part_template: str) -> str:
+    if "/" in entry:
+        cls, part = entry.split("/", 1)
+        return part_template.replace("{class}", cls).replace("{part}", part)
+    return template.format(entry)
+
+
+def _nnls_codes(cells: np.ndarray, basis: np.ndarray, n_iter: int = 200) -> np.ndarray:
+    """Non-negative codes W (n, K) with cells (n, C) ~ W basis (K, C): multiplicative updates from a least-squares
+    start, the basis fixed (what NMF's transform solves)."""
+    H = basis.astype(np.float64)
+    HHt = H @ H.T
+    XHt = cells @ H.T
+    W = np.clip(np.linalg.lstsq(HHt, XHt.T, rcond=None)[0].T, 1e-6, None)
+    for _ in range(n_iter):
+        W *= XHt / np.maximum(W @ HHt, 1e-12)
+    return W
