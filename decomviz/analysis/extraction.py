@@ -90,11 +90,17 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
         clean_leftovers(out)
         if engine == "ray":
             from .ray_engine import extract_ray
-            return extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite,
+            bank = extract_ray(cam, items, prompts, out, batch_size=batch_size, overwrite=overwrite,
                                address=address, num_actors=num_actors, num_gpus=num_gpus, num_cpus=num_cpus,
                                progress=progress, allow_other_files=allow_other_files)
-        return _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress, overwrite,
-                              on_shard, allow_other_files)
+        else:
+            bank = _extract_local(cam, items, prompts, out, batch_size, shard_size, num_workers, progress,
+                                  overwrite, on_shard, allow_other_files)
+    if bank.failed and bank.n_images == 0:
+        warnings.warn(f"Every image of the extraction into '{out}' failed ({len(bank.failed)}); the bank holds no "
+                      f"component. The first reason: {bank.failed[0]['error']} (all of them: bank.failed).",
+                      stacklevel=2)
+    return bank
 
 
 def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_workers, progress, overwrite,

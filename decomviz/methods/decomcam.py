@@ -407,38 +407,21 @@ class DecomCAM(CAM):
         return masked_scores - reference_score[..., None] if self.contribution == "gain" else masked_scores
 
     def score_masks(self, images, prompts, masks) -> Dict[str, torch.Tensor]:
-        """Stage 2's scoring of masks of your own, with this method's knobs (blend, integration, blur_sigma, score,
-        contrast, contribution, batch_size, autocast): each mask M is min-max normalised as an OSSM is, the input
-        is blended as the integration does it (``M x + (1 - M) r`` or the element-wise max in pixels, or the
-        activations at the layer with feature integration) and scored.
-
-        Parameters
-        ----------
-        images : what the call takes (B images); prompts : a str or a list (T).
-        masks : array of shape (B, T, N, H, W), H x W the model's input size; with integration="feature",
-            (B, T, N, h, w) on the layer's grid.
-
-        Returns
-        -------
-        dict with "masked_scores" (B, T, N), "reference_score" (B, T) and "contributions" (B, T, N).
-        For OSSMs these are the Explanation's own `masked_scores`, `reference_score` and `contributions`.
-        """
+        """Stage 2 on masks of your own, with this method's knobs (blend, integration, blur_sigma, score, ...):
+        masks (B, T, N, H, W) at the input size, or on the layer's grid with integration="feature", are min-max
+        normalised, blended and scored as OSSMs are. Returns "masked_scores", "contributions" (B, T, N) and
+        "reference_score" (B, T); for the OSSMs themselves, the Explanation's arrays of the same names."""
         with self.model.lock:
             names, text = target_matrix(self.model, prompts, self.contrast)
             x = self.model.prepare(images).tensor
-            m = torch.as_tensor(masks, dtype=torch.float32, device=x.device)
-            ref = blurred_reference(x, self.blur_sigma)
+            m, ref = torch.as_tensor(masks, dtype=torch.float32, device=x.device), blurred_reference(x, self.blur_sigma)
             tapped = self._tapped(x, text, gradients=False) if self.integration == "feature" else None
-            size = tuple(tapped.activations.shape[-2:]) if tapped is not None else tuple(x.shape[-2:])
-            want = (x.shape[0], len(names))
-            if m.dim() != 5 or tuple(m.shape[:2]) != want or tuple(m.shape[-2:]) != size:
-                where = "the layer's grid" if tapped is not None else "the model's input size"
-                raise ValueError(f"masks must have shape (B, T, N, H, W) = ({want[0]}, {want[1]}, N, {size[0]}, "
-                                 f"{size[1]}) ({where}, integration={self.integration!r}); got {tuple(m.shape)}.")
-            if tapped is not None:
-                _, masked, ref_score = self._score_masked_features(tapped, ref, m, text)
-            else:
-                _, masked, ref_score = self._score_masked(x, ref, m, text)
+            want = (x.shape[0], len(names), *(tapped.activations if tapped is not None else x).shape[-2:])
+            if m.dim() != 5 or (*m.shape[:2], *m.shape[-2:]) != want:
+                raise ValueError(f"masks must have shape (B, T, N, H, W) = {want[:2] + ('N',) + want[2:]} with "
+                                 f"integration={self.integration!r}; got {tuple(m.shape)}.")
+            _, masked, ref_score = (self._score_masked(x, ref, m, text) if tapped is None
+                                    else self._score_masked_features(tapped, ref, m, text))
         masked, ref_score = masked.float().cpu(), ref_score.float().cpu()
         return {"masked_scores": masked, "reference_score": ref_score,
                 "contributions": self.contribution_of(masked, ref_score)}
