@@ -18,7 +18,8 @@ def part_alignment(ossms: ArrayLike, part_masks: ArrayLike) -> Dict[str, MetricR
     o = as_maps(ossms, "ossms").float().clamp_min(0)
     m = as_maps(part_masks, "part_masks").to(torch.bool)
     if o.ndim != 3 or m.ndim != 3 or o.shape[-2:] != m.shape[-2:]:
-        raise ValueError(f"Give ossms (K, H, W) and part_masks (P, H, W) of one size; got {tuple(o.shape)} and {tuple(m.shape)}.")
+        raise ValueError(f"Give ossms (K, H, W) and part_masks (P, H, W) of one size; got {tuple(o.shape)} and "
+                         f"{tuple(m.shape)}. Masks in the photo's geometry: dv.metrics.masks_as_seen(exp, masks).")
     energy = o.sum(dim=(-2, -1))
     inside = torch.einsum("khw,phw->kp", o, m.float())
     share = inside / energy[:, None].clamp_min(1e-12)
@@ -42,3 +43,33 @@ def cluster_scores(labels: ArrayLike, parts: ArrayLike) -> Dict[str, float]:
         purity += counts.max()
     return {"purity": float(purity / len(labels)), "nmi": float(normalized_mutual_info_score(parts, labels)),
             "ari": float(adjusted_rand_score(parts, labels))}
+
+
+def masks_as_seen(exp, part_masks: ArrayLike, image: int = 0) -> torch.Tensor:
+    """Part masks given in the photo's own geometry, as the model saw them: cropped or squashed as image
+    ``image`` of ``exp`` was (from ``exp.params["inputs"]``), each part keeping its area (`images.to_model_view`).
+
+    part_masks : (P, h, w) or (h, w) bool, the size of the photo given to the method. Returns (P, H, W) (or
+    (H, W)) bool at the explained size, ready for `part_alignment`, `part_mass` and `component_parts`. Masks
+    already at the explained size are returned as they are.
+    """
+    from ..images import to_model_view
+    m = as_maps(part_masks, "part_masks").to(torch.bool)
+    H, W = exp.saliency.shape[-2:]
+    if tuple(m.shape[-2:]) == (H, W):
+        return m
+    inputs = exp.params.get("inputs")
+    if not inputs:
+        raise ValueError(f"This explanation does not record the geometry of its images (explained from a tensor), "
+                         f"so masks of {tuple(m.shape[-2:])} cannot be laid on its {H}x{W} maps; give masks at "
+                         f"{H}x{W}.")
+    (h, w), box = inputs[image]["size"], inputs[image]["box"]
+    if tuple(m.shape[-2:]) != (int(h), int(w)):
+        raise ValueError(f"Masks of {tuple(m.shape[-2:])} do not match image {image} as given, {int(h)}x{int(w)} "
+                         "(height x width): give masks in the photo's geometry, or at the explained size "
+                         f"{H}x{W}.")
+    whole = abs(box[0]) < 1e-6 and abs(box[1]) < 1e-6 and abs(box[2] - h) < 1e-6 and abs(box[3] - w) < 1e-6
+    mode = "squash" if whole else "crop"  # a crop box that covers the whole photo is the same view as a squash
+    flat = m.reshape(-1, *m.shape[-2:]).numpy()
+    out = np.stack([to_model_view(mk, (H, W), mode) for mk in flat]) if len(flat) else np.zeros((0, H, W), bool)
+    return torch.from_numpy(out).reshape(*m.shape[:-2], H, W)
