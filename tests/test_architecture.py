@@ -144,3 +144,28 @@ def test_modules_stay_small(path):
 def test_nothing_cites_files_outside_the_repository():
     hits = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if "shared/" in p.read_text()]
     assert not hits, hits
+
+
+#: names of modules inside open_clip / timm / Hugging Face towers; only the tower adapters may spell them
+_FAMILY_NAMES = ("attnpool", "resblocks", "ln_post", "visual.layer", "visual.transformer", "vision_model",
+                 "encoder.layers")
+
+
+def test_only_the_tower_adapters_name_modules_of_a_model_family():
+    """The methods, metrics, analysis and widgets ask the tower adapter (`models/towers/`) for a family's
+    layers, pools and blocks; a module name of one family written elsewhere breaks every other family."""
+    offenders = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("models/", "apps/")):  # the adapters, the loader's messages; applications apart
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.append(node.value)
+            elif isinstance(node, ast.Attribute):
+                names.append(node.attr)
+            for name in names:
+                if any(n in name for n in _FAMILY_NAMES) and len(name) < 80:   # not a docstring
+                    offenders.append(f"{rel}:{node.lineno}: {name!r}")
+    assert offenders == [], "ask the tower adapter instead:\n" + "\n".join(offenders)
