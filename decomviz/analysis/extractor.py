@@ -13,7 +13,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .._version import __version__
 from ..images import to_model_view
 from ..methods.decomcam import DecomCAM
 from ..models import CLIPModel, load_model
@@ -39,11 +38,9 @@ def model_spec(model: CLIPModel) -> Dict[str, Any]:
 
 
 def protocol_of(cam: DecomCAM) -> Dict[str, Any]:
-    """What made a bank: the method and its knobs, the model, the crop, the library versions."""
-    import open_clip
-    return {"method": cam.method, **cam.get_params(), "model": cam.model.name, "model_source": cam.model.source,
-            "image_size": list(cam.model.image_size), "resize_mode": view_mode(cam.model),
-            "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__}}
+    """What made a bank: the method's protocol record (`Method.record`: the method and its knobs, the model, the
+    input size, the library versions) and how a photo becomes the model's input."""
+    return {**cam.record(), "resize_mode": view_mode(cam.model)}
 
 
 def view_mode(model: CLIPModel) -> str:
