@@ -7,13 +7,32 @@ import sys
 import time
 from pathlib import Path
 
-from .evaluation import PART_TEMPLATE, format_table, localise
+from .evaluation import PART_TEMPLATE, LocalisationResult, format_table, localise, object_masks
 
 #: The demo's methods, in the setting the README recommends for "where is this object?": the softmax over the
 #: scene's prompts (class-discriminative), with occlusion as the model-agnostic reference.
 DEMO_METHODS = {"decomcam": "DecomCAM", "gradcam": "Grad-CAM", "layercam": "LayerCAM",
                 "occlusion": "Occlusion (reference)"}
 SCORE = "softmax"
+TOP_ONE = "decomcam: top component"
+TOP_THREE = "decomcam: any of top 3"
+
+#: What each method is good for, as the demo says it (the table gives the numbers on these scenes).
+GOOD_FOR = {
+    "DecomCAM": "splits the evidence into orthogonal components and tests each one: the image is scored with only "
+                "that component's region visible (the blurred image elsewhere). Use it to see <i>which separate "
+                "pieces</i> of the image the model relies on and how much of the score each restores (w, d), and to "
+                "scrub them. Its summed map adds every component that restores score, so it can spread over "
+                "context and point less sharply than Grad-CAM; it is empty, and says so, when no region alone "
+                "raises the score over the blurred image.",
+    "Grad-CAM": "one map of the gradient-weighted activations: fast (one backward pass) and a strong single "
+                "pointer at the named object on these scenes; it always draws something, with no test of whether "
+                "the region matters.",
+    "LayerCAM": "Grad-CAM with a weight per position: finer, more local maps at the same cost.",
+    "Occlusion (reference)": "hides each window in turn and measures the score drop: no gradient and no layer, so "
+                             "it is the model-agnostic check when a CAM looks surprising; by far the slowest, and "
+                             "as coarse as its window.",
+}
 
 
 def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: str = "demo_report.html",
@@ -39,14 +58,19 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     print(f"[decomviz] loaded {clip.name} from {clip.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     cams = {name: make_method(name, clip, score=SCORE) for name in DEMO_METHODS}
     world = PartsWorld(n_scenes, seed=seed, n_objects=2)
-    sections = []
+    sections, _all_exps = [], []
+    parts_of_decomcam = {TOP_ONE: LocalisationResult(TOP_ONE), TOP_THREE: LocalisationResult(TOP_THREE)}
 
     def report(i, scene, exps):
         print(f"[decomviz] scene {i + 1}/{n_scenes}: {scene.caption}", file=sys.stderr, flush=True)
+        _score_components(scene, exps["decomcam"], parts_of_decomcam)
         sections.append(_scene_section(i, scene, exps, cams, clip))
+        _all_exps.extend(exps.values())
 
     results = localise(cams, world, on_scene=report)
-    table = format_table({DEMO_METHODS[k]: r for k, r in results.items()})
+    for r in parts_of_decomcam.values():  # read from the same DecomCAM runs: their time is DecomCAM's
+        r.seconds, r.pairs = results["decomcam"].seconds, results["decomcam"].pairs
+    table = format_table({**{DEMO_METHODS[k]: r for k, r in results.items()}, **parts_of_decomcam})
     head = sr.section(
         f"What this report shows ({clip.name}, layer {clip.default_layer})",
         f"<pre>{html.escape(table)}</pre>",
@@ -62,7 +86,8 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
               "models barely use parts (colour binding at chance, the named part decisive in about 1 case in 4; "
               "README and BENCHMARKS.md), so part prompts mostly give the object's map: the removal drops under "
               "each part prompt are the model's own evidence of which parts matter to it."))
-    sr.write_page(out_path, f"decomviz demo: {clip.name}", [head] + sections)
+    sr.write_page(out_path, f"decomviz demo: {clip.name}", [sr.caveat_banner(_all_exps), head, _story(results,
+                  parts_of_decomcam)] + sections)
     print(f"\nPointing game on the named object ({clip.name}, {n_scenes} scenes, 'a photo of a {{class}}', "
           f"{SCORE} score):")
     print(table)
@@ -77,15 +102,27 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
     from ..ops import resize_masks
     from ..viz import static_report as sr
     from ..viz.images import part_highlight
-    from ..viz.pairs import flag_note
 
     blocks = []
     for t, obj in enumerate(scene.objects):
         blocks.append(f"<h3>“{html.escape(exps['decomcam'].prompts[t])}”</h3>")
-        blocks.append(sr.methods_row(exps, 0, t, labels=DEMO_METHODS))
+        panels = [sr.picture(exps["decomcam"].images[0].numpy(), caption="input")]
+        for name, exp in exps.items():
+            panels.append(sr.picture(exp.images[0].numpy(), exp.saliency[0, t].numpy(),
+                                     html.escape(DEMO_METHODS.get(name, name)), flag=_empty_reason(exp, 0, t)))
+        blocks.append(sr.row(panels))
     obj = scene.objects[0]
-    blocks.append(f"<h3>What each DecomCAM component adds: “{html.escape(exps['decomcam'].prompts[0])}”</h3>")
-    blocks.append(sr.components_row(exps["decomcam"], 0, 0))
+    dec = exps["decomcam"]
+    where = _component_places(scene, dec, 0)
+    blocks.append(f"<h3>What each DecomCAM component adds: “{html.escape(dec.prompts[0])}”</h3>")
+    blocks.append(f'<p class="note">Top row: each component on its own colour scale, to see its shape (a faint '
+                  f"component looks as strong as a large one). Bottom row: w<sub>k</sub>·OSSM<sub>k</sub> on one "
+                  f"scale for all, which is what each adds to DecomCAM's map. w<sub>k</sub> = max(d<sub>k</sub>, 0) / "
+                  f"max<sub>j</sub> d<sub>j</sub>: a component whose region alone restores no score (d ≤ 0) gets "
+                  f"w = 0, and one that restores little beside the best gets w near 0 (shown as 0.00); both are "
+                  f"blank on the shared scale. Under each: where the component peaks.</p>")
+    blocks.append(sr.components_row(dec, 0, 0, labels=where, spectrum=False))
+    blocks.append(sr.components_row(dec, 0, 0, scale="shared"))
     # object against part prompts: which part, among this object's parts (softmax over them)
     own = [p for p in scene.parts if p.object == 0]
     prompts = [f"a photo of a {obj.label}"] + [PART_TEMPLATE.format(part=p.name, label=obj.label) for p in own]
@@ -96,10 +133,10 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
         if t > 0:
             imp = part_importance(clip, scene, prompt).values
             drop = float(imp[scene.parts.index(own[t - 1])])
-        cap = f"DecomCAM: “{html.escape(prompt)}”" + ("" if drop is None else f"<br>removing the {own[t - 1].name} "
-                                                                          f"lowers its cosine by {drop:+.3f}")
+        cap = f"DecomCAM: “{html.escape(prompt)}”" + ("" if drop is None else
+                                                      f"<br>{_removal_words(own[t - 1].name, drop)}")
         panels.append(sr.picture(part_exp.images[0].numpy(), part_exp.saliency[0, t].numpy(), cap,
-                                 flag=flag_note(part_exp, 0, t), width=180))
+                                 flag=_empty_reason(part_exp, 0, t), width=180))
     size, pixels = part_exp.saliency.shape[-2:], part_exp.images[0].numpy()
     masks = [sr.picture(part_highlight(pixels, resize_masks(p.mask[None], size)[0].numpy(), j), None,
                         f"ground truth: the {html.escape(p.name)}", width=180) for j, p in enumerate(own)]
@@ -107,3 +144,77 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
     blocks.append(sr.row(panels))
     blocks.append(sr.row(masks))
     return sr.section(f"Scene {i + 1}: {scene.caption}", *blocks)
+
+
+def _removal_words(part: str, drop: float) -> str:
+    """How removing a part changes the prompt's cosine, in words whose sign needs no decoding."""
+    if abs(drop) < 0.005:
+        return f"removing the {part} barely changes its cosine ({-drop:+.3f})"
+    verb = "lowers" if drop > 0 else "raises"
+    return f"removing the {part} {verb} its cosine by {abs(drop):.3f}"
+
+
+def _empty_reason(exp, b: int, t: int):
+    """The panel's flag (None when the map is not empty), with the numbers that explain an empty DecomCAM map."""
+    from ..viz.pairs import flag_note
+    note = flag_note(exp, b, t)
+    if note is None or exp.contributions is None or exp.reference_score is None:
+        return note
+    ref = float(exp.reference_score[b, t])
+    best = float(exp.contributions[b, t].max())
+    return (f"{note}. The blurred image alone already scores s(r, t) = {ref:.3f} for this prompt, and no "
+            f"component's region raises that (best d = {best:+.3f}): the evidence is not in any one region. "
+            "Grad-CAM has no such test, so it draws a map regardless.")
+
+
+def _peak_object(scene, m) -> str:
+    """Which object (or the background) holds the peak of a map (H, W)."""
+    import numpy as np
+    masks = object_masks(scene, m.shape[-2:]).numpy()
+    y, x = np.unravel_index(int(np.argmax(m)), m.shape)
+    if float(m.max()) <= 0:
+        return "empty"
+    for o, mask in zip(scene.objects, masks):
+        if mask[y, x]:
+            return f"peak on the {o.label}"
+    return "peak on the background"
+
+
+def _component_places(scene, exp, t: int):
+    return [_peak_object(scene, exp.ossms[0, t, k].numpy()) for k in range(exp.n_components)]
+
+
+def _score_components(scene, exp, acc) -> None:
+    """Pointing game of DecomCAM's top-weighted component alone, and of its three top components (a hit when any
+    of them points in the object): what the components hold that the summed map may not show."""
+    from ..metrics import energy_pointing_game, pointing_game
+    T = exp.saliency.shape[1]
+    masks = object_masks(scene, exp.saliency.shape[-2:])
+    for t in range(T):
+        order = [int(k) for k in exp.weights[0, t].argsort(descending=True)[:3] if float(exp.weights[0, t, k]) > 0]
+        hits = [float(pointing_game(exp.ossms[0, t, k][None], masks[t][None]).values[0]) for k in order]
+        acc[TOP_ONE].hits.append(hits[0] if hits else 0.0)
+        acc[TOP_THREE].hits.append(max(hits) if hits else 0.0)
+        if order:
+            top = exp.ossms[0, t, order[0]][None]
+            acc[TOP_ONE].energy.append(float(energy_pointing_game(top, masks[t][None]).values[0]))
+            acc[TOP_THREE].energy.append(float(energy_pointing_game(exp.ossms[0, t, order].sum(0)[None],
+                                                                    masks[t][None]).values[0]))
+        else:
+            acc[TOP_ONE].energy.append(0.0)
+            acc[TOP_THREE].energy.append(0.0)
+
+
+def _story(results, components) -> str:
+    """What each method is good for, with the table's numbers, and what DecomCAM's components add."""
+    from ..viz import static_report as sr
+    point = {DEMO_METHODS[k]: r.pointing for k, r in results.items()}
+    items = "".join(f"<li><b>{html.escape(name)}</b> (pointing {point.get(name, float('nan')):.2f}): {text}</li>"
+                    for name, text in GOOD_FOR.items())
+    one, three = components[TOP_ONE].pointing, components[TOP_THREE].pointing
+    body = (f"<ul>{items}</ul><p>What the components add: DecomCAM's top-weighted component alone points in the "
+            f"named object in {one:.0%} of cases, and one of its three top components in {three:.0%} (the summed "
+            f"map: {point['DecomCAM']:.0%}). The components keep apart what one map blends: the object, its "
+            "neighbour, the background, each with the score it restores on its own. Each scene below shows them, "
+            "with where each one peaks.</p>")
+    return sr.section("Which method for what", body)

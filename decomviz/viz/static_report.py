@@ -102,20 +102,34 @@ def methods_row(explanations: Dict[str, object], image: int = 0, prompt: Union[i
     return row(panels)
 
 
-def components_row(exp, image: int = 0, prompt: Union[int, str] = 0, max_components: int = 10) -> str:
+def components_row(exp, image: int = 0, prompt: Union[int, str] = 0, max_components: int = 10,
+                   scale: str = "own", labels: Optional[Sequence[str]] = None, spectrum: bool = True) -> str:
     """DecomCAM's components for one pair: each OSSM over the image with its weight w and contribution d, and
-    the spectrum (variance share and weight)."""
+    the spectrum (variance share and weight). ``scale="own"``: each map min-max scaled on its own (its shape);
+    ``"shared"``: w_k * OSSM_k on one scale for all (what each adds to the map: a weight-0 component is blank).
+    ``labels``: an extra caption line per component (e.g. where its peak lies)."""
     b, t = pair_index(exp, image, prompt)
     pixels = to_numpy(exp.images[b])
     K = min(exp.n_components, max_components)
+    maps = [to_numpy(exp.ossms[b, t, k]).astype(np.float32) for k in range(K)]
+    if scale == "shared":
+        maps = [m * max(float(exp.weights[b, t, k]), 0.0) for k, m in enumerate(maps)]
+        top = max([float(m.max()) for m in maps] + [1e-12])
+        maps = [np.clip(m / top, 0, 1) for m in maps]
+    elif scale == "own":
+        maps = [minmax_np(m) for m in maps]
+    else:
+        raise ValueError(f"scale must be 'own' or 'shared', got {scale!r}.")
     panels = []
     for k in range(K):
         w = float(exp.weights[b, t, k])
         cap = f"#{k + 1} · {term('weight w', 'w')}={w:.2f}"
         if exp.contributions is not None:
             cap += f" · {term('contribution d', 'd')}={float(exp.contributions[b, t, k]):+.3f}"
-        panels.append(picture(pixels, minmax_np(to_numpy(exp.ossms[b, t, k])), caption=cap, width=112))
-    return row(panels) + row([spectrum_svg(exp, b, t)])
+        if labels is not None and k < len(labels) and labels[k]:
+            cap += f"<br>{labels[k]}"
+        panels.append(picture(pixels, maps[k], caption=cap, width=112))
+    return row(panels) + (row([spectrum_svg(exp, b, t)]) if spectrum else "")
 
 
 def spectrum_svg(exp, b: int, t: int, width: int = 420, height: int = 140) -> str:
