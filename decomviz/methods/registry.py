@@ -12,8 +12,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Type
 from ..knobs import Knob, check_declared, defaults_of, knobs_of
 from .base import Method
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
+from .chefer import Chefer
 from .decomcam import DecomCAM
+from .grad_eclip import GradECLIP
+from .legrad import LeGrad
 from .occlusion import Occlusion
+from .rollout import Rollout
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,27 @@ METHODS: Dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("gscorecam", GScoreCAM, "gScoreCAM", "Score-CAM over the top channels by Grad-CAM weight"),
     MethodSpec("occlusion", Occlusion, "Occlusion",
                "the score lost when a sliding window is hidden, averaged per pixel (no gradient, no layer)"),
+    # made for transformer towers: they read the attention maps (a convolutional tower is refused)
+    MethodSpec("legrad", LeGrad, "LeGrad",
+               "positive gradient of the score read at each of the last blocks with respect to its attention"),
+    MethodSpec("grad-eclip", GradECLIP, "Grad-ECLIP",
+               "values of the last attention weighted by the output's gradient and the loosened query-key attention"),
+    MethodSpec("chefer", Chefer, "Chefer et al.",
+               "gradient-weighted attention relevance propagated through every block"),
+    MethodSpec("rollout", Rollout, "Attention rollout",
+               "head-averaged attention with the residual, multiplied through the blocks (class-agnostic)"),
 )}
+
+
+def applies(name: str, model) -> bool:
+    """Whether the method registered as ``name`` can explain ``model`` (the transformer methods need attention)."""
+    cannot = getattr(method_spec(name).cls, "cannot_explain", None)
+    return cannot is None or cannot(model) is None
+
+
+def methods_for(model) -> List[str]:
+    """The registered methods that can explain ``model``, in registry order."""
+    return [name for name in METHODS if applies(name, model)]
 
 
 def method_spec(name: str) -> MethodSpec:

@@ -7,12 +7,35 @@ runs the image and text encoders of the whole model, so that `CLIPModel` never a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Where a transformer tower's attention lies, for the methods that read attention maps (LeGrad, Grad-ECLIP,
+    Chefer et al., rollout; `models.attention` records them).
+
+    blocks : the transformer blocks in order (full names); each one's output is the token sequence z^l.
+    attentions : (module name, kind) of each block's attention, in the same order. The kind says how
+        `models.attention` recomputes it: "mha" (torch's nn.MultiheadAttention), "timm" (timm's `Attention`), "hf"
+        (a Hugging Face CLIP / SigLIP attention) or "probs" (timm's EVA and rotary attentions: their own unfused
+        path, read at the dropout of the probabilities; queries, keys and values are not recorded).
+    pool : how the embedding reads the last block's tokens: "cls" (the first token), "avg" (the mean of the patch
+        tokens) or "map" (an attention pool, `pool_attention`, whose first query is the one pooled).
+    pool_attention : (module name, kind) of the attention pool; kind "mha" or "timm-pool" (timm's
+        `AttentionPoolLatent`, recomputed whole).
+    """
+
+    blocks: Tuple[str, ...]
+    attentions: Tuple[Tuple[str, str], ...]
+    pool: str
+    pool_attention: Optional[Tuple[str, str]] = None
 
 
 class Tower:
@@ -45,6 +68,10 @@ class Tower:
 
     def patch_grid(self) -> Optional[Tuple[int, int]]:
         """The patch grid (h, w) of a token layer, when it is known without a forward pass."""
+        return None
+
+    def attention_spec(self) -> Optional[AttentionSpec]:
+        """Where the tower's attention maps lie (a transformer), or None when it has none (convolutional towers)."""
         return None
 
     def hooks(self, tap) -> list:

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .base import OPENAI_MEAN, OPENAI_STD, Tower, block_layers
+from .base import OPENAI_MEAN, OPENAI_STD, AttentionSpec, Tower, block_layers
 
 
 def _pooled(output) -> torch.Tensor:
@@ -32,6 +32,15 @@ class HFCLIP(Tower):
 
     def _vision_config(self):
         return self.model.config.vision_config
+
+    def attention_spec(self) -> Optional[AttentionSpec]:
+        blocks = tuple(f"{self.prefix}.encoder.layers.{i}" for i in range(len(self.visual.encoder.layers)))
+        attentions = tuple((f"{b}.self_attn", "hf") for b in blocks)
+        if self.class_name == "CLIPModel":
+            return AttentionSpec(blocks, attentions, "cls")
+        if getattr(self.visual, "head", None) is not None and hasattr(self.visual.head, "attention"):
+            return AttentionSpec(blocks, attentions, "map", (f"{self.prefix}.head.attention", "mha"))
+        return None
 
     def patch_grid(self) -> Optional[Tuple[int, int]]:
         H, W = self._input_size()

@@ -2,11 +2,11 @@
 attentional pooler."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from .base import Tower, block_layers
+from .base import AttentionSpec, Tower, block_layers
 
 
 class OpenCLIPViT(Tower):
@@ -29,6 +29,18 @@ class OpenCLIPViT(Tower):
         n = len(self.visual.transformer.resblocks)
         layers, default = block_layers("visual.transformer.resblocks", n)
         return ["visual.ln_pre"] + layers, default if n >= 2 else "visual.ln_pre"
+
+    def attention_spec(self) -> Optional[AttentionSpec]:
+        v = self.visual
+        blocks = tuple(f"visual.transformer.resblocks.{i}" for i in range(len(v.transformer.resblocks)))
+        attentions = tuple((f"{b}.attn", "mha") for b in blocks)
+        if getattr(v, "attn_pool_contrastive", None) is not None:
+            return AttentionSpec(blocks, attentions, "map", ("visual.attn_pool_contrastive.attn", "mha"))
+        if getattr(v, "attn_pool", None) is not None:  # CoCa: the pooler's first query is the embedding
+            return AttentionSpec(blocks, attentions, "map", ("visual.attn_pool.attn", "mha"))
+        if getattr(v, "pool_type", "tok") not in ("tok", "avg"):
+            return None
+        return AttentionSpec(blocks, attentions, "cls" if v.pool_type == "tok" else "avg")
 
     def hooks(self, tap) -> list:
         def capture(module, inputs, output):

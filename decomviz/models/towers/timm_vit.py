@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .base import Tower, block_layers
+from .base import AttentionSpec, Tower, block_layers
 
 
 def _trunk(model: torch.nn.Module):
@@ -29,6 +29,25 @@ class TimmViT(Tower):
     def _describe(self) -> Tuple[List[str], str]:
         self.trunk = self.visual.trunk
         return block_layers("visual.trunk.blocks", len(self.trunk.blocks))
+
+    def attention_spec(self) -> Optional[AttentionSpec]:
+        blocks = tuple(f"visual.trunk.blocks.{i}" for i in range(len(self.trunk.blocks)))
+        attentions = []
+        for name in blocks:
+            attn = getattr(self.model.get_submodule(name), "attn", None)
+            cls = type(attn).__name__
+            if cls == "Attention" and hasattr(attn, "qkv"):
+                attentions.append((f"{name}.attn", "timm"))
+            elif cls in ("EvaAttention", "AttentionRope") and hasattr(attn, "attn_drop"):
+                attentions.append((f"{name}.attn", "probs"))
+            else:
+                return None  # an attention decomviz does not know how to read
+        pool = getattr(self.trunk, "global_pool", "token")
+        if pool == "map" and type(getattr(self.trunk, "attn_pool", None)).__name__ == "AttentionPoolLatent":
+            return AttentionSpec(blocks, tuple(attentions), "map", ("visual.trunk.attn_pool", "timm-pool"))
+        if pool in ("token", "avg"):
+            return AttentionSpec(blocks, tuple(attentions), "cls" if pool == "token" else "avg")
+        return None
 
     def patch_grid(self) -> Optional[Tuple[int, int]]:
         grid = getattr(self.trunk.patch_embed, "grid_size", None)
