@@ -169,3 +169,11 @@ def test_only_the_tower_adapters_name_modules_of_a_model_family():
                 if any(n in name for n in _FAMILY_NAMES) and len(name) < 80:   # not a docstring
                     offenders.append(f"{rel}:{node.lineno}: {name!r}")
     assert offenders == [], "ask the tower adapter instead:\n" + "\n".join(offenders)
+
+
+def test_one_function_writes_the_protocol_record():
+    """Method.record writes the record; an Explanation's params and a bank's protocol both start from it, so
+    nothing else in the library spells out the versions it keeps (a training record, in apps/, is another)."""
+    writers = [p.relative_to(ROOT).as_posix() for p in sorted(ROOT.rglob("*.py"))
+               if '"open_clip": open_clip.__version__' in p.read_text() and "apps" not in p.parts]
+    assert writers == ["methods/base.py"], writers
