@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
-from ..methods.registry import METHODS, all_knobs, method_spec
+from ..methods.registry import METHODS, all_knobs, applies, method_spec
 
 from ..explanation import Explanation
 from ..images import ImageInputError, resize_center_crop, to_rgb
@@ -88,11 +88,11 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.prompts_box = widgets.Textarea(placeholder="one prompt per line, or separated by commas",
                                             description="prompts", style=wide,
                                             layout=widgets.Layout(width="380px", height="78px"))
-        self.method_dropdown = widgets.Dropdown(options=[(v, k) for k, v in METHOD_LABELS.items()],
+        self.method_dropdown = widgets.Dropdown(options=[(v, k) for k, v in METHOD_LABELS.items() if applies(k, model)],
                                                 value="decomcam", description="method", style=wide,
                                                 layout=widgets.Layout(width="380px"))
         self.compare_select = widgets.SelectMultiple(
-            options=[(v, k) for k, v in METHOD_LABELS.items()], value=(), rows=4,
+            options=[(v, k) for k, v in METHOD_LABELS.items() if applies(k, model)], value=(), rows=4,
             description="side by side", style=wide, layout=widgets.Layout(width="380px"),
             tooltip="also run these methods and show all maps side by side (ctrl/cmd-click to pick several)")
         self.compare_hint = widgets.HTML("<span style='color:#666;font-size:12px;margin-left:114px'>"
@@ -214,6 +214,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
     def set_method(self, method: str) -> None:
         if method not in METHOD_LABELS:
             raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHOD_LABELS)}.")
+        if not applies(method, self.model):  # e.g. an attention method on a convolutional tower
+            raise ValueError(method_spec(method).cls.refusal(self.model))
         self.method_dropdown.value = method
 
     def set_compare(self, methods: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from typing import Dict, List
 import numpy as np
 
 from ... import metrics
-from ...methods.registry import METHODS, make_method
+from ...methods.registry import make_method, methods_for
 from ..evaluation import object_masks, object_prompts
 from .sections import COSTLY_METHODS
 
@@ -21,7 +21,7 @@ def softmax_localisation(model, scenes, costly_scenes: int, log) -> Dict[str, Di
     """Pointing and energy on two-object scenes with ``score="softmax"``: each object's prompt competes with the
     other object's prompt (both are explained in one call), so the map must show what tells them apart."""
     rows = {}
-    for name in METHODS:
+    for name in methods_for(model):  # the attention methods on ViTs only
         cam = make_method(name, model, **_knobs(name, score="softmax"))
         use = scenes[:costly_scenes] if name in COSTLY_METHODS else scenes
         hits: List[float] = []
@@ -46,7 +46,7 @@ def sanity(model, scenes, steps: int, log) -> Dict[str, Dict]:
     rows = {}
     images = [s.image for s in scenes]
     prompts = object_prompts(scenes[0])[:1]
-    for name in METHODS:
+    for name in methods_for(model):  # the attention methods on ViTs only
         use = images[:1] if name in COSTLY_METHODS else images
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

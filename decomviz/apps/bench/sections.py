@@ -11,7 +11,7 @@ import torch
 
 from ... import metrics
 from ...methods import DecomCAM
-from ...methods.registry import METHODS, make_method
+from ...methods.registry import make_method, methods_for
 from ...models.taps import tap
 from ...ops import clip_score, resize_masks, scaled_pixels
 from ..evaluation import OBJECT_TEMPLATE, PART_TEMPLATE, localise, object_masks, object_prompts
@@ -40,9 +40,10 @@ ABLATIONS = {
 
 
 def make_methods(model) -> Dict[str, object]:
-    """Every registered method at its defaults, by registry name."""
+    """Every registered method that applies to the model (the attention methods need a ViT) at its defaults,
+    by registry name."""
     return {name: make_method(name, model, **({"batch_size": 64} if name in COSTLY_METHODS else {}))
-            for name in METHODS}
+            for name in methods_for(model)}
 
 
 def localisation_and_faithfulness(model, cams, scenes, steps, scorecam_scenes, log,
