@@ -15,13 +15,19 @@ IN_MEMORY_BYTES = 1 << 30
 
 
 class PartReport(dict):
-    """Dict-like: report["nmi"], report["ari"], report["purity"], report["clusters"] (one dict per cluster)."""
+    """Dict-like: report["nmi"], report["ari"], report["purity"], report["clusters"] (one dict per cluster), and
+    the controls of `cluster_part_controls`: "within_class_nmi", "class_only_nmi", "shuffled_nmi",
+    "shuffled_within_class_nmi"."""
 
     def table(self) -> str:
         lines = [f"{'cluster':>7s} {'size':>6s} {'dominant part':28s} {'purity':>7s}"]
         for c in self["clusters"]:
             lines.append(f"{c['cluster']:>7d} {c['size']:>6d} {c['dominant_part']:28s} {c['purity']:7.2f}")
         lines.append(f"NMI {self['nmi']:.3f}  ARI {self['ari']:.3f}  purity {self['purity']:.3f}")
+        if "within_class_nmi" in self:
+            lines.append(f"within class NMI {self['within_class_nmi']:.3f} (shuffled clusters "
+                         f"{self['shuffled_within_class_nmi']:.3f}); pooled NMI of the class alone "
+                         f"{self['class_only_nmi']:.3f}, of shuffled clusters {self['shuffled_nmi']:.3f}")
         return "\n".join(lines)
 
 
@@ -192,15 +198,30 @@ class ComponentClusters:
     def fit_transform(self, bank, method: str = "pca") -> np.ndarray:
         return self.fit(bank).transform(method=method)
 
-    def name_parts(self, model, vocabulary: Sequence[str], template: str = "a photo of a {}") -> List[Dict]:
-        """Name each cluster by the CLIP text encoder: its mean masked-input embedding against prompts made from
-        `vocabulary` (e.g. ["wheel", "roof"] -> "a photo of a wheel"). Confidence: softmax probability over
-        the vocabulary at the model's logit scale."""
+    @property
+    def names_(self) -> List[Dict]:
+        """The names the views show: the ground truth's (`name_by_parts`) where made, else the model's reading
+        (`name_parts`); each is also kept on its own, in ``truth_names_`` and ``model_names_``."""
+        names = getattr(self, "truth_names_", None) or getattr(self, "model_names_", None)
+        if names is None:
+            raise AttributeError("names_: call name_parts(model, vocabulary) or name_by_parts() first.")
+        return names
+
+    def name_parts(self, model, vocabulary: Sequence[str], template: str = "a photo of a {}",
+                   part_template: str = "the {part} of a {class}") -> List[Dict]:
+        """Name each cluster by the CLIP text encoder: its mean masked-input embedding against a prompt per
+        `vocabulary` entry. An entry "class/part", as ground-truth names are (``bank.part_vocabulary``), becomes
+        ``part_template`` ("the wheel of a car"), so the model's reading can be compared with the truth name for
+        name; any other entry fills ``template`` (["wheel"] -> "a photo of a wheel"). Confidence: softmax
+        probability over the vocabulary at the model's logit scale. Kept in ``model_names_``."""
         import torch
         self._check_fitted()
         if not vocabulary:
-            raise ValueError("Give a non-empty vocabulary of part names, e.g. ['wheel', 'roof', 'door'].")
-        text = model.encode_text([template.format(v) for v in vocabulary]).cpu().double()
+            raise ValueError("Give a non-empty vocabulary of part names, e.g. ['wheel', 'roof', 'door'] or the "
+                             "bank's own ['car/wheel', 'house/roof', ...] (bank.part_vocabulary).")
+        prompts = [part_template.replace("{class}", v.split("/", 1)[0]).replace("{part}", v.split("/", 1)[1])
+                   if "/" in v else template.format(v) for v in vocabulary]
+        text = model.encode_text(prompts).cpu().double()
         means, sizes = cluster_means(self.bank_, "embedding", self.rows_, self.labels_, self.n_clusters_,
                                      self.batch_size)
         out = []
@@ -209,9 +230,9 @@ class ComponentClusters:
             mean = mean / mean.norm().clamp_min(1e-12)
             probs = (model.logit_scale.cpu().double() * (text @ mean)).softmax(0)
             best = int(probs.argmax())
-            out.append({"cluster": c, "name": vocabulary[best], "confidence": float(probs[best]),
-                        "size": int(sizes[c])})
-        self.names_ = out
+            out.append({"cluster": c, "name": vocabulary[best], "prompt": prompts[best],
+                        "confidence": float(probs[best]), "size": int(sizes[c])})
+        self.model_names_ = out
         return out
 
     def name_by_parts(self, min_share: float = 0.1, report: Optional[PartReport] = None) -> List[Dict]:
@@ -223,12 +244,14 @@ class ComponentClusters:
         if not self.bank_.part_vocabulary:
             raise ValueError("This bank has no ground-truth parts (no part vocabulary); name the clusters with "
                              "name_parts(model, vocabulary) instead.")
-        self.names_ = [{"cluster": c["cluster"], "name": c["dominant_part"], "confidence": c["purity"],
-                        "size": c["size"]} for c in (report or self.part_report(min_share))["clusters"]]
-        return self.names_
+        self.truth_names_ = [{"cluster": c["cluster"], "name": c["dominant_part"], "confidence": c["purity"],
+                              "size": c["size"]} for c in (report or self.part_report(min_share))["clusters"]]
+        return self.truth_names_
 
     def part_report(self, min_share: float = 0.1) -> PartReport:
-        """Per cluster its dominant ground-truth part and purity; overall NMI and ARI of clusters vs parts."""
+        """Per cluster its dominant ground-truth part and purity; overall NMI and ARI of clusters vs parts, and
+        what keeps that NMI honest (`cluster_part_controls`): the NMI within each class, and the NMI that the
+        class alone and shuffled cluster labels reach on the same components."""
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
         self._check_fitted()
         parts = self.row_parts(min_share)
@@ -247,7 +270,8 @@ class ComponentClusters:
         return PartReport(clusters=clusters, purity=purity,
                           nmi=float(normalized_mutual_info_score(parts[assigned], self.labels_[assigned])),
                           ari=float(adjusted_rand_score(parts[assigned], self.labels_[assigned])),
-                          min_share=min_share, n_components=int(len(parts)))
+                          min_share=min_share, n_components=int(len(parts)),
+                          **cluster_part_controls(self.labels_[assigned], parts[assigned], self.random_state))
 
     def row_parts(self, min_share: float = 0.1) -> np.ndarray:
         """The dominant ground-truth part of each clustered component (n_kept,), read a batch at a time."""
@@ -267,6 +291,37 @@ class ComponentClusters:
         return table, names
 
 
+def cluster_part_controls(labels: np.ndarray, parts: np.ndarray, random_state: Optional[int] = None) -> Dict:
+    """The numbers beside a cluster-vs-part NMI that say what it measures. ``parts`` are "class/part" names (or
+    "background"); ``labels`` the clusters of the same components.
+
+    - ``within_class_nmi``: NMI of clusters against parts among the components of each class (background left
+      out), averaged over classes by their counts: do clusters split a class into its parts?
+    - ``class_only_nmi``: the pooled NMI of a labelling that knows each component's class and nothing else.
+    - ``shuffled_nmi`` and ``shuffled_within_class_nmi``: the same clusters' labels permuted (chance level).
+    """
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+    parts = np.asarray(parts).astype(str)
+    labels = np.asarray(labels)
+    classes = np.array([p.split("/", 1)[0] if "/" in p else p for p in parts])
+    is_part = np.array(["/" in p for p in parts], dtype=bool)
+    rng = np.random.default_rng(random_state if random_state is not None else 0)
+    shuffled = rng.permutation(labels)
+
+    def within(lab):
+        scores, weights = [], []
+        for c in np.unique(classes):
+            keep = (classes == c) & is_part
+            if keep.sum() < 2 or len(np.unique(parts[keep])) < 2:
+                continue
+            scores.append(nmi(parts[keep], lab[keep]))
+            weights.append(int(keep.sum()))
+        return float(np.average(scores, weights=weights)) if scores else float("nan")
+
+    return {"within_class_nmi": within(labels), "class_only_nmi": float(nmi(parts, classes)),
+            "shuffled_nmi": float(nmi(parts, shuffled)), "shuffled_within_class_nmi": within(shuffled)}
+
+
 def _distances(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Each row's distance to its cluster's centre, inf for noise (-1); clusters are 0..len(centers)-1."""
     out = np.full(len(X), np.inf, np.float32)
@@ -276,4 +331,4 @@ def _distances(X: np.ndarray, labels: np.ndarray, centers: np.ndarray) -> np.nda
     return out
 
 
-__all__ = ["ComponentClusters", "PartReport", "dominant_parts", "METHODS", "FEATURES"]
+__all__ = ["ComponentClusters", "PartReport", "cluster_part_controls", "dominant_parts", "METHODS", "FEATURES"]

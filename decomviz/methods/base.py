@@ -5,7 +5,10 @@ A method is a subclass with one call signature, ``method(images, prompts) -> Exp
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -44,6 +47,39 @@ def _as_json(value: Any) -> Any:
     return value
 
 
+def keyword_only(init):
+    """Make every argument of a method's ``__init__`` after ``model`` keyword-only: ``GradCAM(model, layer=...)``,
+    ``DecomCAM(model, n_components=...)``. A positional call still works for now, with a DeprecationWarning that
+    names the keywords to write. `Method` applies it to the ``__init__`` of every subclass."""
+    if getattr(init, "_keyword_only", False):
+        return init
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    names = [p.name for p in params[2:] if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+    @functools.wraps(init)
+    def wrapper(self, model, *args, **kwargs):
+        if args:
+            cls = type(self).__name__
+            if len(args) > len(names):
+                raise TypeError(f"{cls}() takes the model and keyword arguments; got {len(args) + 1} positional ones.")
+            given = dict(zip(names, args))
+            twice = [n for n in given if n in kwargs]
+            if twice:
+                raise TypeError(f"{cls}() got {twice[0]!r} both by position and by keyword.")
+            warnings.warn(f"{cls}(model, {', '.join(map(repr, args))}): arguments after the model by position are "
+                          f"deprecated and will stop working; write {cls}(model, "
+                          f"{', '.join(f'{n}={v!r}' for n, v in given.items())}).", DeprecationWarning, stacklevel=2)
+            kwargs.update(given)
+        return init(self, model, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params[:2] + [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else p
+        for p in params[2:]])
+    wrapper._keyword_only = True
+    return wrapper
+
+
 class Method:
     """Base class of every attribution method: holds the model and the knobs; subclasses implement `_explain`.
 
@@ -61,6 +97,11 @@ class Method:
     """
 
     method = "method"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # every constructor: keyword-only after the model (see `keyword_only`)
+            cls.__init__ = keyword_only(cls.__dict__["__init__"])
     uses_gradients = False
     _knobs = (
         Knob("score", "choice", "what is explained: cosine similarity, the logit, or the softmax over the prompts "
@@ -73,6 +114,7 @@ class Method:
              choices=AUTOCAST, advanced=True),
     )
 
+    @keyword_only
     def __init__(self, model: CLIPModel, score: str = "cosine", batch_size: int = 32,
                  autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         if not isinstance(model, CLIPModel):
