@@ -13,14 +13,14 @@ from .methods import LayerGradients, tap_activations, tap_gradients
 from . import metrics
 from .data import PartsWorld
 from .viz.images import overlay
-from .analysis import ComponentClusters, Extractor, OSSMBank, attach_parts, bank_schema, extract
+from .analysis import ComponentClusters, ConceptBasis, Extractor, OSSMBank, attach_parts, bank_schema, extract
 from . import datasets
 
 __all__ = [
     "__version__", "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
     "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
     "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
-    "Extractor", "bank_schema", "ComponentClusters", "overlay", "datasets", "attach_parts",
+    "Extractor", "bank_schema", "ComponentClusters", "ConceptBasis", "overlay", "datasets", "attach_parts",
     "Target", "image_target", "contrast_target", "any_target",
     "LayerGradients", "tap_gradients", "tap_activations",
 ]
