@@ -160,13 +160,17 @@ def knobs_of(cls) -> Dict[str, Knob]:
 
 
 def defaults_of(cls) -> Dict[str, Any]:
-    """Each knob's default: the default of the constructor argument of the same name."""
-    params = inspect.signature(cls.__init__).parameters
+    """Each knob's default: the default of the constructor argument of the same name, in the class's own
+    ``__init__`` or, for a knob it passes on through ``**kwargs``, in the nearest base class's."""
+    signatures = [inspect.signature(k.__init__).parameters for k in cls.__mro__ if "__init__" in k.__dict__]
     out = {}
     for name in knobs_of(cls):
-        if name not in params or params[name].default is inspect.Parameter.empty:
-            raise TypeError(f"{cls.__name__} declares the knob {name!r} but its __init__ has no default for it.")
-        out[name] = params[name].default
+        found = next((p[name].default for p in signatures if name in p
+                      and p[name].default is not inspect.Parameter.empty), inspect.Parameter.empty)
+        if found is inspect.Parameter.empty:
+            raise TypeError(f"{cls.__name__} declares the knob {name!r} but no __init__ gives it a default: add "
+                            f"{name}=... to {cls.__name__}.__init__ (or pass **kwargs on to a base class that has it).")
+        out[name] = found
     return out
 
 

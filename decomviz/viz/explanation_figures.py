@@ -3,6 +3,7 @@
 - `explanation_figure`: one (image, prompt) pair: the image, the saliency over it, the spectrum, every OSSM;
 - `spectrum_figure`: singular values with weights and contributions;
 - `comparison_figure`: several methods side by side on one pair;
+- `components_figure`: the components on their own scales and, weighted, on one shared scale;
 - `scrubber_figure`: what the ComponentScrubber draws (a combination of selected components).
 """
 from __future__ import annotations
@@ -67,6 +68,35 @@ def explanation_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_com
                       showlegend=False)
     return fig
 
+
+
+def components_figure(exp, image: int = 0, prompt: Union[int, str] = 0, max_components: int = 10,
+                      opacity: float = 0.6) -> go.Figure:
+    """DecomCAM's components of one pair on two scales: top row, each OSSM min-max scaled on its own (its shape;
+    a faint component looks as strong as the main one); bottom row, w_k * OSSM_k on one shared scale (what each
+    adds to the map; components with weight 0 are blank)."""
+    b, t = pair_index(exp, image, prompt)
+    K = min(exp.n_components, max_components)
+    if K == 0:
+        raise ValueError(f"A {exp.method} explanation has no components; use DecomCAM.")
+    pixels = to_numpy(exp.images[b])
+    own = [to_numpy(exp.ossms[b, t, k]).astype(np.float32) for k in range(K)]
+    weighted = [m * max(float(exp.weights[b, t, k]), 0.0) for k, m in enumerate(own)]
+    top = max([float(m.max()) for m in weighted] + [1e-12])
+    titles = [component_title(exp, b, t, k) for k in range(K)] + [""] * K
+    fig = make_subplots(rows=2, cols=K, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.12)
+    for k in range(K):
+        fig.add_trace(thumbnail_trace(pixels, minmax_np(own[k]), opacity, size=STRIP_SIZE, name=f"own {k}"), 1, k + 1)
+        fig.add_trace(thumbnail_trace(pixels, np.clip(weighted[k] / top, 0, 1), opacity, size=STRIP_SIZE,
+                                      name=f"shared {k}"), 2, k + 1)
+    hide_axes(fig)
+    fig.update_yaxes(title_text="own scale", title_font_size=11, row=1, col=1)
+    fig.update_yaxes(title_text="w·OSSM, shared", title_font_size=11, row=2, col=1)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title=_warned(f"components of “{exp.prompts[t]}”: each on its own scale (top) and weighted on "
+                                    "one scale (bottom)", exp, b, t),
+                      height=360, width=max(700, 105 * K), margin=dict(l=40, r=10, t=70, b=10), showlegend=False)
+    return fig
 
 
 def _warned(title: str, exp, b: int, t: int) -> str:
