@@ -92,7 +92,10 @@ def svd_figure(exp, image: int = 0, prompt: Union[int, str] = 0) -> go.Figure:
     fig.update_yaxes(title_text="σ_k", exponentformat="e", secondary_y=False)
     fig.update_yaxes(title_text="cumulative share", tickformat=".0%", range=[0, 1.05], tickmode="array",
                      tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False, secondary_y=True)
-    fig.update_layout(title=f"spectrum of X ({shape}, {'centred' if exp.params.get('center') else 'not centred'})",
+    split = exp.params.get("decomposition", "svd")
+    title = (f"spectrum of X ({shape}, {'centred' if exp.params.get('center') else 'not centred'})" if split == "svd"
+             else f"component sizes of the {split if split == 'nmf' else 'custom'} split of X ({shape})")
+    fig.update_layout(title=title,
                       xaxis_title="component k", xaxis_dtick=1, height=360, width=900,
                       margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2),
                       plot_bgcolor="white")

@@ -13,6 +13,19 @@ from ..viz import steps as F
 
 
 @dataclass
+def split_sentence(decomposition: str, K: int) -> str:
+    """One sentence on how X was split, for each decomposition DecomCAM offers."""
+    if decomposition == "nmf":
+        return (f"A non-negative matrix factorization splits the positive part of X into {K} components that can "
+                "only add up, never cancel (parts-like, not orthogonal), ordered by their size σ_k = ‖W_k‖‖H_k‖; "
+                "the line shows each one's share of X, added up.")
+    if decomposition == "svd":
+        return (f"A truncated SVD splits X into {K} orthogonal components, ordered by singular value σ_k; the "
+                "line shows how much of X the first k of them explain.")
+    return (f"Your decomposition function {decomposition} split X into {K} component maps, ordered as it "
+            "returned them; σ_k is the size of map k.")
+
+
 class Step:
     """One step: a short key, a title, the one sentence that says what it does, and its figure builder."""
 
@@ -143,13 +156,12 @@ class StepThrough(widgets.VBox):
                  f"one row per grid cell ({grid[0] * grid[1]} × {P}); adding up the columns gives this Grad-CAM "
                  "map.",
                  lambda: F.kept_channels_figure(e)),
-            Step("svd", "Decompose X",
-                 f"A truncated SVD splits X into {K} orthogonal components, ordered by singular value σ_k; the "
-                 "line shows how much of X the first k of them explain.",
+            Step("svd", "Decompose X", split_sentence(p.get("decomposition", "svd"), K),
                  lambda: F.svd_figure(e)),
-            Step("ossms", "Orthogonal sub-saliency maps",
+            Step("ossms", "Orthogonal sub-saliency maps" if p.get("decomposition", "svd") == "svd"
+                 else "Sub-saliency maps",
                  "Each component's spatial part, ReLU(u_k σ_k) on the grid (top), upsampled to the image "
-                 "(bottom), is one OSSM: a region the gradient-weighted channels agree on.",
+                 "(bottom), is one sub-saliency map: a region the gradient-weighted channels agree on.",
                  lambda: F.ossm_grid_figure(e)),
         ]
         if e.reference_images is not None and e.reference_score is not None:
