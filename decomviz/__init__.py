@@ -4,12 +4,12 @@ This module is the public facade for users and applications; modules inside the 
 module that defines a name, never from here.
 """
 from ._version import __version__
-from .models import CLIPModel, LayerError, ModelLoadError, list_models, load_model
+from .models import CLIPModel, LayerError, ModelLoadError, Normalized, list_models, load_model
 from .images import ImageInputError
 from .explanation import Explanation
 from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, Occlusion,
                       ScoreCAM, Target, any_target, contrast_target, image_target, make_method)
-from .methods import LayerGradients, tap_activations, tap_gradients
+from .methods import LayerGradients, Method, tap_activations, tap_gradients
 from . import metrics
 from .data import PartsWorld
 from .viz.images import overlay
@@ -18,7 +18,7 @@ from . import datasets
 
 __all__ = [
     "__version__", "CLIPModel", "load_model", "list_models", "ModelLoadError", "LayerError", "ImageInputError",
-    "Explanation", "CAM", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
+    "Explanation", "Method", "CAM", "Normalized", "DecomCAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM", "EigenCAM", "ScoreCAM",
     "GScoreCAM", "Occlusion", "METHODS", "make_method", "metrics", "PartsWorld", "OSSMBank", "extract",
     "Extractor", "bank_schema", "ComponentClusters", "ConceptBasis", "overlay", "datasets", "attach_parts",
     "Target", "image_target", "contrast_target", "any_target",
