@@ -12,7 +12,6 @@ from ..explanation import Explanation
 from ..viz import steps as F
 
 
-@dataclass
 def split_sentence(decomposition: str, K: int) -> str:
     """One sentence on how X was split, for each decomposition DecomCAM offers."""
     if decomposition == "nmf":
@@ -26,6 +25,7 @@ def split_sentence(decomposition: str, K: int) -> str:
             "returned them; σ_k is the size of map k.")
 
 
+@dataclass
 class Step:
     """One step: a short key, a title, the one sentence that says what it does, and its figure builder."""
 
