@@ -224,14 +224,14 @@ def check_templates(prompts) -> None:
 
 
 def part_pairs(item: Item) -> List[tuple]:
-    """(class, part) of each part the item shows (a mask with a pixel), in its order; "class/part" names split
-    at the first '/', a name without one has the class ''."""
+    """(class, part) of each part the item shows (a mask with a pixel), in name order (the same whatever order
+    a format stores them in); "class/part" names split at the first '/', a name without one has the class ''."""
     out = []
     for key, mask in item.parts.items():
         if np.asarray(mask).any():
             cls, _, part = key.partition("/") if "/" in key else ("", "", key)
             out.append((cls, part))
-    return out
+    return sorted(set(out))
 
 
 def resolve_prompts(item: Item, prompts: Optional[Sequence[str]]) -> List[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -229,7 +230,9 @@ def decode_segmentation(seg, height: int, width: int) -> np.ndarray:
     else:
         raise ValueError("its segmentation is neither a list of polygons nor an RLE ({'size', 'counts'})")
     try:
-        mask = mask_utils.decode(rle)
+        with warnings.catch_warnings():  # pycocotools' own use of numpy's __array__ (numpy 2), not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mask = mask_utils.decode(rle)
     except Exception as err:  # pycocotools' own errors on a damaged compressed string
         raise ValueError(f"its RLE could not be decoded ({type(err).__name__}: {err})") from None
     return mask.astype(bool).reshape(height, width)

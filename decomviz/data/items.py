@@ -91,7 +91,8 @@ def file_state(path: Path) -> str:
 
 
 def fail(item: Item, problem: str) -> Item:
-    """The item marked as failed with ``problem`` (added to an earlier problem, if any), its image dropped."""
+    """The item marked as failed with ``problem`` (added to an earlier problem, if any), its image and parts
+    dropped."""
     item.error = problem if item.error is None else f"{item.error}; {problem}"
-    item.image = None
+    item.image, item.parts = None, {}
     return item

@@ -122,9 +122,9 @@ class MaskFolder:
         values = [int(v) for v in np.unique(lab)]
         unknown = [v for v in values if v not in self.ignore and (v >= len(self.label_names) or v < 0)]
         if unknown:
-            return fail(item, f"the label map '{path}' holds the value(s) {unknown[:5]}, which '{self.labels_path.name}'"
-                              f" does not name (labels 0..{len(self.label_names) - 1}; add them, or list them "
-                              "under \"ignore\")")
+            return fail(item, f"the label map '{path}' holds the value(s) {unknown[:5]}, which "
+                              f"'{self.labels_path.name}' does not name (labels 0..{len(self.label_names) - 1}; "
+                              "add them, or list them under \"ignore\")")
         classes = []
         for v in values:
             name = None if v in self.ignore else self.label_names[v]
