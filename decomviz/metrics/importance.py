@@ -61,10 +61,10 @@ def object_importance(model, scene, prompt: str, score: str = "cosine", contrast
 def part_mass(saliency: ArrayLike, part_masks: ArrayLike) -> torch.Tensor:
     """Share of each map's mass on each part.
 
-    saliency : (..., H, W) maps (negative values count as 0); part_masks : (P, H, W) bool, resized (nearest)
-    to the maps' size if needed. Returns (..., P); an all-zero map has all shares 0.
+    saliency : (..., H, W) maps (negative values and NaN, "not seen", count as 0); part_masks : (P, H, W) bool,
+    resized (nearest) to the maps' size if needed. Returns (..., P); an all-zero map has all shares 0.
     """
-    s = as_maps(saliency, "saliency").float().clamp_min(0)
+    s = torch.nan_to_num(as_maps(saliency, "saliency").float(), nan=0.0).clamp_min(0)
     m = resize_masks(as_maps(part_masks, "part_masks"), s.shape[-2:]).float()
     total = s.sum(dim=(-2, -1))
     inside = torch.einsum("...hw,phw->...p", s, m)

@@ -14,8 +14,9 @@ def part_alignment(ossms: ArrayLike, part_masks: ArrayLike) -> Dict[str, MetricR
 
     ossm_alignment: for each OSSM with energy, the share of its energy inside its best part.
     part_coverage: for each part, 1 if the arg-max of some OSSM lies inside it.
+    NaN pixels (not seen, as `saliency_on_original` marks them) hold no energy.
     """
-    o = as_maps(ossms, "ossms").float().clamp_min(0)
+    o = torch.nan_to_num(as_maps(ossms, "ossms").float(), nan=0.0).clamp_min(0)
     m = as_maps(part_masks, "part_masks").to(torch.bool)
     if o.ndim != 3 or m.ndim != 3 or o.shape[-2:] != m.shape[-2:]:
         raise ValueError(f"Give ossms (K, H, W) and part_masks (P, H, W) of one size; got {tuple(o.shape)} and "

@@ -47,6 +47,17 @@ def paired_maps(saliency: ArrayLike, mask: ArrayLike):
     return s, m
 
 
+def seen_extent(maps: torch.Tensor) -> int:
+    """The larger side (pixels) of the region the maps have values in (NaN: not seen), over the whole batch;
+    the maps' larger side when every pixel is seen."""
+    H, W = maps.shape[-2:]
+    seen = torch.isfinite(maps).reshape(-1, H, W).any(dim=0)
+    if bool(seen.all()) or not bool(seen.any()):
+        return max(H, W)
+    rows, cols = seen.any(dim=1).nonzero()[:, 0], seen.any(dim=0).nonzero()[:, 0]
+    return int(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
+
 def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary dilation of (..., H, W) masks by a disc of `radius` pixels."""
     if radius <= 0:
