@@ -70,17 +70,22 @@ def check_output(out: Path, option: str = "--out") -> None:
 
 def cmd_explain(args) -> int:
     from ..images import load_images
+    from .explain_files import expand_images, output_kind, write_overlays
 
     out = Path(args.out)
-    if out.suffix not in (".html", ".npz"):
-        raise ValueError(f"--out must end in .html (a report) or .npz (the Explanation), got '{display_name(out)}'.")
-    check_output(out)
+    kind = output_kind(args.out)
+    if kind == "png":
+        if not (out.parent if str(out.parent) else Path(".")).is_dir():
+            raise ValueError(f"--out: the folder '{display_name(out.parent)}' does not exist; create it first.")
+    else:
+        check_output(out)
+    images = expand_images(args.image)
     methods = [args.method] + [m for m in (args.compare or "").split(",") if m and m != args.method]
     for name in methods:
         method_spec(name)  # an unknown method fails before any work
     knobs = knobs_from_args(args)
     route_knobs(methods, knobs)
-    load_images(args.image)  # fail on a bad image before loading a model
+    load_images(images)  # fail on a bad image before loading a model
     t0 = time.perf_counter()
     model = load_from_args(args)
     _log(f"[decomviz] model {model.name} on {model.device} ({time.perf_counter() - t0:.1f} s)")
@@ -89,16 +94,20 @@ def cmd_explain(args) -> int:
         warnings.filterwarnings("ignore", message=".*(has random weights|not look like a PartsWorld scene)")
         for name, cam in make_methods(methods, model, knobs).items():
             t1 = time.perf_counter()
-            results[name] = cam(args.image, args.prompt)
-            _log(f"[decomviz] {name}: {len(args.prompt)} prompt(s) in {time.perf_counter() - t1:.2f} s")
+            results[name] = cam(images, args.prompt)
+            _log(f"[decomviz] {name}: {len(args.prompt)} prompt(s) x {len(images)} image(s) in "
+                 f"{time.perf_counter() - t1:.2f} s")
     main_exp = results[args.method]
     from ..viz.caveats import explain_caveats
     for msg in explain_caveats(main_exp):
         _log(f"WARNING: {msg}")
-    if out.suffix == ".npz":
+    if kind == "npz":
         main_exp.save(out)
+    elif kind == "png":
+        written = write_overlays(out, images, main_exp)
+        _log(f"[decomviz] {len(written)} overlay(s) of {args.method}, one per image and prompt")
     else:
-        _write_explain_report(out, args.image, model, results, main_exp)
+        _write_explain_report(out, images, model, results, main_exp)
     _log(f"[decomviz] wrote {out} (total {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -186,26 +195,29 @@ def cmd_cluster(args) -> int:
     return 0
 
 
-def _write_explain_report(out: Path, image: str, model, results, main_exp) -> None:
-    """A static report: per prompt, every method's map side by side and DecomCAM's components."""
+def _write_explain_report(out: Path, images: List[str], model, results, main_exp) -> None:
+    """A static report: per image and prompt, every method's map side by side and DecomCAM's components."""
     import html
 
     from ..viz import static_report as sr
     layer = main_exp.params.get("layer")
-    head = sr.section(f"{display_name(Path(image).name)} explained by {model.name}",
+    title = display_name(Path(images[0]).name) if len(images) == 1 else f"{len(images)} images"
+    head = sr.section(f"{title} explained by {model.name}",
                       f"<pre>{html.escape(_summary(results))}</pre>",
                       note=html.escape(f"Model {model.name} ({model.source})" + (f", layer {layer}" if layer else "")
                                        + ". ") + f"The {sr.term('score s(x, t)', 'score')} is the model's, the same "
                                        "for every method; each method explains it differently.")
     blocks = [sr.caveat_banner(results), head]
-    for t, prompt in enumerate(main_exp.prompts):
-        rows = []
-        if len(results) > 1 or main_exp.ossms is None:
-            rows.append(sr.methods_row(results, 0, t))
-        if main_exp.ossms is not None:
-            rows.append(sr.components_row(main_exp, 0, t))
-        blocks.append(sr.section(f"“{prompt}”", *rows))
-    sr.write_page(out, f"decomviz: {display_name(Path(image).name)}", blocks)
+    for b, image in enumerate(images):
+        for t, prompt in enumerate(main_exp.prompts):
+            rows = []
+            if len(results) > 1 or main_exp.ossms is None:
+                rows.append(sr.methods_row(results, b, t))
+            if main_exp.ossms is not None:
+                rows.append(sr.components_row(main_exp, b, t))
+            name = "" if len(images) == 1 else f"{display_name(Path(image).name)}: "
+            blocks.append(sr.section(f"{name}“{prompt}”", *rows))
+    sr.write_page(out, f"decomviz: {title}", blocks)
 
 
 def _summary(results) -> str:
@@ -214,13 +226,15 @@ def _summary(results) -> str:
     from ..viz.pairs import flag_note
     first = next(iter(results.values()))
     lines = []
-    for t, p in enumerate(first.prompts):
-        kind = first.params.get("score", "cosine")
-        score = f"{float(first.base_score[0, t]):.4f}" if first.base_score is not None else "-"
-        lines.append(f"{p!r}: {kind} score s(x, t) = {score}")
-        for name, exp in results.items():
-            note = flag_note(exp, 0, t)
-            lines.append(f"  {name:24s} {exp.params.get('seconds', 0):6.2f} s" + (f"  ({note})" if note else ""))
+    n_images = first.saliency.shape[0]
+    for b in range(n_images):
+        for t, p in enumerate(first.prompts):
+            kind = first.params.get("score", "cosine")
+            score = f"{float(first.base_score[b, t]):.4f}" if first.base_score is not None else "-"
+            lines.append((f"image {b}, " if n_images > 1 else "") + f"{p!r}: {kind} score s(x, t) = {score}")
+            for name, exp in results.items():
+                note = flag_note(exp, b, t)
+                lines.append(f"  {name:24s} {exp.params.get('seconds', 0):6.2f} s" + (f"  ({note})" if note else ""))
     return "\n".join(lines)
 
 
@@ -228,15 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="decomviz", description="DecomCAM saliency for CLIP-style models.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    ex = sub.add_parser("explain", help="explain one image against one or more prompts; write HTML or .npz")
-    ex.add_argument("image", help="path of an image file")
+    ex = sub.add_parser("explain", help="explain images against one or more prompts; write HTML, .npz or PNGs")
+    ex.add_argument("image", nargs="+", help="image files, or folders of images (explained together)")
     ex.add_argument("--prompt", action="append", required=True, help="text prompt (repeat for several)")
     _add_model_args(ex)
     ex.add_argument("--method", default="decomcam", choices=list(METHODS), help="the method to run (default: decomcam)")
     ex.add_argument("--compare", default="gradcam", help="comma-separated methods to show beside it, '' for none "
                                                          "(default: gradcam)")
     add_knob_args(ex)
-    ex.add_argument("--out", required=True, help="report.html or explanation.npz")
+    ex.add_argument("--out", required=True, help="report.html, explanation.npz, or a folder dir/ for one PNG "
+                                                  "overlay per image and prompt (the --method's map)")
 
     demo = sub.add_parser("demo", help="explain PartsWorld scenes with the bundled model; write an HTML report")
     demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn or parts-vit (default: parts-rn)")
@@ -299,7 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one plain line on stderr: no file, line number or warning class."""
+    print("decomviz: warning: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    previous, warnings.showwarning = warnings.showwarning, _plain_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: Optional[List[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         from .train.cli import main as train_main

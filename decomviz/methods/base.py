@@ -5,6 +5,7 @@ A method is a subclass with one call signature, ``method(images, prompts) -> Exp
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import time
@@ -93,7 +94,10 @@ class Method:
     score : "cosine" (default), "logit", or "softmax" (over the prompts of the same call and ``contrast``).
     batch_size : images per forward pass when scoring masked inputs.
     autocast : None (fp32), "bf16" or "fp16" for the towers; decompositions always run in fp32.
-    contrast : prompts the softmax also runs over, without being explained.
+    contrast : prompts the softmax also runs over, without being explained. A contrast prompt that the call also
+        explains competes once, not twice: it is dropped from the contrast for that call (``pairwise`` with
+        contrast=[every class] explains image i against prompt i over the classes), and
+        ``exp.params["contrast_dropped"]`` names it.
     """
 
     method = "method"
@@ -152,6 +156,17 @@ class Method:
         callable (embeddings (N, D) -> scores (N,)), or a list of them."""
         n = 1 if isinstance(prompts, (str, Target)) or callable(prompts) else len(prompts) \
             if isinstance(prompts, (list, tuple)) else 0
+        given = [prompts] if isinstance(prompts, str) else list(prompts) if isinstance(prompts, (list, tuple)) else []
+        explained = {p for p in given if isinstance(p, str)}
+        contrast = tuple(dict.fromkeys(c for c in self.contrast if c not in explained))
+        if contrast != tuple(self.contrast):
+            # a prompt explained and also in the contrast (contrast=[every class], as a labelled dataset gives)
+            # would enter the softmax twice; it competes once, and the protocol says which were dropped
+            twin = copy.copy(self)
+            twin.contrast = contrast
+            exp = twin(images, prompts)
+            exp.params["contrast_dropped"] = [c for c in dict.fromkeys(self.contrast) if c in explained]
+            return exp
         if self.score == "softmax" and n + len(self.contrast) < 2:
             raise ValueError("score='softmax' over a single prompt is always 1 and has no gradient: give several "
                              "prompts (the softmax is over all of them), or contrast=[...] prompts to compete with, "
