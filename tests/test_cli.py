@@ -117,3 +117,41 @@ def test_every_cli_option_has_help_and_shows_its_default():
 def test_cluster_refuses_an_output_that_is_not_html(tmp_path, capsys):
     assert main(["cluster", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "must end in .html" in capsys.readouterr().err
+
+
+def test_explain_takes_several_images_and_folders_and_writes_png_overlays(tmp_path, tiny_dirs, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(make_image(0)).save(folder / "a.png")
+    Image.fromarray(make_image(1, 90, 200)).save(folder / "sub" / "b.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "c.png"
+    Image.fromarray(make_image(2)).save(single)
+    out = tmp_path / "overlays"
+    rc = main(["explain", str(folder), str(single), "--prompt", "a red circle", "--prompt", "a dog",
+               "--checkpoint", str(tiny_dirs["rn"]), "--n-components", "3", "--compare", "", "--out", f"{out}/"])
+    assert rc == 0, capsys.readouterr().err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_a-dog.png", "a_a-red-circle.png", "b_a-dog.png", "b_a-red-circle.png", "c_a-dog.png",
+                     "c_a-red-circle.png"]
+    assert Image.open(out / "b_a-dog.png").size == (200, 90)        # the overlay lies over the photo as given
+    assert "2 prompt(s) x 3 image(s)" in capsys.readouterr().err
+    report = tmp_path / "r.html"                                     # the report holds every image too
+    assert main(["explain", str(folder), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--n-components",
+                 "3", "--compare", "", "--out", str(report)]) == 0
+    assert "a.png: “x”" in report.read_text() and "b.jpg: “x”" in report.read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["explain", str(empty), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--out",
+                 str(tmp_path / "e.npz")]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+
+
+def test_warnings_print_as_one_plain_line(image_path, tmp_path, tiny_dirs, capsys):
+    rc = main(["explain", str(image_path), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--compare", "",
+               "--n-components", "400", "--out", str(tmp_path / "e.npz")])   # more components than the rank
+    err = capsys.readouterr().err
+    assert rc == 0
+    lines = [line for line in err.splitlines() if "warning:" in line.lower()]
+    assert lines and all(line.startswith(("decomviz: warning: ", "WARNING: ")) for line in lines), err
+    assert "UserWarning" not in err and ".py:" not in err
