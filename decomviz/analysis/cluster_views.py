@@ -24,6 +24,20 @@ def cluster_names(clusters) -> Dict[int, str]:
     return out
 
 
+def opening_cluster(clusters) -> int:
+    """The cluster a view opens on: the largest one that is not named "background" (by the ground truth or the
+    model's reading), never the noise (-1); the largest of all when every cluster is background."""
+    labels = np.asarray(clusters.labels_)
+    named = {d["cluster"]: str(d["name"]) for d in getattr(clusters, "names_", None) or []} \
+        if getattr(clusters, "truth_names_", None) or getattr(clusters, "model_names_", None) else {}
+    sizes = {c: int((labels == c).sum()) for c in range(clusters.n_clusters_)}
+    if not sizes:
+        return -1
+    background = {c for c, n in named.items() if n == "background" or n.endswith("/background")}
+    pool = [c for c in sizes if c not in background] or list(sizes)
+    return max(pool, key=lambda c: (sizes[c], -c))
+
+
 def cluster_confidence(clusters, c: int) -> Optional[float]:
     """How well the name of cluster `c` matches its text (from `clusters.name_parts`), or None when unnamed."""
     for d in getattr(clusters, "names_", None) or []:

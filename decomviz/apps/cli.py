@@ -182,17 +182,44 @@ def cmd_cluster(args) -> int:
     how = "streamed" if clusters.streaming_ else "in memory"
     text = (f"{clusters.n_clusters_} clusters of {len(clusters.rows_)} components (weight > 0, {how}) "
             f"from {bank}")
+    text = _bank_made_by(bank) + "\n" + text
     if bank.part_vocabulary:
         report = clusters.part_report()
         clusters.name_by_parts(report=report)
         text += ("\n\nEach cluster is named by its dominant ground-truth part (the part holding most of its "
                  "components' energy).\n\n" + report.table())
+    elif args.vocabulary:
+        words = [w.strip() for w in args.vocabulary.split(",") if w.strip()]
+        clusters.name_parts(load_from_args(args), words)
+        text += "\n\nEach cluster is named by the model's reading: its components' mean embedding against the words."
+    text += "\n\n" + _cluster_list(clusters)
     write_report(args.out, cluster_report_figures(bank, clusters),
                  title=f"decomviz clusters: {display_name(bank.path.name)}",
                  preformatted=text)
     print(text)
     _log(f"[decomviz] wrote {args.out}")
     return 0
+
+
+def _bank_made_by(bank) -> str:
+    """The model, layer and prompts that made a bank, from its record."""
+    p, prompts = bank.protocol, bank._meta.get("prompts")
+    shown = prompts if isinstance(prompts, str) else ", ".join(repr(x) for x in (prompts or [])[:8]) or "?"
+    return (f"Made by {p.get('method', 'decomcam')} on model {p.get('model', '?')} "
+            f"({p.get('model_source', '?')}), layer {p.get('layer') or 'default'}, prompts {shown}.")
+
+
+def _cluster_list(clusters) -> str:
+    """One line per cluster, largest first: its name (where named), its size."""
+    import numpy as np
+
+    from ..analysis.cluster_views import cluster_names
+    names, labels = cluster_names(clusters), np.asarray(clusters.labels_)
+    sizes = {c: int((labels == c).sum()) for c in names}
+    lines = ["Clusters, largest first:"]
+    for c in sorted(names, key=lambda c: -sizes[c]):
+        lines.append(f"  {names[c]:32s} {sizes[c]:6d} components")
+    return "\n".join(lines)
 
 
 def _write_explain_report(out: Path, images: List[str], model, results, main_exp) -> None:
@@ -307,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--streaming", default="auto", choices=["auto", "on", "off"],
                     help="k-means a batch at a time (streamed PCA + MiniBatchKMeans), for banks larger than memory; "
                          "auto: above 1 GiB of features (default: auto)")
+    cl.add_argument("--vocabulary", default=None,
+                    help="comma-separated words to name the clusters by the model's reading (banks without "
+                         "ground-truth parts; loads --model, default the bundled parts-rn)")
+    _add_model_args(cl)
     cl.add_argument("--out", required=True, help="clusters.html")
 
     sub.add_parser("train", help="train a bundled PartsWorld CLIP (see `decomviz train --help`)", add_help=False)

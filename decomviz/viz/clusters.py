@@ -26,11 +26,25 @@ BACKGROUND = "background"
 
 
 # ---------------------------------------------------------------------------------------------- colours, text
+#: Colour-blind-safe palettes: Okabe & Ito (8 colours, up to 8 clusters), then Paul Tol's "muted" 9 with his
+#: "dark" blue, red and yellow-green (up to 12); beyond that colours repeat, and the scatter's marker shapes
+#: (`cluster_symbol`) still tell clusters apart.
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+TOL_12 = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+          "#222255", "#663333", "#225555"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "triangle-down", "cross", "star-diamond",
+           "pentagon", "hexagon", "triangle-left", "triangle-right"]
+
+
 def cluster_colors(n: int) -> List[str]:
-    """n distinguishable colours (plotly qualitative palettes), one per cluster."""
-    from plotly.colors import qualitative as q
-    palette = q.D3 if n <= 10 else (q.Dark24 if n <= 24 else q.Dark24 + q.Light24)
+    """n colours, one per cluster, from colour-blind-safe palettes (Okabe-Ito up to 8, Tol's up to 12)."""
+    palette = OKABE_ITO if n <= 8 else TOL_12
     return [palette[i % len(palette)] for i in range(n)]
+
+
+def cluster_symbol(c: int) -> str:
+    """A marker shape per cluster, so that clusters differ by shape as well as colour."""
+    return "circle-open" if c < 0 else SYMBOLS[c % len(SYMBOLS)]
 
 
 def cluster_color(c: int, n: int) -> str:
@@ -87,7 +101,7 @@ def cluster_scatter_figure(xy: np.ndarray, labels: np.ndarray, names: Dict[int, 
             meta={"cluster": int(c)}, text=[hover[i] for i in idx] if hover is not None else None,
             hovertemplate=("%{text}" if hover is not None else "point %{customdata}") + "<extra>"
                           + _esc(names[c]) + "</extra>",
-            marker=dict(color=cluster_color(c, n_colors), size=6 if c < 0 else 8,
+            marker=dict(color=cluster_color(c, n_colors), size=6 if c < 0 else 8, symbol=cluster_symbol(c),
                         opacity=0.15 if dim else 0.85, line=dict(width=0.5, color="white"))))
     sel = [] if selected_point is None else [int(selected_point)]
     fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name="selected", showlegend=False,

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from ..analysis.bank_images import BankImages, upsample_ossm
 from ..analysis.cluster_views import (VIEW_COLUMNS, cluster_confidence, cluster_exemplars, cluster_names,
-                                      exemplar_figure_for)
+                                      exemplar_figure_for, opening_cluster)
 from ..analysis.streaming import dominant_parts, row_parts
 from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_figure, component_hover,
                             exemplar_grid_figure, image_components_figure, short_prompt)
@@ -100,7 +100,7 @@ class ClusterGallery(widgets.VBox):
         self._syncing = False
 
         real = [c for c in self.names if c >= 0]
-        first = int(cluster) if cluster is not None else (min(real) if real else -1)
+        first = int(cluster) if cluster is not None else (opening_cluster(clusters) if real else -1)
         # drawn with the first cluster highlighted: edits made before the widget is on a page do not reach it
         self.scatter = go.FigureWidget(cluster_scatter_figure(
             self.xy, self.labels, self.names, self.hover, n_colors=clusters.n_clusters_, selected_cluster=first,
