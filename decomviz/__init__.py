@@ -10,6 +10,7 @@ from .explanation import Explanation
 from .methods import (CAM, METHODS, DecomCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, Occlusion,
                       ScoreCAM, Target, any_target, contrast_target, image_target, make_method)
 from .methods import LayerGradients, Method, tap_activations, tap_gradients
+from .methods import Chefer, GradECLIP, LeGrad, Rollout, TokenAttribution, token_attribution
 from . import metrics
 from .data import PartsWorld
 from .viz.images import overlay
@@ -23,4 +24,5 @@ __all__ = [
     "Extractor", "bank_schema", "ComponentClusters", "ConceptBasis", "overlay", "datasets", "attach_parts",
     "Target", "image_target", "contrast_target", "any_target",
     "LayerGradients", "tap_gradients", "tap_activations",
+    "LeGrad", "GradECLIP", "Chefer", "Rollout", "TokenAttribution", "token_attribution",
 ]

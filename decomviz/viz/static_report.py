@@ -38,6 +38,9 @@ GLOSSARY: Dict[str, str] = {
                      "224 px); the table gives the share of hits.",
     "energy": "the share of the map's total value that falls inside the named object's mask.",
     "s/pair": "seconds per (image, prompt) pair on this machine, model loaded and warm.",
+    "word share": "how much each word of the prompt adds to the score s(x, t), by integrated gradients over the "
+                  "words' token embeddings from a prompt whose word embeddings are zero: the shares sum to the change "
+                  "of the score (red: raises it, blue: lowers it).",
 }
 
 PAGE = """<!DOCTYPE html>
@@ -164,6 +167,22 @@ def caveat_banner(explanations) -> str:
         return ""
     items = "".join(f"<li>{html.escape(m)}</li>" for m in msgs)
     return (f'<div class="caveat" role="alert"><b>⚠ These maps cannot mean anything.</b><ul>{items}</ul></div>')
+
+
+def prompt_shading(tokens: Sequence[str], shares: Sequence[float], caption: str = "") -> str:
+    """The prompt with each word shaded by its share of the score (red raises it, blue lowers it; the strongest
+    word fully coloured), each share in the word's tooltip."""
+    values = np.asarray(shares, dtype=float)
+    top = float(np.nanmax(np.abs(values))) if values.size and np.isfinite(values).any() else 0.0
+    words = []
+    for tok, v in zip(tokens, values):
+        a = 0.0 if top <= 0 or not np.isfinite(v) else min(abs(v) / top, 1.0)
+        rgb = "209,73,91" if v > 0 else "46,134,193"
+        words.append(f'<span title="{v:+.4f}" style="background:rgba({rgb},{a:.2f});padding:1px 3px;'
+                     f'border-radius:3px">{html.escape(tok)}</span>')
+    cap = caption or f"each {term('word share')} of the score"
+    return f'<figure style="text-align:left"><p style="font-size:18px;margin:4px 0">{" ".join(words)}</p>' \
+           f"<figcaption style='max-width:none'>{cap}</figcaption></figure>"
 
 
 def section(title: str, *blocks: str, note: str = "") -> str:
