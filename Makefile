@@ -16,6 +16,13 @@ $(VENV)/.installed-%: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
+# without a GPU, torch's CPU wheels first (scripts/install_torch.sh; falls back to the default wheels, saying so)
+$(VENV)/.torch: $(VENV)/.created
+	bash scripts/install_torch.sh $(BIN)/pip
+	touch $@
+
+$(VENV)/.installed-notebook: $(VENV)/.torch
+
 demo: $(VENV)/.installed-notebook
 	HF_HUB_OFFLINE=1 $(BIN)/decomviz demo --out demo_report.html
 
