@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 import sys
 
@@ -100,6 +102,7 @@ def test_demo_refuses_an_output_that_is_not_html(tmp_path, capsys):
 
 def test_every_cli_option_has_help_and_shows_its_default():
     import argparse
+
     from decomviz.apps.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = []
@@ -155,3 +158,42 @@ def test_warnings_print_as_one_plain_line(image_path, tmp_path, tiny_dirs, capsy
     lines = [line for line in err.splitlines() if "warning:" in line.lower()]
     assert lines and all(line.startswith(("decomviz: warning: ", "WARNING: ")) for line in lines), err
     assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_demo_refuses_models_that_do_not_know_partsworld(capsys):
+    assert main(["demo", "--model", "RN50", "--out", "x.html"]) == 2
+    assert "only the bundled models know" in capsys.readouterr().err
+
+
+def test_explain_takes_braces_literally_and_extract_refuses_bad_templates(image_path, tmp_path, tiny_dirs, capsys):
+    out = tmp_path / "e.npz"
+    assert main(["explain", str(image_path), "--prompt", "a {} with {color}", "--checkpoint", str(tiny_dirs["rn"]),
+                 "--method", "gradcam", "--out", str(out)]) == 0
+    assert dv.Explanation.load(out).prompts == ["a {} with {color}"]
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    shutil.copy(image_path, tmp_path / "photos" / "cat" / "a.png")  # a label, so the template is filled
+    rc = main(["extract", str(tmp_path / "photos"), "--prompt", "a {} with {color}", "--checkpoint",
+               str(tiny_dirs["rn"]), "--out", str(tmp_path / "bank")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "{color}" in err and "Traceback" not in err and "KeyError" not in err
+
+
+def test_non_utf8_file_name_works(image_path, tmp_path, tiny_dirs):
+    odd = tmp_path / os.fsdecode(b"sc\xffene.png")
+    shutil.copy(image_path, odd)
+    out = tmp_path / "report.html"
+    assert main(["explain", str(odd), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]), "--compare", "",
+                 "--n-components", "2", "--out", str(out)]) == 0
+    assert "sc\ufffdene.png" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--device", "tpu"], "Unknown device 'tpu'"),
+    (["--out", "/nonexistent-folder/r.html"], "does not exist"),
+])
+def test_cli_errors_come_before_the_work_without_traceback(image_path, tiny_dirs, capsys, args, match):
+    argv = ["explain", str(image_path), "--prompt", "x", "--checkpoint", str(tiny_dirs["rn"]),
+            "--out", str(image_path.parent / "r.html"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err and "[decomviz] decomcam" not in err

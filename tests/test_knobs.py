@@ -216,3 +216,10 @@ def test_the_methods_page_of_the_docs_is_current():
     assert page.read_text() == methods_markdown(), "run: python -m decomviz.apps.docs"
     for name in METHODS:
         assert f"`{name}`" in page.read_text()
+
+
+def test_knob_edge_values():
+    knob = dv.DecomCAM.knobs()["blur_sigma"]
+    with pytest.raises(ValueError, match="blur_sigma must be a finite number"):
+        knob.validate(float("inf"))
+    assert knob.validate(np.float32(5)) == 5.0 and knob.validate(np.int64(3)) == 3.0
