@@ -1,4 +1,4 @@
-"""Issue 16, items 1, 4 and the bank part of 10: a bank always equals a fresh extraction of its dataset as it is
+"""Bank integrity: a bank always equals a fresh extraction of its dataset as it is
 now; damaged shards are found, named and re-extracted; manifests never lead outside the bank folder."""
 import json
 import os
@@ -61,7 +61,7 @@ def _files(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
 
 
-# ---------------------------------------------------------------------------------------------- item 1
+# ---------------------------------------------------------------------------------------------- a bank is its dataset now
 def test_renamed_image_after_a_stopped_run_is_not_lost(tiny_rn, tmp_path):
     """The issue's case: stop after one shard, rename a.png to z.png, rerun: the bank must hold z.png."""
     root = _folder(tmp_path / "photos", ["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png", "dog/e.png"])
@@ -128,7 +128,7 @@ def _mkparent(path):
     return path
 
 
-# ---------------------------------------------------------------------------------------------- item 4
+# ---------------------------------------------------------------------------------------------- damaged shards
 @pytest.fixture(scope="module")
 def reference(tiny_dirs, tmp_path_factory):
     model = dv.load_model(checkpoint=tiny_dirs["rn"], device="cpu")
@@ -179,7 +179,7 @@ def test_missing_shard_file_is_named_and_re_extracted(reference, tmp_path):
     _assert_same_bank(_extract(model, root, out), ref)
 
 
-# ---------------------------------------------------------------------------------------------- item 10: banks
+# ---------------------------------------------------------------------------------------------- clear errors
 def _edit_manifest(folder, edit):
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -272,7 +272,7 @@ def test_bad_templates_fail_before_any_work(tiny_rn, tmp_path, template):
     assert not (tmp_path / "bank").exists()
 
 
-# ---------------------------------------------------------------------------------------------- item 6: bombs
+# ---------------------------------------------------------------------------------------------- bombs
 def bomb_png(path, width=40_000, height=40_000):
     """A PNG header claiming width x height pixels (PIL refuses it before decoding: a decompression bomb)."""
     def chunk(kind, data):

@@ -1,4 +1,4 @@
-"""Issue 13, items 1 and 3: `dv.Extractor` (a batch of images -> a table in `dv.bank_schema()`, failures as error
+"""`dv.Extractor` (a batch of images -> a table in `dv.bank_schema()`, failures as error
 rows) and the lazy `OSSMBank` (projection, filters, batches, take; any Parquet folder in the bank schema)."""
 import json
 import shutil

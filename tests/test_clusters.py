@@ -130,7 +130,7 @@ def test_name_parts_on_real_bank(tiny_rn, tmp_path):
     assert sum(n["size"] for n in names) == len(bank)
 
 
-# ---------------------------------------------------------------------------------------------- streaming (issue 13)
+# ---------------------------------------------------------------------------------------------- streaming
 @pytest.fixture
 def split_bank(tmp_path):
     """Three separable parts over 90 rows in 4 files; the first 10 rows have weight 0."""

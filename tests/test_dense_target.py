@@ -1,4 +1,4 @@
-"""The dense part-and-colour target of the parts recipe (issue 11): its ground truth, its loss, a short run."""
+"""The dense part-and-colour target of the parts recipe: its ground truth, its loss, a short run."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Issue 13, item 2: `dv.extract(..., engine="ray")` on a local Ray (loopback only) gives the rows of the local
+"""`dv.extract(..., engine="ray")` on a local Ray (loopback only) gives the rows of the local
 engine, and a rerun skips the image ids already written. Runs in the normal suite when Ray is installed."""
 import os
 import warnings
