@@ -81,3 +81,16 @@ def test_the_report_shades_each_word_by_its_share():
     assert "rgba(209,73,91,0.50)" in spans[2]             # half as strong, raises it: half red
     assert 'href="#g-word-share"' in html and "word share" in sr.GLOSSARY
     assert ",0.00)" in sr.prompt_shading(["a"], [float("nan")])  # a word without a share is left unshaded
+
+
+def test_the_explain_report_shows_each_prompt_with_its_words_shaded(tmp_path, tiny_dirs):
+    from PIL import Image
+
+    from decomviz.apps.cli import main
+    path = tmp_path / "scene.png"
+    Image.fromarray(make_image(0)).save(path)
+    out = tmp_path / "report.html"
+    assert main(["explain", str(path), "--prompt", "a red circle", "--checkpoint", str(tiny_dirs["vit"]),
+                 "--method", "legrad", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count("<span title=") == 3 and ">circle</span>" in page and 'id="g-word-share"' in page

@@ -236,8 +236,12 @@ def _write_explain_report(out: Path, images: List[str], model, results, main_exp
                                        "for every method; each method explains it differently.")
     blocks = [sr.caveat_banner(results), head]
     for b, image in enumerate(images):
+        words = _word_shares(model, image, main_exp.prompts)
         for t, prompt in enumerate(main_exp.prompts):
             rows = []
+            if words is not None:  # which words of the prompt drive the score
+                pairs = words.pairs(0, t)
+                rows.append(sr.prompt_shading([w for w, _ in pairs], [v for _, v in pairs]))
             if len(results) > 1 or main_exp.ossms is None:
                 rows.append(sr.methods_row(results, b, t))
             if main_exp.ossms is not None:
@@ -245,6 +249,16 @@ def _write_explain_report(out: Path, images: List[str], model, results, main_exp
             name = "" if len(images) == 1 else f"{display_name(Path(image).name)}: "
             blocks.append(sr.section(f"{name}“{prompt}”", *rows))
     sr.write_page(out, f"decomviz: {title}", blocks)
+
+
+def _word_shares(model, image, prompts):
+    """Each prompt word's share of the score (`token_attribution`), or None for a text tower it cannot read."""
+    from ..methods.tokens import token_attribution
+    try:
+        return token_attribution(model, image, list(prompts))
+    except ValueError as err:
+        _log(f"[decomviz] no word shares in the report: {err}")
+        return None
 
 
 def _summary(results) -> str:
