@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fast lab bench browser gallery clean
+.PHONY: demo test fast lint lab bench browser gallery clean
 
 $(VENV)/.created:
 	$(PY) -m venv $(VENV)
@@ -32,12 +32,17 @@ lab: $(VENV)/.installed-notebook
 browser:
 	bash scripts/ensure_chromium.sh
 
-test: $(VENV)/.installed-test browser
+# everything; the browser tests skip, saying why, where Chromium is missing (`make browser` or .ci/run installs it)
+test: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# the inner loop: everything but the browser, notebook and slow tests
+# the inner loop (at most 5 minutes on 2 cores): the lint, then everything but the browser, notebook and slow tests
 fast: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_browser.py --ignore=tests/test_notebooks.py
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_engine.py
