@@ -10,8 +10,8 @@ import decomviz as dv
 def _photo(h, w, box):
     """A grey photo with one red rectangle (top, left, bottom, right)."""
     px = np.full((h, w, 3), 120, np.uint8)
-    t, l, b, r = box
-    px[t:b, l:r] = (220, 30, 30)
+    top, left, bottom, right = box
+    px[top:bottom, left:right] = (220, 30, 30)
     return px
 
 
@@ -26,8 +26,8 @@ def test_saliency_on_original_puts_an_objects_map_back_on_its_pixels(tiny_rn, h,
     back = exp.saliency_on_original(0, 0)
     assert back.shape == (h, w)
     truth = np.zeros((h, w), bool)
-    t, l, b, r = box
-    truth[t:b, l:r] = True
+    top, left, bottom, right = box
+    truth[top:bottom, left:right] = True
     seen = np.isfinite(back)
     assert not seen.all() and seen.any()                    # the crop leaves part of the photo unexplained
     hot = seen & (np.nan_to_num(back) > 0.5)

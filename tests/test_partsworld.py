@@ -124,7 +124,10 @@ def test_mask_is_exactly_what_was_drawn():
         union = s.label_map("object") >= 0
         # dilate the union by one pixel: the ring around objects must not be a part colour of that scene
         ring = np.zeros_like(union)
-        ring[1:] |= union[:-1]; ring[:-1] |= union[1:]; ring[:, 1:] |= union[:, :-1]; ring[:, :-1] |= union[:, 1:]
+        ring[1:] |= union[:-1]
+        ring[:-1] |= union[1:]
+        ring[:, 1:] |= union[:, :-1]
+        ring[:, :-1] |= union[:, 1:]
         ring &= ~union
         used = np.array([w.colors[p.color] for p in s.parts])
         d = np.abs(img[ring][:, None, :] - used[None]).sum(-1).min(1)
