@@ -53,9 +53,11 @@ def extract(cam: DecomCAM, dataset, prompts=None, out="bank", batch_size: int = 
             allow_other_files: bool = False, wait: bool = False):
     """Run DecomCAM over a dataset and store one row per (image, prompt, component) in Parquet.
 
-    dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), or a CSV with `path` and
-    optional `prompt` / `label` columns. prompts: a list, or a template such as "a photo of a {}" filled with
-    each image's labels (CSV rows may carry their own). Unreadable images become error rows (`bank.failed`).
+    dataset: a dv.PartsWorld, an image folder (sub-folder names are the classes), a CSV with `path` and
+    optional `prompt` / `label` columns, a `dv.datasets` loader (COCOParts, MaskFolder) or any dataset of
+    `dv.datasets.Item`s (docs/datasets.md). prompts: a list, or templates filled per image: "a photo of a {class}"
+    (or "{}") with each of its labels, "the {part} of a {class}" with each part it shows (CSV rows may carry their
+    own). Unreadable images and broken annotations become error rows (`bank.failed`).
 
     engine="local": shards of `shard_size` images with a manifest; a rerun with the same arguments resumes:
     shards whose file is intact and whose images are unchanged (names, sizes, modification times) are kept, the

@@ -55,14 +55,17 @@ class Extractor:
     model: a `CLIPModel`, a configured `DecomCAM` (its knobs are used), or what `dv.load_model` takes, as a
         dict (``{"checkpoint": "folder"}``) or a name; the model is loaded on the first call (so each Ray actor
         loads its own, on ``device``). An Extractor given a CLIPModel pickles as its load_model arguments.
-    prompts: a list, or a template such as "a photo of a {}" filled with each image's labels.
-    dataset: optional items source (a `dv.PartsWorld`, folder, CSV): then a batch may carry only ``index``,
-        and the images are read by the extractor (in the actor, for Ray).
+    prompts: a list, or templates filled per image: "a photo of a {class}" (or "{}") with each of its labels,
+        "the {part} of a {class}" with each part it shows.
+    dataset: optional items source (a `dv.PartsWorld`, folder, CSV, `dv.datasets` loader): then a batch may
+        carry only ``index``, and the images are read by the extractor (in the actor, for Ray).
     images_per_call: images per engine call. knobs: DecomCAM's (n_components, top_channels, ...).
 
     A batch has, per image: ``image`` (PIL, array, encoded bytes) or ``path``; ``id`` (else the path or the
     index); optional ``index`` (int, default -1), ``labels`` (list, or "a|b"), ``prompts`` (list or "p|q",
-    overriding `prompts`), ``parts`` (dict "class/part" -> bool mask, for `part_overlap`). The table has one row
+    overriding `prompts`), ``parts`` (dict "class/part" -> bool mask in the image's own geometry, for
+    `part_overlap`, scored as the model saw it: cropped or squashed; parts need a `part_vocabulary`, else the
+    call is refused rather than give rows without ground truth). The table has one row
     per (image, prompt, component), in (image, prompt, component) order, and one row with `error` set per image
     that failed; its schema is `bank_schema(...)`, with the protocol in the metadata.
     """
