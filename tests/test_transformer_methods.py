@@ -222,3 +222,14 @@ def test_grad_eclip_chefer_and_rollout_match_their_equations_on_a_hand_set_model
 def test_every_registered_method_that_applies_to_the_bundled_vit_is_one_of_the_registry(tiny_vit):
     assert all(applies(m, tiny_vit) for m in ATTENTION)
     assert set(ATTENTION) <= set(dv.METHODS)
+
+
+@pytest.mark.slow
+def test_the_bench_runs_the_chosen_methods_where_they_apply(tmp_path):
+    from decomviz.apps.bench.runner import run_bench
+    res = run_bench(["parts-vit", "parts-rn"], quick=True, out=tmp_path, only=["softmax_localisation", "sanity"],
+                    scenes=1, methods=["decomcam", "legrad", "rollout"], log=lambda m: None)
+    assert set(res["models"]["parts-vit"]["softmax_localisation"]) == {"decomcam", "legrad", "rollout"}
+    assert set(res["models"]["parts-rn"]["softmax_localisation"]) == {"decomcam"}
+    assert set(res["models"]["parts-vit"]["sanity"]) == {"decomcam", "legrad", "rollout"}
+    assert "| legrad |" in (tmp_path / "results.md").read_text() and res["methods"] == ["decomcam", "legrad", "rollout"]

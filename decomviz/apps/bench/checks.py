@@ -8,20 +8,20 @@ from typing import Dict, List
 import numpy as np
 
 from ... import metrics
-from ...methods.registry import make_method, methods_for
+from ...methods.registry import make_method
 from ..evaluation import object_masks, object_prompts
-from .sections import COSTLY_METHODS
+from .sections import COSTLY_METHODS, bench_methods
 
 
 def _knobs(name: str, **extra) -> Dict:
     return {**({"batch_size": 64} if name in COSTLY_METHODS else {}), **extra}
 
 
-def softmax_localisation(model, scenes, costly_scenes: int, log) -> Dict[str, Dict]:
+def softmax_localisation(model, scenes, costly_scenes: int, log, methods=None) -> Dict[str, Dict]:
     """Pointing and energy on two-object scenes with ``score="softmax"``: each object's prompt competes with the
     other object's prompt (both are explained in one call), so the map must show what tells them apart."""
     rows = {}
-    for name in methods_for(model):  # the attention methods on ViTs only
+    for name in bench_methods(model, methods):  # the attention methods on ViTs only
         cam = make_method(name, model, **_knobs(name, score="softmax"))
         use = scenes[:costly_scenes] if name in COSTLY_METHODS else scenes
         hits: List[float] = []
@@ -40,13 +40,13 @@ def softmax_localisation(model, scenes, costly_scenes: int, log) -> Dict[str, Di
     return rows
 
 
-def sanity(model, scenes, steps: int, log) -> Dict[str, Dict]:
+def sanity(model, scenes, steps: int, log, methods=None) -> Dict[str, Dict]:
     """Cascading randomisation of the top ``steps`` blocks of the image tower, per method: the mean Spearman
     correlation of the maps with the trained model's after each step (a method that passes falls well below 1)."""
     rows = {}
     images = [s.image for s in scenes]
     prompts = object_prompts(scenes[0])[:1]
-    for name in methods_for(model):  # the attention methods on ViTs only
+    for name in bench_methods(model, methods):  # the attention methods on ViTs only
         use = images[:1] if name in COSTLY_METHODS else images
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -16,6 +16,7 @@ from typing import Dict
 
 import torch
 
+from ...methods.registry import METHODS
 from ...models import BUNDLED, load_model
 from ..evaluation import two_object_scenes
 from .checks import checks_markdown, sanity, softmax_localisation
@@ -28,13 +29,14 @@ SECTIONS = ("localisation", "softmax_localisation", "sanity", "parts", "part_ali
 
 
 def run_bench(models=None, quick: bool = False, out="bench_results", seed: int = 7,
-              scenes: int = None, device=None, log=None, sections=None, only=None, overrides=None) -> Dict:
+              scenes: int = None, device=None, log=None, sections=None, only=None, overrides=None,
+              methods=None) -> Dict:
     """Run the benchmark and write ``out/results.json`` and ``out/results.md``.
 
     ``sections`` (a subset of :data:`SECTIONS`) reruns only those, on the scenes and settings recorded in an
     existing ``out/results.json``, and updates it in place (e.g. the speed section after an engine change).
     ``only`` runs a new benchmark with just those sections; ``overrides`` changes sizes of the configuration
-    (e.g. ``{"part_scenes": 40}``).
+    (e.g. ``{"part_scenes": 40}``); ``methods`` (registry names) limits the method rows to those.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if sections is not None:
@@ -51,13 +53,13 @@ def run_bench(models=None, quick: bool = False, out="bench_results", seed: int =
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     results = {"mode": "quick" if quick else "full", "sections": list(only or SECTIONS), "config": cfg, "seed": seed, "machine": _machine(device),
-               "models": {}}
+               "models": {}, **({"methods": list(methods)} if methods else {})}
     scene_list = two_object_scenes(cfg["scenes"], seed)
     for name in models:
         model = _load(name, device)
         entry = {"layer": model.default_layer}
         for section in (only or SECTIONS):
-            entry[section] = _section(section, model, name, scene_list, cfg, seed, log)
+            entry[section] = _section(section, model, name, scene_list, cfg, seed, log, methods)
         results["models"][name] = entry
     results["seconds"] = time.perf_counter() - t_start
     _write(results, out, log)
@@ -71,15 +73,15 @@ def _load(name: str, device):
     return load_model(name, device=device)
 
 
-def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, log):
+def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, log, methods=None):
     log(f"[bench] {name}: {section.replace('_', ' ')}")
     if section == "localisation":
-        return localisation_and_faithfulness(model, make_methods(model), scene_list, cfg["steps"],
+        return localisation_and_faithfulness(model, make_methods(model, methods), scene_list, cfg["steps"],
                                              cfg["scorecam_scenes"], log, cfg["faithfulness_scenes"])
     if section == "softmax_localisation":
-        return softmax_localisation(model, scene_list, cfg["scorecam_scenes"], log)
+        return softmax_localisation(model, scene_list, cfg["scorecam_scenes"], log, methods)
     if section == "sanity":
-        return sanity(model, scene_list[:cfg.get("sanity_scenes", 4)], cfg.get("sanity_steps", 3), log)
+        return sanity(model, scene_list[:cfg.get("sanity_scenes", 4)], cfg.get("sanity_steps", 3), log, methods)
     if section == "parts":
         return parts_section(model, scene_list, cfg, seed, log)
     if section == "part_alignment":
@@ -88,7 +90,7 @@ def _section(section: str, model, name: str, scene_list, cfg: Dict, seed: int, l
         return integration_agreement(model, scene_list[:cfg["ablation_scenes"]], log)
     if section == "ablations":
         return ablations(model, scene_list[:cfg["ablation_scenes"]], log)
-    return speed(model, make_methods(model), scene_list[0], cfg["speed_repeats"], log)
+    return speed(model, make_methods(model, methods), scene_list[0], cfg["speed_repeats"], log)
 
 
 def _rerun_sections(models, sections, out: Path, device, log) -> Dict:
@@ -183,6 +185,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", nargs="+", default=None, choices=SECTIONS,
                     help="rerun only these sections of the run in --out and update its results")
     ap.add_argument("--only", nargs="+", default=None, choices=SECTIONS, help="a new run with only these sections")
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), metavar="METHOD",
+                    help="only these registered methods' rows (default: every method that applies to the model)")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=N",
                     help="change a size of the run, e.g. --set part_scenes=40 scorecam_scenes=10")
     args = ap.parse_args(argv)
@@ -190,8 +194,8 @@ def main(argv=None) -> int:
         overrides = {k: int(v) for k, v in (item.split("=", 1) for item in args.set)}
     except ValueError:
         ap.error(f"--set takes KEY=N pairs with an integer N, got {args.set}.")
-    if args.sections and (args.only or overrides):
-        ap.error("--sections reruns with the recorded settings; --only and --set are for a new run.")
+    if args.sections and (args.only or overrides or args.methods):
+        ap.error("--sections reruns with the recorded settings; --only, --set and --methods are for a new run.")
     if args.sections and (args.quick or args.scenes is not None or args.seed is not None):
         ap.error("--sections reruns with the settings recorded in --out's results.json; "
                  "drop --quick, --scenes and --seed (or drop --sections for a new run).")
@@ -200,6 +204,7 @@ def main(argv=None) -> int:
         warnings.filterwarnings("ignore", message="No component raised")
         res = run_bench(args.models, quick=args.quick, out=args.out, seed=7 if args.seed is None else args.seed,
                         scenes=args.scenes,
-                        device=args.device, sections=args.sections, only=args.only, overrides=overrides)
+                        device=args.device, sections=args.sections, only=args.only, overrides=overrides,
+                        methods=args.methods)
     print(to_markdown(res))
     return 0
