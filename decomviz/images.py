@@ -180,29 +180,57 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
                           "float (0-1).")
 
 
-def crop_box(image_size: Tuple[int, int], size: Tuple[int, int], mode: str = "crop") -> Tuple[float, float, float, float]:
+#: The most pixels an image may have once resized for the model (its shorter side at the input size): an image of
+#: extreme aspect ratio (100000 x 1) would otherwise be blown up to billions of pixels before the crop.
+MAX_RESIZED_PIXELS = 1 << 25
+
+
+def resized_geometry(image_size: Tuple[int, int], size: Tuple[int, int],
+                     offsets: str = "round") -> Tuple[int, int, int, int]:
+    """(nw, nh, left, top): the size a (w, h) image is resized to for a model input ``size`` (H, W) with its
+    shorter side fitted, and the centre crop's corner. For square inputs this is exactly open_clip's transform
+    (torchvision ``Resize(H)``: the longer side truncated; ``CenterCrop``: offsets rounded half to even), so the
+    pixels equal the model's own preprocessing. ``offsets="floor"``: the crop offsets rounded down, as Hugging
+    Face image processors do. An image whose resized size would exceed `MAX_RESIZED_PIXELS` is refused here,
+    before anything is allocated."""
+    w, h = image_size
+    H, W = size
+    if H == W:
+        nw, nh = (H, int(H * h / w)) if w <= h else (int(H * w / h), H)
+    else:
+        scale = max(H / h, W / w)
+        nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+    if nw * nh > MAX_RESIZED_PIXELS:
+        raise ImageInputError(
+            f"An image of {w}x{h} pixels (aspect ratio {max(w, h) / max(min(w, h), 1):,.0f}:1) would be resized to "
+            f"{nw:,}x{nh:,} pixels for a {W}x{H} model input, more than the {MAX_RESIZED_PIXELS:,} allowed; crop it "
+            "to the region you want explained first.")
+    if offsets == "floor":
+        return nw, nh, (nw - W) // 2, (nh - H) // 2
+    return nw, nh, int(round((nw - W) / 2.0)), int(round((nh - H) / 2.0))
+
+
+def crop_box(image_size: Tuple[int, int], size: Tuple[int, int], mode: str = "crop",
+             offsets: str = "round") -> Tuple[float, float, float, float]:
     """The region of a (w, h) image that the model sees at ``size`` (H, W), as (top, left, height, width) in the
     image's own pixels: the centre crop of `resize_center_crop` ("crop"), or the whole image ("squash")."""
     w, h = image_size
     if mode == "squash":
         return 0.0, 0.0, float(h), float(w)
     H, W = size
-    scale = max(H / h, W / w)
-    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
-    left, top = (nw - W) // 2, (nh - H) // 2
+    nw, nh, left, top = resized_geometry((w, h), (H, W), offsets)
     sx, sy = w / nw, h / nh
     return top * sy, left * sx, H * sy, W * sx
 
 
-def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BICUBIC) -> np.ndarray:
-    """Resize the shorter side to ``size`` (H, W) and centre-crop, as CLIP's preprocessing does; (H, W, 3) uint8."""
+def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BICUBIC,
+                       offsets: str = "round") -> np.ndarray:
+    """Resize the shorter side to ``size`` (H, W) and centre-crop, as CLIP's preprocessing (open_clip's transform)
+    does; (H, W, 3) uint8. See `resized_geometry`."""
     H, W = size
-    w, h = im.size
-    scale = max(H / h, W / w)
-    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), resample, reducing_gap=3.0 if scale < 0.5 else None)
-    left, top = (nw - W) // 2, (nh - H) // 2
+    nw, nh, left, top = resized_geometry(im.size, (H, W), offsets)
+    if (nw, nh) != im.size:
+        im = im.resize((nw, nh), resample)
     return np.asarray(im.crop((left, top, left + W, top + H)), dtype=np.uint8)
 
 
@@ -243,11 +271,9 @@ def resize_center_crop_plane(plane: Image.Image, size: Tuple[int, int]) -> np.nd
     (H, W) float32; the same box as the image's, so a mask stays aligned with the pixels the model saw."""
     H, W = size
     w, h = plane.size
-    scale = max(H / h, W / w)
-    nw, nh = max(W, round(w * scale)), max(H, round(h * scale))
+    nw, nh, left, top = resized_geometry((w, h), (H, W))
     if (nw, nh) != (w, h):
-        plane = plane.resize((nw, nh), Image.BOX if scale < 1 else Image.BILINEAR)
-    left, top = (nw - W) // 2, (nh - H) // 2
+        plane = plane.resize((nw, nh), Image.BOX if nw < w else Image.BILINEAR)
     return np.asarray(plane.crop((left, top, left + W, top + H)), dtype=np.float32)
 
 

@@ -64,7 +64,9 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
     - ``load_model("RN50", pretrained=None)``: random weights (tests, offline experiments).
     - ``load_model("hf-hub:org/model")``: an open_clip model on the Hugging Face hub.
     - ``load_model(model)``: a model object, open_clip's or a Hugging Face ``CLIPModel`` / ``SiglipModel``
-      (``load_model(hf_model, tokenizer=processor)``); preprocessing comes from the model's own config.
+      (``load_model(hf_model, tokenizer=processor)``); preprocessing comes from the model's own config. The
+      object is left as it was (training mode, ``requires_grad``, device): decomviz explains a copy of it, so
+      your model still trains and works with other libraries; load it again to explain it after more training.
 
     ``tokenizer``: a Hugging Face tokenizer or processor, or any callable from a list of strings to token ids;
     it replaces the model's own (e.g. offline, where that one would come from the hub).
@@ -118,6 +120,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         _load_state_dict(model, path)
         _check_finite(model, path)
         source = str(path)
+        _named_preprocess(model, name)
     else:
         if pretrained is not None:
             tags = open_clip.list_pretrained_tags_by_model(name)
@@ -135,11 +138,36 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
                 "(or a .pt/.bin state dict, or a folder with open_clip_config.json).") from None
         if pretrained:
             _check_finite(model, f"the '{pretrained}' weights of {name}")
+        else:
+            _named_preprocess(model, name)
         source = f"open_clip:{name}:{pretrained}" if pretrained else f"open_clip:{name}:random-init"
     tokenizer = _open_clip_tokenizer(name) if tokenizer is None else tokenizer
     cfg = open_clip.get_model_preprocess_cfg(model)
     return CLIPModel(model, tokenizer, name=name, pretrained=pretrained, source=source,
                      preprocess_cfg=cfg, device=device)
+
+
+def _named_preprocess(model: torch.nn.Module, name: str) -> None:
+    """Give a model made from an open_clip name without a pretrained tag (random weights, or a weights file) the
+    preprocessing of its family: open_clip then has only its defaults (OpenAI's mean and std, a centre crop), not
+    the preprocessing recorded with the name's pretrained weights (SigLIP: mean = std = 0.5, the whole image
+    squashed). When every tag of the name agrees, that preprocessing is set on the model (as open_clip does for a
+    tag), so that decomviz and open_clip's own transform of this model see the same input."""
+    import open_clip
+    if name.startswith("hf-hub:"):
+        return
+    keys = ("mean", "std", "interpolation", "resize_mode")
+    found = []
+    for tag in open_clip.list_pretrained_tags_by_model(name):
+        cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+        found.append(tuple((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k in keys
+                           if (v := cfg.get(k)) is not None))
+    if not found or len(set(found)) != 1:
+        return  # no tag, or tags that disagree: open_clip's defaults stay (a folder's config can say otherwise)
+    visual = getattr(model, "visual", None)
+    current = dict(getattr(visual, "preprocess_cfg", None) or {})
+    if visual is not None:
+        visual.preprocess_cfg = {**current, **dict(found[0])}
 
 
 def _open_clip_tokenizer(name: str):
@@ -154,14 +182,23 @@ def _open_clip_tokenizer(name: str):
 
 
 def _wrap_object(model: torch.nn.Module, tokenizer, device: torch.device) -> CLIPModel:
+    """A model object, wrapped around a copy of it (the object stays as it was); a layer may still be named by the
+    object's own module (``layer=model.visual.layer4``)."""
+    import weakref
+    wrapped = _wrap_copy(model, _copy_of(model), tokenizer, device)
+    wrapped.source_modules = weakref.WeakKeyDictionary({m: n for n, m in model.named_modules()})
+    return wrapped
+
+
+def _wrap_copy(original: torch.nn.Module, model: torch.nn.Module, tokenizer, device: torch.device) -> CLIPModel:
     """A model object: open_clip's (tokenizer and preprocessing from its config when it has them) or a Hugging
     Face CLIPModel / SiglipModel (tokenizer= required; preprocessing from its config and the processor, if given)."""
-    kind = type(model).__name__
+    kind = type(original).__name__
     if type(model).__module__.startswith("transformers"):
         if tokenizer is None:
             raise ModelLoadError(f"A Hugging Face {kind} needs its tokenizer: dv.load_model(model, tokenizer=...), "
                                  "a tokenizer or processor (e.g. AutoProcessor.from_pretrained(...)).")
-        cfg = _processor_cfg(tokenizer)
+        cfg = {"crop_offsets": "floor", **_processor_cfg(tokenizer)}  # Hugging Face's processors round down
         name = getattr(model.config, "name_or_path", "") or kind
         return CLIPModel(model.to(device), tokenizer, name=name, pretrained=None, source=f"object:{kind}",
                          preprocess_cfg=cfg, device=device)
@@ -183,6 +220,18 @@ def _wrap_object(model: torch.nn.Module, tokenizer, device: torch.device) -> CLI
         cfg = {}
     return CLIPModel(model.to(device), tokenizer, name=kind, pretrained=None, source=f"object:{kind}",
                      preprocess_cfg=dict(cfg), device=device)
+
+
+def _copy_of(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the user's model for decomviz to set in eval mode, without gradients on its weights and on its
+    device: the object given stays as it was (it may still be trained, or used by other libraries)."""
+    import copy
+    try:
+        return copy.deepcopy(model)
+    except Exception as err:  # a module holding something that cannot be copied (a lock, an open file)
+        raise ModelLoadError(f"dv.load_model works on a copy of the {type(model).__name__} given (so that it stays "
+                             f"as it was), and this one cannot be copied ({type(err).__name__}: {err}). Save its "
+                             "weights and load them with dv.load_model(name, checkpoint=...).") from None
 
 
 def _processor_cfg(tokenizer) -> dict:

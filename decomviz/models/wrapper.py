@@ -87,6 +87,8 @@ class CLIPModel:
         self.mean, self.std = _normalisation(preprocess_cfg["mean"], preprocess_cfg["std"], name, self.device)
         self.interpolation = preprocess_cfg.get("interpolation", "bicubic")
         self.resize_mode = preprocess_cfg.get("resize_mode", "shortest")
+        #: how the centre crop's offset is rounded: "round" (open_clip / torchvision), "floor" (Hugging Face)
+        self.crop_offsets = preprocess_cfg.get("crop_offsets", "round")
         self.kind, self.layers, self.default_layer = self.tower.kind, self.tower.layers, self.tower.default_layer
         if default_layer is not None:   # a checkpoint may name its own (e.g. a finer grid than the last stage)
             if default_layer not in self.layers:
@@ -125,6 +127,8 @@ class CLIPModel:
         layer = self.default_layer if layer is None else layer
         if isinstance(layer, torch.nn.Module):
             found = next((n for n, m in self.model.named_modules() if m is layer), None)
+            if found is None:  # a module of the object given to load_model, which wraps a copy of it
+                found = getattr(self, "source_modules", {}).get(layer)
             if found is None or found not in self.layers:
                 what = f"module '{found}'" if found is not None else "module that is not part of this model"
                 raise LayerError(f"The {type(layer).__name__} {what} cannot be tapped in {self.name}. Valid layers: "
@@ -158,10 +162,11 @@ class CLIPModel:
         if self.resize_mode == "squash":  # the whole image, resized to the model's size (SigLIP)
             pixels = np.stack([np.asarray(im.resize((W, H), resample), dtype=np.uint8) for im in pils])
         else:
-            pixels = np.stack([resize_center_crop(im, (H, W), resample) for im in pils])
+            pixels = np.stack([resize_center_crop(im, (H, W), resample, self.crop_offsets) for im in pils])
         tensor = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         mode = "squash" if self.resize_mode == "squash" else "crop"
-        geometry = [{"size": [im.height, im.width], "box": list(crop_box(im.size, (H, W), mode))} for im in pils]
+        geometry = [{"size": [im.height, im.width], "box": list(crop_box(im.size, (H, W), mode, self.crop_offsets))}
+                    for im in pils]
         return PreparedImages((tensor - self.mean) / self.std, pixels, geometry)
 
     def normalize(self, pixels: torch.Tensor) -> Normalized:
