@@ -10,8 +10,21 @@ from .streaming import (BATCH_ROWS, StreamingPCA, cluster_means, dominant_parts,
 
 METHODS = ("kmeans", "agglomerative", "hdbscan")
 FEATURES = ("embedding", "pooled", "loading", "ossm")
-#: Above this size (float64 features of the kept rows), streaming="auto" clusters by streaming.
+#: Above this working set (see `working_set_bytes`), streaming="auto" clusters by streaming.
 IN_MEMORY_BYTES = 1 << 30
+
+
+def working_set_bytes(n: int, width: int, method: str = "kmeans", n_clusters: int = 12) -> int:
+    """What clustering ``n`` rows of ``width`` features in memory holds at its peak, in bytes: the float32 column
+    read from the bank, its float64 copy, the normalised copy, scikit-learn's own copy (validation, centring),
+    the distances to the centres (k-means), and the pairwise distances of agglomerative clustering (condensed,
+    float64) or HDBSCAN's core distances and tree. An estimate from the copies the code makes, not a measurement."""
+    features = n * width * (4 + 8 + 8 + 8)
+    if method == "agglomerative":
+        return features + n * (n - 1) // 2 * 8
+    if method == "hdbscan":
+        return features + n * width * 8 + n * 64
+    return features + n * n_clusters * 8 * 2
 
 
 class PartReport(dict):
@@ -46,7 +59,8 @@ class ComponentClusters:
     streaming : True: fit a batch at a time, for banks larger than memory (k-means only): PCA to `n_pca`
         dimensions (`StreamingPCA`: the covariance accumulated by `partial_fit`, one pass), then MiniBatchKMeans by
         `partial_fit` over `n_epochs` passes; memory is one batch of `batch_size` rows plus a few numbers per row. False: all features in memory. "auto": streaming
-        when the features would take more than 1 GiB.
+        when clustering in memory would hold more than 1 GiB at its peak: the features with their copies and the
+        distances, not the features alone (`working_set_bytes`).
 
     After `fit(bank)`: `labels_` (n_kept,), `rows_` (their bank row indices), `n_clusters_`, `cluster_centers_`
     (k-means; mean feature per cluster otherwise; in the PCA space when streaming), `distance_` (n_kept,) each
@@ -91,13 +105,14 @@ class ComponentClusters:
     def _streams(self, bank, n_kept: int) -> bool:
         if self.streaming is not True:
             width = bank.vectors(self.feature, [0]).shape[1] if len(bank) else 0
-            size = n_kept * width * 8
+            size = working_set_bytes(n_kept, width, self.method, int(self.n_clusters or 0))
             if self.streaming is False or size <= IN_MEMORY_BYTES:
                 return False
             if self.method != "kmeans":
-                raise ValueError(f"{self.method} clustering needs the features of all {n_kept} components in memory "
-                                 f"({size / 2**30:.1f} GiB); use method='kmeans' (it streams), or cluster a part of "
-                                 "the bank (bank.filter(...)), or pass streaming=False to try anyway.")
+                raise ValueError(f"{self.method} clustering of all {n_kept} components in memory needs about "
+                                 f"{size / 2**30:.1f} GiB (features, their copies and distances); use "
+                                 "method='kmeans' (it streams), or cluster a part of the bank (bank.filter(...)), or "
+                                 "pass streaming=False to try anyway.")
             return True
         if self.method != "kmeans":
             raise ValueError(f"streaming=True clusters with k-means only (MiniBatchKMeans); got method={self.method!r}.")
