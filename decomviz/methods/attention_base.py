@@ -5,7 +5,7 @@ attention. The equations are in docs/method.md.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
@@ -52,6 +52,8 @@ class AttentionMethod(Method):
 
     method = "attention"
     uses_gradients = True
+    #: the registered methods that apply to a model (set by the registry, which imports this module)
+    methods_for: Optional[Callable[[CLIPModel], List[str]]] = None
     _knobs = (Knob("blocks", "int", "how many of the last transformer blocks enter the map (0: all)", low=0,
                    widget=(0, 48, 1)),)
 
@@ -77,10 +79,9 @@ class AttentionMethod(Method):
     def refusal(cls, model: CLIPModel) -> Optional[str]:
         """`cannot_explain`, with the registered methods that do apply to ``model``."""
         reason = cls.cannot_explain(model)
-        if reason is None:
-            return None
-        from .registry import methods_for
-        return f"{reason} Methods that apply: {', '.join(methods_for(model))}."
+        if reason is None or cls.methods_for is None:
+            return reason
+        return f"{reason} Methods that apply: {', '.join(cls.methods_for(model))}."
 
     # ------------------------------------------------------------------ shared steps
     def _used(self) -> range:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Type
 
 from ..knobs import Knob, check_declared, defaults_of, knobs_of
+from .attention_base import AttentionMethod
 from .base import Method
 from .baselines import EigenCAM, GradCAM, GradCAMPlusPlus, GScoreCAM, LayerCAM, ScoreCAM
 from .chefer import Chefer
@@ -95,6 +96,9 @@ def applies(name: str, model) -> bool:
 def methods_for(model) -> List[str]:
     """The registered methods that can explain ``model``, in registry order."""
     return [name for name in METHODS if applies(name, model)]
+
+
+AttentionMethod.methods_for = staticmethod(methods_for)  # their refusals name the methods that do apply
 
 
 def method_spec(name: str) -> MethodSpec:

@@ -212,10 +212,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
         return parse_prompts(self.prompts_box.value)
 
     def set_method(self, method: str) -> None:
-        if method not in METHOD_LABELS:
-            raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHOD_LABELS)}.")
-        if not applies(method, self.model):  # e.g. an attention method on a convolutional tower
-            raise ValueError(method_spec(method).cls.refusal(self.model))
+        if method not in METHOD_LABELS or not applies(method, self.model):  # attention methods need a ViT
+            raise ValueError(method_spec(method).cls.refusal(self.model) if method in METHOD_LABELS else
+                             f"Unknown method {method!r}; choose from {', '.join(METHOD_LABELS)}.")
         self.method_dropdown.value = method
 
     def set_compare(self, methods: Sequence[str]) -> None:
