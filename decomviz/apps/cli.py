@@ -381,6 +381,8 @@ def _main(argv: Optional[List[str]]) -> int:
         from .bench.runner import main as bench_main
         return bench_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    if getattr(args, "prompt", None):  # text from a terminal that is not UTF-8: carried with U+FFFD, as file names are
+        args.prompt = [display_name(p) for p in args.prompt]
     from ..images import ImageInputError
     from ..models import LayerError, ModelLoadError
     try:
