@@ -90,8 +90,10 @@ def coco_bank(tiny_rn, tmp_path_factory):
 
 def test_parts_attached_after_the_fact_equal_those_of_extraction(coco_bank):
     root, ds, cam, bank = (coco_bank[k] for k in ("root", "ds", "cam", "bank"))
+    (root / "coco" / "images" / "zz-broken.png").write_bytes(b"not a png")  # a failed row, kept as it is
     plain = dv.extract(cam, root / "coco" / "images", ["a photo of a thing"], out=root / "plain", progress=False)
     assert plain.part_vocabulary == [] and plain.part_overlap.shape[1] == 0
+    assert [f["id"] for f in plain.failed] == ["zz-broken.png"]
     with_parts = dv.extract(cam, ds, ["a photo of a thing"], out=root / "with", progress=False)
     attached = dv.attach_parts(plain, ds, root / "attached")
     assert attached.part_vocabulary == ds.part_vocabulary and attached.dataset["kind"] == "coco"

@@ -17,7 +17,7 @@ from ..ops import atomic_write, upsample
 from .bank import OSSMBank
 from .datasets import as_items, item_id
 from .extractor import gt_masks, overlap_shares
-from .schema import ERROR_COLUMN, bank_schema, schema_metadata, vector_array
+from .schema import ERROR_COLUMN, bank_schema, schema_metadata, vector_array, vectors_to_numpy
 
 
 def attach_parts(bank: OSSMBank, dataset, out, part_vocabulary: Optional[Sequence[str]] = None,
@@ -53,6 +53,9 @@ def attach_parts(bank: OSSMBank, dataset, out, part_vocabulary: Optional[Sequenc
     out = Path(out)
     if out.resolve() == Path(bank.path).resolve():
         raise ValueError("attach_parts writes a new bank: give an out= folder other than the bank's own.")
+    if (out / "manifest.json").exists():
+        raise ValueError(f"'{out}' holds a bank written by dv.extract; attach_parts writes a new bank: choose "
+                         "another out= folder.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"'{out}' is not empty; choose another out= folder, or overwrite=True.")
@@ -71,8 +74,8 @@ def attach_parts(bank: OSSMBank, dataset, out, part_vocabulary: Optional[Sequenc
     where = {item_id(items, j): j for j in range(len(items))}
     for f in range(len(bank._files)):
         table = bank._files.open(f).to_table()
-        values = _overlaps(table, items, where, vocab, size, mode, protocol.get("upsample", "bilinear"), cache,
-                           failed)
+        values = _overlaps(table, items, where, vocab, size, mode, protocol.get("upsample", "bilinear"), bank.grid,
+                           cache, failed)
         column = vector_array(values)
         errors = table.column(ERROR_COLUMN).is_valid() if ERROR_COLUMN in table.schema.names else None
         if errors is not None and errors.to_numpy(zero_copy_only=False).any():
@@ -89,40 +92,44 @@ def attach_parts(bank: OSSMBank, dataset, out, part_vocabulary: Optional[Sequenc
 
 
 def _conform(table, schema):
-    """The table with every column of ``schema`` (older files lack some), in its order."""
+    """The table with every column of ``schema`` (older files lack some, or hold other list types), in its order."""
     import pyarrow as pa
     cols = []
     for field in schema:
         if field.name in table.schema.names:
-            cols.append(table.column(field.name))
+            cols.append(table.column(field.name).cast(field.type))
         else:
             cols.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _overlaps(table, items, where, vocab, size, mode, up_mode, cache, failed) -> np.ndarray:
+def _overlaps(table, items, where, vocab, size, mode, up_mode, grid, cache, failed) -> np.ndarray:
     """(rows, V) part shares of one bank file's rows; failed rows and images without parts get 0."""
+    import pyarrow as pa
     n = table.num_rows
     out = np.zeros((n, len(vocab)), np.float32)
     ids = np.asarray(table.column("image_id").to_pylist(), dtype=object)
     ok = (np.ones(n, bool) if ERROR_COLUMN not in table.schema.names
           else table.column(ERROR_COLUMN).is_null().to_numpy(zero_copy_only=False))
-    if not ok.any():
+    explained = np.flatnonzero(ok)
+    if not len(explained):
         return out
-    gh = table.column("grid_h").to_numpy(zero_copy_only=False)
-    gw = table.column("grid_w").to_numpy(zero_copy_only=False)
-    ossm = table.column("ossm")
-    for ident in dict.fromkeys(ids[ok].tolist()):
-        rows = np.flatnonzero(ok & (ids == ident))
+    flat = vectors_to_numpy(table.column("ossm").take(pa.array(explained)), "ossm", "the bank")
+    if "grid_h" in table.schema.names:
+        gh = table.column("grid_h").to_numpy(zero_copy_only=False)[explained]
+        gw = table.column("grid_w").to_numpy(zero_copy_only=False)[explained]
+    else:  # format 2: the grid is the manifest's
+        gh, gw = np.full(len(explained), grid[0]), np.full(len(explained), grid[1])
+    for ident in dict.fromkeys(ids[explained].tolist()):
+        pos = np.flatnonzero(ids[explained] == ident)
         masks = _masks_of(ident, where, items, vocab, size, mode, cache, failed)
         if masks is None:
             continue
-        h, w = int(gh[rows[0]]), int(gw[rows[0]])
-        low = np.stack([np.asarray(ossm[int(r)].as_py(), np.float32) for r in rows]).reshape(len(rows), h, w)
-        full = upsample(torch.from_numpy(low), size, mode=up_mode)
+        h, w = int(gh[pos[0]]), int(gw[pos[0]])
+        full = upsample(torch.from_numpy(flat[pos].reshape(len(pos), h, w)), size, mode=up_mode)
         if up_mode == "bicubic":
             full = full.clamp_min(0)
-        out[rows] = overlap_shares(full, masks)
+        out[explained[pos]] = overlap_shares(full, masks)
     return out
 
 
