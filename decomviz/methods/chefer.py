@@ -16,7 +16,7 @@ class Chefer(AttentionMethod):
 
     def _explain(self, x, text, prompts) -> Explanation:
         with self._record() as rec, torch.enable_grad(), self._autocast():
-            scores = self._scores(self.model.embed(x.detach().requires_grad_()), text)  # (B, T); a graph to differentiate
+            scores = self._scores(self.model.embed(x.detach().requires_grad_()), text)  # (B, T), differentiable
             probs = [rec.attention(self.spec.attentions[i][0], 0).probs for i in self._used()]
             pool = [rec.attention(self.spec.pool_attention[0], 0).probs] if self.spec.pool == "map" else []
             grads = per_prompt_gradients(scores, probs + pool)

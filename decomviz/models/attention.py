@@ -180,14 +180,16 @@ def _mha(rec: AttentionRecord, name: str):
             wq, wk, wv = m.q_proj_weight, m.k_proj_weight, m.v_proj_weight
         bq, bk, bv = m.in_proj_bias.chunk(3) if m.in_proj_bias is not None else (None, None, None)
         H = m.num_heads
-        q, k, v = _heads(F.linear(query, wq, bq), H), _heads(F.linear(key, wk, bk), H), _heads(F.linear(value, wv, bv), H)
+        q, k, v = (_heads(F.linear(t, w, b), H) for t, w, b in ((query, wq, bq), (key, wk, bk), (value, wv, bv)))
         mask = kwargs.get("attn_mask")
         if mask is not None and mask.dim() == 3:
             mask = mask.unflatten(0, (-1, H))
         pad = kwargs.get("key_padding_mask")
         if pad is not None:
             pad = pad[:, None, None, :].bool() if pad.dtype != torch.bool else pad[:, None, None, :]
-            mask = pad if mask is None else (mask | pad if mask.dtype == torch.bool else mask.masked_fill(pad, float("-inf")))
+            if mask is not None:
+                pad = mask | pad if mask.dtype == torch.bool else mask.masked_fill(pad, float("-inf"))
+            mask = pad
         probs, ctx = _attend(q, k, v, q.shape[-1] ** -0.5, mask)
         out = m.out_proj(_merge(ctx))
         rec.calls.setdefault(name, []).append(AttentionCall(probs, q, k, v, out, m.out_proj.weight))
