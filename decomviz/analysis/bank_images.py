@@ -16,6 +16,22 @@ from .datasets import item_id
 from ..ops import minmax_np, upsample_np
 
 
+#: The largest image side a bank's record may ask for (a rendered scene, the model's input): a record is data,
+#: possibly from someone else, and is bounded before anything is allocated.
+MAX_SIDE = 4096
+
+
+def _bounded(value, what: str, limit: int = MAX_SIDE) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        v = -1
+    if not 1 <= v <= limit:
+        raise ValueError(f"The bank records {what} = {value!r}, outside 1..{limit:,}: its record is damaged or was not "
+                         "written by dv.extract, and is not used.")
+    return v
+
+
 def upsample_ossm(m: np.ndarray, size, mode: str = "bilinear") -> np.ndarray:
     """A low-resolution OSSM (h, w) upsampled to `size` (bilinear, or bicubic clamped at 0), then min-max
     normalised: (H, W) float32 in [0, 1]."""
@@ -33,6 +49,10 @@ class BankImages:
     images are looked for (e.g. a bank moved to another machine: the images folder of a COCO dataset, the root
     of a mask folder). `parts(i)` gives the ground-truth part masks ("class/part" -> bool mask) of banks with a
     part vocabulary.
+
+    A bank is data, possibly someone else's: an image id of a folder or CSV bank must lie inside the recorded root
+    (the folder; the CSV's folder), else it is refused (give ``root=`` a folder that holds them, if the bank is
+    trusted); sizes in its record are bounded (`MAX_SIDE`) before anything is allocated.
     """
 
     def __init__(self, bank, root=None, cache: int = 64):
@@ -40,17 +60,19 @@ class BankImages:
         self.dataset = dict(bank.dataset)
         self.kind = self.dataset.get("kind")
         size = (bank.protocol or {}).get("image_size")
-        self.size: Optional[Tuple[int, int]] = tuple(int(s) for s in size) if size else None
+        if size and (not isinstance(size, (list, tuple)) or len(size) != 2):
+            raise ValueError(f"The bank records image_size = {size!r}, not [height, width]; its record is damaged.")
+        self.size: Optional[Tuple[int, int]] = tuple(_bounded(s, "image_size") for s in size) if size else None
         self.resample = (bank.protocol or {}).get("upsample", "bilinear")
         self.mode = "squash" if (bank.protocol or {}).get("resize_mode") == "squash" else "crop"
         self._root_given = root
         self._items = None
         if root is not None:
             self.root = Path(root)
-        elif self.kind == "folder":
-            self.root = Path(self.dataset["root"])
+        elif self.kind == "folder":  # absolute as recorded (a bank opened from another directory), else as typed
+            self.root = Path(self.dataset.get("root_absolute") or self.dataset["root"])
         elif self.kind == "csv":
-            self.root = Path(self.dataset["path"]).parent
+            self.root = Path(self.dataset.get("path_absolute") or self.dataset["path"]).parent
         else:
             self.root = None
         self._world = None
@@ -88,8 +110,8 @@ class BankImages:
             for k in ("scale", "caption_parts"):
                 if d.get(k) is not None:
                     extra[k] = tuple(d[k])
-            self._world = PartsWorld(int(d["n"]), seed=int(d["seed"]), size=int(d["size"]),
-                                     n_objects=tuple(d["n_objects"]), **extra)
+            self._world = PartsWorld(_bounded(d["n"], "n", 10 ** 9), seed=int(d["seed"]),
+                                     size=_bounded(d["size"], "size"), n_objects=tuple(d["n_objects"]), **extra)
         return self._world
 
     def _load(self, i: int):
@@ -121,15 +143,25 @@ class BankImages:
         else:
             if i not in self.ids:
                 raise KeyError(f"Image {i} is not in this bank.")
-            path = Path(self.ids[i])
-            path = path if path.is_absolute() or self.root is None else self.root / path
-            image, parts, caption = to_rgb(path), None, self.ids[i]
+            image, parts, caption = to_rgb(self._inside_root(self.ids[i])), None, self.ids[i]
         out = (self._crop(image), None if parts is None else
                OrderedDict((k, self._crop_mask(m)) for k, m in parts.items()), caption)
         self._cache[i] = out
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return out
+
+    def _inside_root(self, ident: str) -> Path:
+        """The file of an image id: inside the root, after resolving '..' and links; refused otherwise."""
+        if self.root is None:
+            raise ValueError(f"This bank records no folder for its images (dataset {self.dataset}); give root=...")
+        root = self.root.resolve()
+        path = (root / ident).resolve()
+        if path != root and root not in path.parents:
+            raise ValueError(f"The bank names the image '{ident}', which lies outside its folder '{root}'; it is "
+                             "not opened (a bank is data and never a key to other files). If you trust this bank, "
+                             "give root= a folder that holds its images.")
+        return path
 
     def _crop(self, image) -> np.ndarray:
         im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))

@@ -14,7 +14,26 @@ from ..data.items import IMAGE_SUFFIXES, Item, file_state as _file_state, read_i
 
 __all__ = ["Item", "IMAGE_SUFFIXES", "PartsWorldItems", "ImageFolderItems", "CSVItems", "as_items", "item_id",
            "check_templates", "check_parts_named", "resolve_prompts", "template_fields", "part_pairs", "fingerprint",
-           "TEMPLATE_FIELDS"]
+           "TEMPLATE_FIELDS", "safe_text", "comparable_dataset"]
+
+
+def safe_text(value) -> str:
+    """Text that can be stored anywhere (Parquet, JSON, HTML): a file name or argument whose bytes are not UTF-8
+    (decoded by Python with surrogate escapes) gets U+FFFD for each such byte, instead of failing when written."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def comparable_dataset(record: Any) -> Any:
+    """A dataset record as resuming compares it: a folder or CSV by its absolute path (the same folder typed
+    another way, or from another directory, is the same dataset); records without one (older banks) by their
+    path resolved from here."""
+    if not isinstance(record, dict) or record.get("kind") not in ("folder", "csv"):
+        return record
+    key = "root" if record["kind"] == "folder" else "path"
+    out = {k: v for k, v in record.items() if k not in (key, key + "_absolute")}
+    typed = record.get(key)
+    out[key + "_absolute"] = record.get(key + "_absolute") or (str(Path(typed).resolve()) if typed else None)
+    return out
 
 
 def fingerprint(items, lo: int, hi: int) -> Optional[str]:
@@ -83,12 +102,13 @@ class ImageFolderItems:
     def __getitem__(self, i: int) -> Item:
         path = self.files[i]
         rel = path.relative_to(self.root)
-        labels = [rel.parts[0]] if len(rel.parts) > 1 else []
-        return _read(Item(i, str(rel), labels=labels), path)
+        labels = [safe_text(rel.parts[0])] if len(rel.parts) > 1 else []
+        return _read(Item(i, safe_text(rel), labels=labels), path)
 
     def describe(self) -> Dict[str, Any]:
-        # the folder, not its content: what its files are is in each shard's fingerprint (see `fingerprint`)
-        return {"kind": "folder", "root": str(self.root)}
+        # the folder, not its content: what its files are is in each shard's fingerprint (see `fingerprint`); the
+        # folder as typed and as an absolute path (a bank read from another directory still finds its images)
+        return {"kind": "folder", "root": safe_text(self.root), "root_absolute": safe_text(self.root.resolve())}
 
     def fingerprint(self, i: int) -> str:
         path = self.files[i]
@@ -96,7 +116,7 @@ class ImageFolderItems:
 
     def id_of(self, i: int) -> str:
         """The id of item ``i`` without reading its file."""
-        return str(self.files[i].relative_to(self.root))
+        return safe_text(self.files[i].relative_to(self.root))
 
 
 class CSVItems:
@@ -138,7 +158,7 @@ class CSVItems:
                      self._full(path))
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "csv", "path": str(self.csv_path)}
+        return {"kind": "csv", "path": safe_text(self.csv_path), "path_absolute": safe_text(self.csv_path.resolve())}
 
     def _full(self, path: str) -> Path:
         return Path(path) if os.path.isabs(path) else self.csv_path.parent / path
