@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 from ..methods.decomcam import DecomCAM
 from ..ops import atomic_write
 from .bank import OSSMBank
-from .datasets import as_items, check_templates, fingerprint
+from .datasets import as_items, check_templates, comparable_dataset, fingerprint
 from .extractor import Extractor, explain_batch, protocol_of
 from .folder import (WriterLock, clean_leftovers, new_bank_id, old_manifest, other_files, probe_name,
                      refuse_other_files, remove_own)
@@ -218,7 +218,8 @@ def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"'{out}' holds a bank of format {old.get('format')} (written by an older decomviz; "
                          f"this one writes format {FORMAT_VERSION}): it can be read but not resumed: use another out= "
                          "folder, or overwrite=True to extract it again.")
-    diff = [k for k in header if old.get(k) != header[k]]
+    same = {"dataset": lambda a, b: comparable_dataset(a) == comparable_dataset(b)}
+    diff = [k for k in header if not same.get(k, lambda a, b: a == b)(old.get(k), header[k])]
     if diff:
         raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
                          "folder, or overwrite=True to start again.")

@@ -16,7 +16,7 @@ import torch
 from ..images import to_model_view
 from ..methods.decomcam import DecomCAM
 from ..models import CLIPModel, load_model
-from .datasets import Item, _read, as_items, check_parts_named, check_templates, resolve_prompts
+from .datasets import Item, _read, as_items, check_parts_named, check_templates, resolve_prompts, safe_text
 from .schema import GRID_COLUMNS, SCALAR_COLUMNS, VECTOR_COLUMNS, bank_schema
 
 #: Bank columns filled from the Explanation's fields of the same meaning.
@@ -321,8 +321,11 @@ def rows_table(columns: Dict[str, Any], schema):
 def error_table(items: Sequence[Item], positions: Sequence[int], schema):
     """One row per failed item: its index, id, labels and error; nulls elsewhere."""
     import pyarrow as pa
-    known = {"image_index": [it.index for it in items], "image_id": [it.id for it in items],
-             "labels": ["|".join(it.labels) for it in items], "error": [str(it.error) for it in items]}
+    # text as Parquet can hold it: a file name that is not UTF-8 (in an id or an error) gets U+FFFD, so that it
+    # fails one row, never the shard
+    known = {"image_index": [it.index for it in items], "image_id": [safe_text(it.id) for it in items],
+             "labels": [safe_text("|".join(it.labels)) for it in items],
+             "error": [safe_text(it.error) for it in items]}
     arrays = [pa.array(list(positions), pa.int64())]
     arrays += [pa.array(known[f.name], f.type) if f.name in known else pa.nulls(len(items), f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema.insert(0, pa.field("_pos", pa.int64())))

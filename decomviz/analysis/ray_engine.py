@@ -198,4 +198,7 @@ def written_ids(out: Path, expected: Dict[str, Any], ledger: Dict[str, Any]) -> 
 
 
 def _comparable(meta: Dict[str, Any]) -> Dict[str, Any]:
-    return json.loads(json.dumps({k: meta.get(k) for k in SAME}))
+    from .datasets import comparable_dataset
+    out = json.loads(json.dumps({k: meta.get(k) for k in SAME}))
+    out["dataset"] = comparable_dataset(out.get("dataset"))
+    return out
