@@ -74,7 +74,10 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self._shown_prompt = 0
         self._setting_options = False
         self._setting_dropdown = False
-        self._figure_cache: Dict[int, tuple] = {}  # prompt -> its figure widgets, for the last run
+        self._figure_cache: Dict[int, tuple] = {}  # prompt -> its figures, for the last run
+        # the figure widgets every run draws into, made here so that plotly.js reaches the page with the Explorer
+        self._figure_pool: List[go.FigureWidget] = [go.FigureWidget() for _ in range(3)]
+        self._banner = widgets.HTML()
 
         # ---------------------------------------------------------- widgets
         wide = {"description_width": "110px"}
@@ -344,34 +347,40 @@ class Explorer(BackgroundRuns, widgets.VBox):
         return delivered
 
     def show_prompt(self, prompt: Union[int, str] = 0) -> None:
-        """Draw the figures of one prompt of the last run."""
+        """Draw the figures of one prompt of the last run, into the Explorer's own figure widgets (made once:
+        each new plotly FigureWidget ships plotly.js, ~5 MB, to the page, which took seconds after every run)."""
         exp = self.explanation
         if exp is None:
             return
         t = exp.prompts.index(prompt) if isinstance(prompt, str) else int(prompt)
         self._shown_prompt = t
-        self.results.children = self._figures_of(t)
+        banner, figs = self._figures_of(t)
+        while len(self._figure_pool) < len(figs):
+            self._figure_pool.append(go.FigureWidget())
+        for widget, fig in zip(self._figure_pool, figs):
+            replace_figure(widget, fig)
+        self._banner.value = banner
+        self.results.children = ((self._banner,) if banner else ()) + tuple(self._figure_pool[:len(figs)])
 
     def _figures_of(self, t: int) -> tuple:
-        """The figure widgets of prompt t of the last run, built once and kept until the next run."""
+        """(caveat banner html, figures) of prompt t of the last run, built once and kept until the next run."""
         if t not in self._figure_cache:
             self._figure_cache[t] = self._build_figures(self.explanation, t)
         return self._figure_cache[t]
 
     def _build_figures(self, exp, t: int) -> tuple:
-        figs: List[widgets.Widget] = [go.FigureWidget(explanation_figure(exp, 0, t))]
+        figs: List[go.Figure] = [explanation_figure(exp, 0, t)]
         caveats = explain_caveats(exp)
-        if caveats:  # above the maps, where nobody misses it
-            figs.insert(0, widgets.HTML(message_html(" ".join(caveats), "error")))
+        banner = message_html(" ".join(caveats), "error") if caveats else ""  # above the maps, where all see it
         if exp.n_components:
             spec = spectrum_figure(exp, 0, t)
             spec.update_layout(title="singular-value spectrum σ_k, with weights w_k and contributions d_k",
                                width=700)
-            figs.append(go.FigureWidget(spec))
+            figs.append(spec)
         if len(self.explanations) > 1:
             named = {METHOD_LABELS.get(m, m): e for m, e in self.explanations.items()}
-            figs.append(go.FigureWidget(comparison_figure(named, 0, t)))
-        return tuple(figs)
+            figs.append(comparison_figure(named, 0, t))
+        return banner, tuple(figs)
 
     @property
     def figures(self) -> List[go.FigureWidget]:
@@ -417,6 +426,19 @@ class Explorer(BackgroundRuns, widgets.VBox):
 
     def _update_knob_visibility(self) -> None:
         self.knob_panel.enable_only(all_knobs(self.methods))
+
+
+def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
+    """Make a FigureWidget show ``fig``: its traces replaced and its layout set (keys ``fig`` lacks removed), in
+    one update message, without a new widget."""
+    layout = fig.layout.to_plotly_json()
+    stale = {k: None for k in widget.layout.to_plotly_json() if k not in layout and k != "template"}
+    if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
+        widget.layout.update(stale)
+    with widget.batch_update():
+        widget.data = ()
+        widget.add_traces(list(fig.data))
+    widget.layout = fig.layout
 
 
 _FLAG_TEXT = {

@@ -1,0 +1,171 @@
+"""Time to the first widget of each notebook in Voila, as a visitor waits for it: Voila on 127.0.0.1 (cwd
+notebooks/, so notebooks/voila.json applies), Debian's Chromium driven by playwright, every request off the
+loopback refused. Per notebook: seconds from opening the page to the first widget drawn (a `.jupyter-widgets`
+view, or a plotly figure for a notebook without widgets), and the kernel's peak memory (RSS of the kernel
+process tree, read from /proc while the page loads).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_voila.py [--only 01_quickstart 02_component_scrubbing]
+
+With --explorer, notebook 01's Explorer is also run from the page (Run clicked): the seconds until its maps are
+redrawn on screen, beside the time its status line reports.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+FIRST = ("() => { const w = document.querySelector('.jp-OutputArea-output .jupyter-widgets, "
+         ".jp-OutputArea-output .js-plotly-plot .main-svg'); return !!w && w.getBoundingClientRect().height > 0; }")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS in bytes of a process and its descendants (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return total
+
+
+def _kernels(voila_pid: int) -> set:
+    try:
+        with open(f"/proc/{voila_pid}/task/{voila_pid}/children") as f:
+            return {int(c) for c in f.read().split()}
+    except OSError:
+        return set()
+
+
+def start_voila():
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    voila = Path(sys.executable).with_name("voila")
+    log = open(ROOT / "benchmarks" / "results" / "voila_bench.log", "wb")
+    proc = subprocess.Popen([str(voila), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", str(NOTEBOOKS)],
+                            cwd=str(NOTEBOOKS), stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(url + "voila/static/", timeout=2)
+            break
+        except urllib.error.HTTPError:
+            break
+        except Exception:
+            time.sleep(0.3)
+    return proc, url
+
+
+def _block_external(route):
+    host = urlparse(route.request.url).hostname or ""
+    if route.request.url.startswith(("http", "ws")) and host not in ("127.0.0.1", "localhost"):
+        return route.abort()
+    return route.continue_()
+
+
+def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False) -> dict:
+    before = _kernels(voila_pid)
+    peak = {"rss": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.25):
+            for k in _kernels(voila_pid) - before:
+                peak["rss"] = max(peak["rss"], _tree_rss(k))
+
+    threading.Thread(target=watch, daemon=True).start()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.route("**/*", _block_external)
+    t0 = time.perf_counter()
+    page.goto(url + f"voila/render/{name}.ipynb", timeout=600_000)
+    page.wait_for_function(FIRST, timeout=600_000, polling=100)
+    first = time.perf_counter() - t0
+    out = {"notebook": name, "first_widget_s": round(first, 1)}
+    if explorer:
+        out.update(explorer_run(page))
+    time.sleep(2.0)
+    stop.set()
+    out["kernel_peak_rss_gb"] = round(peak["rss"] / 1e9, 2)
+    page.close()
+    return out
+
+
+def explorer_run(page) -> dict:
+    """Click the Explorer's Run; seconds until its maps are redrawn (a new figure title), and what it reports."""
+    title = ("() => { const r = document.querySelector('.decomviz-explorer'); if (!r) return null; "
+             "const t = r.querySelector('.js-plotly-plot .gtitle'); return t ? t.textContent : null; }")
+    status = ("() => { const s = document.querySelector('.decomviz-explorer .decomviz-status'); "
+              "return s ? s.textContent : ''; }")
+    page.wait_for_function(f"() => ({title})() !== null", timeout=600_000)
+    page.wait_for_function(f"() => /done in/.test(({status})())", timeout=600_000)
+    old = page.evaluate(status)
+    page.locator(".decomviz-explorer button", has_text="Run").first.click()
+    t0 = time.perf_counter()
+    page.wait_for_function(f"() => {{ const s = ({status})(); return /Run \\d+ done in/.test(s) && s !== {old!r}; }}",
+                           timeout=600_000, polling=50)
+    reported_at = time.perf_counter() - t0
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.decomviz-explorer .js-plotly-plot'))"
+                           ".every(p => p.querySelector('.main-svg'))", timeout=600_000, polling=50)
+    on_screen = time.perf_counter() - t0
+    text = page.evaluate(status)
+    import re
+    m = re.search(r"done in ([0-9.]+) s", text)
+    return {"explorer_reported_s": float(m.group(1)) if m else None, "explorer_status_at_s": round(reported_at, 2),
+            "explorer_maps_on_screen_s": round(on_screen, 2)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", default=None, help="notebook stems (default: all)")
+    ap.add_argument("--explorer", action="store_true", help="also time a Run of notebook 01's Explorer")
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+    names = args.only or [p.stem for p in sorted(NOTEBOOKS.glob("0*.ipynb"))]
+    proc, url = start_voila()
+    rows = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                for name in names:
+                    row = measure(browser, url, proc.pid, name, explorer=args.explorer and name.startswith("01"))
+                    rows.append(row)
+                    print(row, flush=True)
+            finally:
+                browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    print(f"cores: {os.cpu_count()}, load average at the end: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
