@@ -63,6 +63,9 @@ def _open_path(path: Path) -> Image.Image:
         raise ImageInputError(f"Image file not found: '{path}'. Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
         raise ImageInputError(f"'{path}' is a folder, not an image file: pass the path of one image.")
+    if not path.is_file():  # reading a pipe would wait forever, a device would never end
+        raise ImageInputError(f"'{path}' is not a regular file (a pipe, a device or a socket); it is not opened. "
+                              "Pass the path of an image file.")
     return _decode(path, f"'{path}'")
 
 

@@ -149,6 +149,11 @@ def test_legrad_agrees_with_the_authors_legrad_torch(family):
             a, r = exp.saliency[b, t].flatten().numpy(), maps[t].detach().flatten().numpy()
             corr.append(np.corrcoef(a, r)[0, 1])
     assert np.median(corr) > 0.99, corr
+    if family == "timm-siglip":  # legrad-torch's default on SigLIP: the correction by the map of 'a photo of a'
+        wrapped.empty_embedding = model.encode_text(["a photo of a"]).T
+        exp = dv.make_method("legrad", model, empty_correction=True)(images[0], prompts[0])
+        maps = wrapped.compute_legrad(text[:1], x[:1], apply_correction=True)[0, 0]
+        assert np.corrcoef(exp.saliency[0, 0].flatten().numpy(), maps.detach().flatten().numpy())[0, 1] > 0.99
 
 
 # ---------------------------------------------------------------------------------------- against the equations
