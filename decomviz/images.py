@@ -237,10 +237,12 @@ def resize_center_crop(im: Image.Image, size: Tuple[int, int], resample=Image.BI
     return np.asarray(im.crop((left, top, left + W, top + H)), dtype=np.uint8)
 
 
-def to_model_view(array: Any, size: Tuple[int, int], mode: str = "crop", resample=Image.BICUBIC) -> np.ndarray:
+def to_model_view(array: Any, size: Tuple[int, int], mode: str = "crop", resample=Image.BICUBIC,
+                  offsets: str = "round") -> np.ndarray:
     """What the model saw of an image, a mask or a map given in the photo's own geometry: the inverse of
     `Explanation.saliency_on_original`. ``size`` is the model's input (H, W); ``mode`` "crop" (resize the shorter
-    side, centre-crop: `resize_center_crop`) or "squash" (resize the whole image to (H, W), as SigLIP does).
+    side, centre-crop: `resize_center_crop`) or "squash" (resize the whole image to (H, W), as SigLIP does);
+    ``offsets`` the crop's rounding, as the model's (``model.crop_offsets``: "round", or "floor" for Hugging Face).
 
     - a uint8 (h, w, 3) image comes back as the model's (H, W, 3) pixels, resampled with ``resample``;
     - a bool (h, w) mask comes back as a bool (H, W) mask: resampled as area shares and kept where at least half
@@ -256,7 +258,7 @@ def to_model_view(array: Any, size: Tuple[int, int], mode: str = "crop", resampl
         im = Image.fromarray(arr)
         if mode == "squash":
             return np.asarray(im.resize((W, H), resample), dtype=np.uint8)
-        return resize_center_crop(im, (H, W), resample)
+        return resize_center_crop(im, (H, W), resample, offsets)
     if arr.ndim != 2:
         raise ValueError(f"to_model_view takes a uint8 (h, w, 3) image or an (h, w) mask or map; got shape "
                          f"{arr.shape} {arr.dtype}.")
@@ -265,16 +267,16 @@ def to_model_view(array: Any, size: Tuple[int, int], mode: str = "crop", resampl
     if mode == "squash":
         out = np.asarray(plane.resize((W, H), Image.BILINEAR, reducing_gap=None), dtype=np.float32)
     else:
-        out = resize_center_crop_plane(plane, (H, W))
+        out = resize_center_crop_plane(plane, (H, W), offsets)
     return out >= 0.5 if is_mask else out
 
 
-def resize_center_crop_plane(plane: Image.Image, size: Tuple[int, int]) -> np.ndarray:
+def resize_center_crop_plane(plane: Image.Image, size: Tuple[int, int], offsets: str = "round") -> np.ndarray:
     """`resize_center_crop` of a float ("F") plane with bilinear resampling (area-averaging when shrinking),
     (H, W) float32; the same box as the image's, so a mask stays aligned with the pixels the model saw."""
     H, W = size
     w, h = plane.size
-    nw, nh, left, top = resized_geometry((w, h), (H, W))
+    nw, nh, left, top = resized_geometry((w, h), (H, W), offsets)
     if (nw, nh) != (w, h):
         plane = plane.resize((nw, nh), Image.BOX if nw < w else Image.BILINEAR)
     return np.asarray(plane.crop((left, top, left + W, top + H)), dtype=np.float32)

@@ -16,10 +16,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:No component raised the score")
 # (height, width) of the photo, and the quarter of it the part fills: the left one of a wide photo, the top
 # one of a tall photo; a centre crop cuts both away, a squash keeps them
 CASES = {"wide": ((64, 256), np.s_[:, :64]), "tall": ((256, 64), np.s_[:64, :])}
+# a photo whose centre crop (to 128 x 128) is off by half a pixel: open_clip rounds the offset (to 2), Hugging
+# Face's processors floor it (to 1)
+ODD = ((128, 131), np.s_[:, :33])
 
 
 def _photo(case):
-    (h, w), where = CASES[case]
+    (h, w), where = ODD if case == "odd" else CASES[case]
     px = np.full((h, w, 3), 90, np.uint8)
     mask = np.zeros((h, w), bool)
     mask[where] = True
@@ -32,6 +35,14 @@ def squashing(tiny_rn):
     """The tiny model, preprocessing as SigLIP does: the whole photo resized to its input."""
     model = tiny_rn.clone()
     model.resize_mode = "squash"
+    return model
+
+
+@pytest.fixture(scope="module")
+def flooring(tiny_rn):
+    """The tiny model, cropping as Hugging Face's processors do: the crop's offsets rounded down."""
+    model = tiny_rn.clone()
+    model.crop_offsets = "floor"
     return model
 
 
@@ -64,7 +75,7 @@ def _coco(root):
     from PIL import Image
     (root / "images").mkdir(parents=True)
     images, anns = [], []
-    for i, case in enumerate(sorted(CASES)):
+    for i, case in enumerate(sorted(CASES) + ["odd"]):
         photo, mask = _photo(case)
         Image.fromarray(photo).save(root / "images" / f"{case}.png")
         images.append({"id": i, "file_name": f"{case}.png", "height": photo.shape[0], "width": photo.shape[1]})
@@ -74,13 +85,15 @@ def _coco(root):
     return COCOParts(root / "ann.json", root / "images")
 
 
-@pytest.mark.parametrize("geometry", ["squash", "crop"])
-def test_the_bank_views_show_images_and_parts_as_the_model_saw_them(tiny_rn, squashing, tmp_path, geometry):
-    model = squashing if geometry == "squash" else tiny_rn
+@pytest.mark.parametrize("geometry", ["squash", "crop", "crop-floor"])
+def test_the_bank_views_show_images_and_parts_as_the_model_saw_them(tiny_rn, squashing, flooring, tmp_path,
+                                                                     geometry):
+    model = {"squash": squashing, "crop": tiny_rn, "crop-floor": flooring}[geometry]
+    mode, offsets = ("squash", "round") if geometry == "squash" else ("crop", model.crop_offsets)
     ds = _coco(tmp_path / "data")
     bank = dv.extract(dv.DecomCAM(model, n_components=2), ds, ["a red thing"], out=tmp_path / "bank",
                       progress=False)
-    assert bank.protocol["resize_mode"] == geometry
+    assert bank.protocol["resize_mode"] == mode and bank.protocol["crop_offsets"] == offsets
     views = BankImages(bank)  # no root=: the bank records where its dataset is
     assert views.has_parts
     for i in range(len(ds)):
@@ -88,8 +101,13 @@ def test_the_bank_views_show_images_and_parts_as_the_model_saw_them(tiny_rn, squ
         seen = dv.GradCAM(model)(item.image, ["x"]).images[0].numpy()
         np.testing.assert_array_equal(views.pixels(i), seen)  # the very pixels the model explained
         part = views.parts(i)["thing/quarter"]
-        np.testing.assert_array_equal(part, to_model_view(item.parts["thing/quarter"], model.image_size, geometry))
-        assert part.any() == (geometry == "squash")
+        np.testing.assert_array_equal(part, to_model_view(item.parts["thing/quarter"], model.image_size, mode,
+                                                          offsets=offsets))
+        if item.id != "odd.png":
+            assert part.any() == (mode == "squash")
+    odd = ds.id_of(2) == "odd.png" and to_model_view(_photo("odd")[1], model.image_size, mode, offsets="floor")
+    if geometry == "crop":  # the two roundings differ by a column on this photo: the bank used the model's
+        assert not np.array_equal(views.parts(2)["thing/quarter"], odd)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -107,3 +125,14 @@ def test_part_metrics_take_photo_masks_through_masks_as_seen(tiny_rn, squashing,
         dv.metrics.part_alignment(exp.ossms[0, 0], mask[None])
     with pytest.raises(ValueError, match="do not match image 0"):
         dv.metrics.masks_as_seen(exp, mask[None, :10])
+
+
+def test_masks_as_seen_follows_the_models_crop_rounding(tiny_rn, flooring):
+    photo, mask = _photo("odd")
+    seen = {}
+    for model in (tiny_rn, flooring):
+        exp = dv.GradCAM(model)(photo, ["a red thing"])
+        seen[model.crop_offsets] = dv.metrics.masks_as_seen(exp, mask).numpy()
+        np.testing.assert_array_equal(seen[model.crop_offsets],
+                                      to_model_view(mask, model.image_size, "crop", offsets=model.crop_offsets))
+    assert not np.array_equal(seen["round"], seen["floor"])  # one column apart: the rounding was read right

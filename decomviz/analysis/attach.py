@@ -68,13 +68,14 @@ def attach_parts(bank: OSSMBank, dataset, out, part_vocabulary: Optional[Sequenc
                          "extract it again with dv.extract.")
     size = tuple(int(s) for s in protocol["image_size"])
     mode = "squash" if protocol.get("resize_mode") == "squash" else "crop"
+    view = (mode, protocol.get("crop_offsets", "round"))
     meta = schema_metadata(bank.schema)
     schema = bank_schema(protocol, vocab, items.describe(), meta.get("prompts"))
     cache, failed = {}, []
     where = {item_id(items, j): j for j in range(len(items))}
     for f in range(len(bank._files)):
         table = bank._files.open(f).to_table()
-        values = _overlaps(table, items, where, vocab, size, mode, protocol.get("upsample", "bilinear"), bank.grid,
+        values = _overlaps(table, items, where, vocab, size, view, protocol.get("upsample", "bilinear"), bank.grid,
                            cache, failed)
         column = vector_array(values)
         errors = table.column(ERROR_COLUMN).is_valid() if ERROR_COLUMN in table.schema.names else None
@@ -103,7 +104,7 @@ def _conform(table, schema):
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _overlaps(table, items, where, vocab, size, mode, up_mode, grid, cache, failed) -> np.ndarray:
+def _overlaps(table, items, where, vocab, size, view, up_mode, grid, cache, failed) -> np.ndarray:
     """(rows, V) part shares of one bank file's rows; failed rows and images without parts get 0."""
     import pyarrow as pa
     n = table.num_rows
@@ -122,7 +123,7 @@ def _overlaps(table, items, where, vocab, size, mode, up_mode, grid, cache, fail
         gh, gw = np.full(len(explained), grid[0]), np.full(len(explained), grid[1])
     for ident in dict.fromkeys(ids[explained].tolist()):
         pos = np.flatnonzero(ids[explained] == ident)
-        masks = _masks_of(ident, where, items, vocab, size, mode, cache, failed)
+        masks = _masks_of(ident, where, items, vocab, size, view, cache, failed)
         if masks is None:
             continue
         h, w = int(gh[pos[0]]), int(gw[pos[0]])
@@ -133,7 +134,7 @@ def _overlaps(table, items, where, vocab, size, mode, up_mode, grid, cache, fail
     return out
 
 
-def _masks_of(ident: str, where, items, vocab, size, mode, cache, failed):
+def _masks_of(ident: str, where, items, vocab, size, view, cache, failed):
     """The model-view masks (V, H, W) of the dataset's item with id ``ident``, or None without parts."""
     if ident in cache:
         return cache[ident]
@@ -146,6 +147,6 @@ def _masks_of(ident: str, where, items, vocab, size, mode, cache, failed):
         failed.append(f"{item.id}: {item.error}")
         masks = None
     else:
-        masks = gt_masks(item, vocab, size, mode)
+        masks = gt_masks(item, vocab, size, *view)
     cache[ident] = masks
     return masks

@@ -65,6 +65,7 @@ class BankImages:
         self.size: Optional[Tuple[int, int]] = tuple(_bounded(s, "image_size") for s in size) if size else None
         self.resample = (bank.protocol or {}).get("upsample", "bilinear")
         self.mode = "squash" if (bank.protocol or {}).get("resize_mode") == "squash" else "crop"
+        self.offsets = "floor" if (bank.protocol or {}).get("crop_offsets") == "floor" else "round"
         self._root_given = root
         self._items = None
         if root is not None:
@@ -168,14 +169,14 @@ class BankImages:
         px = np.asarray(im.convert("RGB"), np.uint8)
         if self.size is None:
             return px
-        return to_model_view(px, self.size, self.mode, Image.BICUBIC)
+        return to_model_view(px, self.size, self.mode, Image.BICUBIC, self.offsets)
 
     def _crop_mask(self, mask: np.ndarray) -> np.ndarray:
         """A part mask in the geometry of the image as the model saw it (area shares, so a part keeps its area)."""
         mask = np.asarray(mask, bool)
         if self.size is None or mask.shape == tuple(self.size):
             return mask
-        return to_model_view(mask, self.size, self.mode)
+        return to_model_view(mask, self.size, self.mode, offsets=self.offsets)
 
     def pixels(self, i: int) -> np.ndarray:
         """RGB uint8 (H, W, 3) of image `i` as the model saw it."""

@@ -40,13 +40,19 @@ def model_spec(model: CLIPModel) -> Dict[str, Any]:
 def protocol_of(cam: DecomCAM) -> Dict[str, Any]:
     """What made a bank: the method's protocol record (`Method.record`: the method and its knobs, the model, the
     input size, the library versions) and how a photo becomes the model's input."""
-    return {**cam.record(), "resize_mode": view_mode(cam.model)}
+    return {**cam.record(), "resize_mode": view_mode(cam.model), "crop_offsets": crop_offsets(cam.model)}
 
 
 def view_mode(model: CLIPModel) -> str:
     """How the model turns a photo into its input: "squash" (the whole image resized, as SigLIP) or "crop"
     (shorter side resized, centre crop): the ``mode`` of `images.to_model_view`."""
     return "squash" if getattr(model, "resize_mode", None) == "squash" else "crop"
+
+
+def crop_offsets(model: CLIPModel) -> str:
+    """How the model rounds its centre crop's offsets ("round", or "floor" for Hugging Face processors): the
+    ``offsets`` of `images.to_model_view`."""
+    return getattr(model, "crop_offsets", "round")
 
 
 class Extractor:
@@ -209,7 +215,8 @@ def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary
         for lo in range(0, len(pairs), step):
             chunk = pairs[lo:lo + step]
             exp = cam([items[pos].image for pos, _ in chunk], [prompt])
-            batches.append(_columns(exp, items, chunk, positions, prompt, part_vocabulary, view_mode(cam.model)))
+            batches.append(_columns(exp, items, chunk, positions, prompt, part_vocabulary, view_mode(cam.model),
+                                    crop_offsets(cam.model)))
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
@@ -217,7 +224,7 @@ def explain_batch(cam: DecomCAM, items: Sequence[Item], prompts, part_vocabulary
 
 
 def _columns(exp, items: Sequence[Item], chunk: Sequence[tuple], positions: Sequence[int], prompt: str,
-             part_vocabulary: Sequence[str], mode: str = "crop") -> Dict[str, Any]:
+             part_vocabulary: Sequence[str], mode: str = "crop", offsets: str = "round") -> Dict[str, Any]:
     """Rows of one single-prompt Explanation of the items in `chunk` [(item, prompt index)]: (image, component)."""
     B, _, K = exp.weights.shape
     n = B * K
@@ -240,7 +247,7 @@ def _columns(exp, items: Sequence[Item], chunk: Sequence[tuple], positions: Sequ
     cols["embedding"] = exp.embeddings.reshape(n, -1).numpy()
     cols["pooled"] = exp.pooled.reshape(n, -1).numpy()
     cols["loading"] = loading.reshape(n, -1).numpy()
-    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary, mode).reshape(n, -1)
+    cols["part_overlap"] = _part_overlap(exp, group, part_vocabulary, mode, offsets).reshape(n, -1)
     return cols
 
 
@@ -264,12 +271,13 @@ def _sort_rows(columns: Dict[str, Any]) -> Dict[str, Any]:
     return {k: (v[order] if isinstance(v, np.ndarray) else [v[i] for i in order]) for k, v in columns.items()}
 
 
-def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str], mode: str = "crop") -> np.ndarray:
+def _part_overlap(exp, group: Sequence[Item], vocabulary: Sequence[str], mode: str = "crop",
+                  offsets: str = "round") -> np.ndarray:
     """Energy share of each full-resolution OSSM inside each ground-truth part, (B, T, K, V)."""
     B, T, K, H, W = exp.ossms.shape
     out = np.zeros((B, T, K, len(vocabulary)), np.float32)
     for b, item in enumerate(group):
-        masks = gt_masks(item, vocabulary, (H, W), mode)
+        masks = gt_masks(item, vocabulary, (H, W), mode, offsets)
         if masks is None:
             continue
         out[b] = overlap_shares(exp.ossms[b], masks)
@@ -284,9 +292,10 @@ def overlap_shares(ossms: torch.Tensor, masks: np.ndarray) -> np.ndarray:
     return torch.where(energy > 0, inside / energy.clamp_min(1e-12), torch.zeros_like(inside)).numpy()
 
 
-def gt_masks(item: Item, vocabulary: Sequence[str], size, mode: str = "crop") -> Optional[np.ndarray]:
-    """Ground-truth part masks (V, H, W) bool as the model saw them (``mode`` "crop" or "squash", see
-    `images.to_model_view`: a part keeps its area), or None without ground truth."""
+def gt_masks(item: Item, vocabulary: Sequence[str], size, mode: str = "crop",
+             offsets: str = "round") -> Optional[np.ndarray]:
+    """Ground-truth part masks (V, H, W) bool as the model saw them (``mode`` "crop" or "squash" and the crop's
+    ``offsets``, see `images.to_model_view`: a part keeps its area), or None without ground truth."""
     if not vocabulary or not item.parts:
         return None
     H, W = size
@@ -296,7 +305,7 @@ def gt_masks(item: Item, vocabulary: Sequence[str], size, mode: str = "crop") ->
         if mask is None:
             continue
         mask = np.asarray(mask, bool)
-        out[v] = mask if mask.shape == (H, W) else to_model_view(mask, (H, W), mode)
+        out[v] = mask if mask.shape == (H, W) else to_model_view(mask, (H, W), mode, offsets=offsets)
     return out
 
 

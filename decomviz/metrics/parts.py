@@ -54,7 +54,7 @@ def masks_as_seen(exp, part_masks: ArrayLike, image: int = 0) -> torch.Tensor:
     (H, W)) bool at the explained size, ready for `part_alignment`, `part_mass` and `component_parts`. Masks
     already at the explained size are returned as they are.
     """
-    from ..images import to_model_view
+    from ..images import crop_box, to_model_view
     m = as_maps(part_masks, "part_masks").to(torch.bool)
     H, W = exp.saliency.shape[-2:]
     if tuple(m.shape[-2:]) == (H, W):
@@ -71,6 +71,11 @@ def masks_as_seen(exp, part_masks: ArrayLike, image: int = 0) -> torch.Tensor:
                          f"{H}x{W}.")
     whole = abs(box[0]) < 1e-6 and abs(box[1]) < 1e-6 and abs(box[2] - h) < 1e-6 and abs(box[3] - w) < 1e-6
     mode = "squash" if whole else "crop"  # a crop box that covers the whole photo is the same view as a squash
+    # the crop's rounding, read off the recorded box: "floor" (Hugging Face processors) where only it gives the box
+    floor = crop_box((int(w), int(h)), (H, W), "crop", "floor")
+    offsets = "floor" if mode == "crop" and np.allclose(box, floor) and not np.allclose(
+        box, crop_box((int(w), int(h)), (H, W), "crop", "round")) else "round"
     flat = m.reshape(-1, *m.shape[-2:]).numpy()
-    out = np.stack([to_model_view(mk, (H, W), mode) for mk in flat]) if len(flat) else np.zeros((0, H, W), bool)
+    out = (np.stack([to_model_view(mk, (H, W), mode, offsets=offsets) for mk in flat]) if len(flat)
+           else np.zeros((0, H, W), bool))
     return torch.from_numpy(out).reshape(*m.shape[:-2], H, W)
