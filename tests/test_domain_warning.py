@@ -140,3 +140,11 @@ def test_explorer_and_figures_mark_a_photo(parts_rn):
     assert "not look like a PartsWorld scene" in ex.status_text
     assert "NOT A PARTSWORLD SCENE" in ex.figures[0].layout.title.text
     assert "PartsWorld" in ex.results.children[0].value   # the banner above the maps
+
+
+def test_scrubber_and_step_through_say_so_above_their_maps(parts_rn):
+    from decomviz.widgets import ComponentScrubber, StepThrough
+    with pytest.warns(UserWarning):
+        exp = dv.DecomCAM(parts_rn, n_components=4)(_photo("china.jpg"), ["a house", "a car"])
+    assert "not look like a PartsWorld scene" in ComponentScrubber(exp, model=parts_rn)._title_html()
+    assert "not look like a PartsWorld scene" in StepThrough(exp).children[0].value

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..explanation import Explanation
+from ..viz.caveats import explain_caveats
 from ..viz.explanation_figures import scrubber_figure
 from ..viz.pairs import KEPT_COLOR, OTHER_COLOR
 from ._common import message_html
@@ -327,8 +328,10 @@ class ComponentScrubber(widgets.VBox):
         score = ""
         if exp.base_score is not None:
             score = f" · {exp.params.get('score', 'cosine')} score {_scalar(self.pair.base_score):.4f}"
+        warn = "".join(f"<br><span style='color:#8a1c1c;font-weight:600'>⚠ {html.escape(c)}</span>"
+                       for c in explain_caveats(self.pair))  # maps that cannot mean anything say so
         return (f"<b>Component scrubber</b> · image {self.image_index} · "
-                f"“{html.escape(self.prompt)}” · {self.n_components} components{score}")
+                f"“{html.escape(self.prompt)}” · {self.n_components} components{score}{warn}")
 
     # ------------------------------------------------------------------ callbacks
     def _on_slider(self, change) -> None:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from ..explanation import Explanation
 from ..viz import steps as F
+from ..viz.caveats import explain_caveats
 
 
 def split_sentence(decomposition: str, K: int) -> str:
@@ -70,8 +71,10 @@ class StepThrough(widgets.VBox):
         self.counter = widgets.HTML()
         self.sentence = widgets.HTML(layout=widgets.Layout(width="100%", max_width="960px"))
         self.view = widgets.Box(layout=widgets.Layout(min_height="300px"))
+        caveats = explain_caveats(self.pair)  # maps that cannot mean anything say so above the steps
+        warn = "".join(f"<br><span style='color:#8a1c1c;font-weight:600'>⚠ {html.escape(c)}</span>" for c in caveats)
         header = widgets.HTML(f"<b>DecomCAM, step by step</b> · image {self.image_index} · "
-                              f"“{html.escape(self.prompt)}”")
+                              f"“{html.escape(self.prompt)}”{warn}")
 
         self.previous_button.on_click(lambda _: self.previous())
         self.next_button.on_click(lambda _: self.next())
