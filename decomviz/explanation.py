@@ -226,6 +226,8 @@ def _not_explanation(path, why: str) -> ValueError:
 def _read_npz(path):
     """The meta record and the arrays of an .npz file, without unpickling anything."""
     import zipfile
+    if Path(os.fspath(path)).exists() and not Path(os.fspath(path)).is_file():
+        raise ValueError(f"'{os.fspath(path)}' is not a regular file (a folder, a pipe or a device); it is not opened.")
     try:
         with open(os.fspath(path), "rb") as f:
             magic = f.read(4)
@@ -233,6 +235,7 @@ def _read_npz(path):
         raise ValueError(f"Cannot read '{os.fspath(path)}': {err.strerror or err}.") from None
     if magic[:2] != b"PK":
         raise _not_explanation(path, "it is not an .npz (zip) archive")
+    _check_sizes(path)
     arrays: Dict[str, np.ndarray] = {}
     try:
         with np.load(os.fspath(path), allow_pickle=False) as data:
@@ -253,7 +256,7 @@ def _read_npz(path):
     raw = arrays.pop("__meta__")
     try:
         meta = json.loads(str(raw[()])) if raw.ndim == 0 and raw.dtype.kind == "U" else None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or nested too deep to be a record
         meta = None
     if not isinstance(meta, dict):
         raise _not_explanation(path, "its '__meta__' entry is not the JSON record save() writes")
@@ -265,6 +268,41 @@ def _read_npz(path):
             not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise _not_explanation(path, "its record lacks a method name, a params object or a list of prompts")
     return meta, arrays
+
+
+#: An Explanation file may hold at most this much uncompressed, or 100 times its own size if that is more: a
+#: crafted archive (a few MB inflating to GB) is refused before anything is inflated.
+MAX_UNCOMPRESSED_BYTES = 256 << 20
+
+
+def _check_sizes(path) -> None:
+    """Every size an .npz declares, bounded before anything is allocated: the archive's uncompressed total, and
+    each array's header shape against the bytes its entry holds."""
+    import zipfile
+    from numpy.lib import format as npf
+    size = os.path.getsize(os.fspath(path))
+    limit = max(MAX_UNCOMPRESSED_BYTES, 100 * size)
+    try:
+        with zipfile.ZipFile(os.fspath(path)) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > limit:
+                raise _not_explanation(path, f"its entries would take {total:,} bytes uncompressed from a file of "
+                                             f"{size:,} bytes (more than {limit:,}); it is not inflated")
+            for info in infos:
+                with z.open(info) as f:
+                    try:
+                        version = npf.read_magic(f)
+                        header = npf.read_array_header_1_0(f) if version == (1, 0) else npf.read_array_header_2_0(f)
+                    except (ValueError, EOFError):
+                        continue  # not an array: np.load says so
+                    shape, _, dtype = header
+                    count = int(np.prod(shape, dtype=object)) if len(shape) else 1
+                    if dtype.itemsize and count * dtype.itemsize > info.file_size:
+                        raise _not_explanation(path, f"entry '{info.filename}' declares a {tuple(shape)} {dtype} "
+                                                     f"array, more than the {info.file_size:,} bytes it holds")
+    except zipfile.BadZipFile as err:
+        raise _not_explanation(path, f"the archive is damaged ({err})") from None
 
 
 _UINT8_FIELDS = ("images", "reference_images")

@@ -299,8 +299,10 @@ class BankFiles:
         if rec is not None:
             if rec["rows"] == 0 and not (self.folder / rec["file"]).exists():
                 return None
-            return shard_problem(self.folder, rec)
-        try:
+            problem = shard_problem(self.folder, rec)
+            if problem is not None:
+                return problem
+        try:  # for a manifest bank: its rows against its record (count, image range, failed images)
             self._dataset(i)
         except BankError as err:
             return str(err)
