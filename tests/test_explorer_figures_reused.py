@@ -3,7 +3,8 @@ the page, which made maps appear seconds after the Explorer said the run was don
 import numpy as np
 import plotly.graph_objects as go
 
-from decomviz.widgets.explorer import Explorer, replace_figure
+from decomviz.widgets._common import replace_figure
+from decomviz.widgets.explorer import Explorer
 from plotly.subplots import make_subplots
 
 
@@ -18,6 +19,8 @@ def test_replace_figure_swaps_traces_and_layout_and_drops_stale_keys():
     keys = [k for k in w.layout.to_plotly_json() if k != "template"]
     assert w.layout.title.text == "one" and w.layout.height is None and sorted(keys) == ["title", "width"]
     assert [tr.type for tr in w.data] == ["scatter"]
+    # a view made later (the widget put on a page after the edit) starts from the synced state: the new figure
+    assert [d["type"] for d in w._widget_data] == ["scatter"] and w._widget_layout["title"]["text"] == "one"
 
 
 def test_runs_and_prompt_switches_reuse_the_explorers_figure_widgets(tiny_rn):

@@ -124,3 +124,23 @@ def preview_png(pixels: np.ndarray, size: int = 160) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def replace_figure(widget, fig) -> None:
+    """Make a plotly FigureWidget show ``fig`` without a new widget (each new FigureWidget ships plotly.js, ~5 MB,
+    to the page: seconds per redraw). Views on the page get the edits (traces replaced, layout relaid, keys ``fig``
+    lacks dropped); the widget's synced state is set too, so a view made later (the widget put on the page after
+    the edit) starts from the new figure, as plotly does when a FigureWidget is displayed."""
+    from copy import deepcopy
+    layout = fig.layout.to_plotly_json()
+    stale = {k: None for k in widget.layout.to_plotly_json() if k not in layout and k != "template"}
+    if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
+        widget.layout.update(stale)
+    with widget.batch_update():
+        widget.data = ()
+        widget.add_traces(list(fig.data))
+    widget.layout = fig.layout
+    widget._widget_layout = deepcopy(widget._layout_obj._props)
+    widget._widget_data = deepcopy(widget._data)
+

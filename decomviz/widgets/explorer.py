@@ -17,7 +17,7 @@ from ..viz.caveats import CAVEAT_FLAGS, explain_caveats
 from ..viz.explanation_figures import comparison_figure, explanation_figure, spectrum_figure
 from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
-from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png
+from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png, replace_figure
 
 #: Method names as shown, by registry name (`decomviz.methods.registry.METHODS`).
 METHOD_LABELS = {name: spec.label for name, spec in METHODS.items()}
@@ -426,19 +426,6 @@ class Explorer(BackgroundRuns, widgets.VBox):
 
     def _update_knob_visibility(self) -> None:
         self.knob_panel.enable_only(all_knobs(self.methods))
-
-
-def replace_figure(widget: go.FigureWidget, fig: go.Figure) -> None:
-    """Make a FigureWidget show ``fig``: its traces replaced and its layout set (keys ``fig`` lacks removed), in
-    one update message, without a new widget."""
-    layout = fig.layout.to_plotly_json()
-    stale = {k: None for k in widget.layout.to_plotly_json() if k not in layout and k != "template"}
-    if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
-        widget.layout.update(stale)
-    with widget.batch_update():
-        widget.data = ()
-        widget.add_traces(list(fig.data))
-    widget.layout = fig.layout
 
 
 _FLAG_TEXT = {
