@@ -9,6 +9,7 @@ from decomviz.analysis.cluster_views import cluster_report_figures
 from decomviz.analysis.datasets import check_templates, resolve_prompts
 from decomviz.apps.cli import main
 from decomviz.datasets import COCOParts, Item
+from decomviz.images import to_model_view
 
 # a random tiny model often restores nothing for a pair; that warning is not what these tests are about
 pytestmark = pytest.mark.filterwarnings("ignore:No component raised the score")
@@ -157,3 +158,20 @@ def test_the_command_line_extracts_a_coco_dataset_with_part_templates(coco_bank,
     bank = dv.OSSMBank(tmp_path / "bank")
     assert bank.dataset["kind"] == "coco" and all(p.startswith("the ") for p in bank.to_pandas().prompt)
     assert bank.part_vocabulary == coco_bank["ds"].part_vocabulary
+
+
+def test_a_bank_of_a_users_own_dataset_shows_its_parts_given_the_dataset(tiny_rn, tmp_path):
+    from decomviz.widgets import PartInspector
+    ds = _PartsWithoutVocabulary(dv.PartsWorld(3, seed=1, size=64, n_objects=1))
+    ds.part_vocabulary = [f"{c}/{p}" for c in ds.world.classes for p in ds.world.parts[c]]
+    bank = dv.extract(dv.DecomCAM(tiny_rn, n_components=2), ds, ["a {class}"], out=tmp_path / "bank",
+                      progress=False)
+    clusters = dv.ComponentClusters(2, min_weight=None, random_state=0).fit(bank)
+    inspector = PartInspector(bank, clusters, dataset=ds)  # its record ("kind": "mine") cannot open it again
+    assert inspector.images.has_parts
+    shown = inspector.images.parts(0)
+    truth = {k: m for k, m in ds[0].parts.items()}
+    assert set(shown) == set(truth)
+    key = next(iter(truth))
+    np.testing.assert_array_equal(shown[key], to_model_view(truth[key], tiny_rn.image_size, "crop"))
+    assert any(t.name == "parts" for t in inspector.figure(0).data)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..images import to_model_view, to_rgb
 from ..data.formats import READERS, reopen
-from .datasets import item_id
+from .datasets import as_items, item_id
 from ..ops import minmax_np, upsample_np
 
 
@@ -47,15 +47,16 @@ class BankImages:
     PartsWorld banks are re-rendered from `bank.dataset` (scenes are deterministic); COCO and mask-folder banks
     open the dataset the bank recorded again; folder and CSV banks read `root / image_id`. `root` overrides where
     images are looked for (e.g. a bank moved to another machine: the images folder of a COCO dataset, the root
-    of a mask folder). `parts(i)` gives the ground-truth part masks ("class/part" -> bool mask) of banks with a
-    part vocabulary.
+    of a mask folder). `dataset` gives the dataset itself, for a bank of one its record cannot open again (a
+    user's own dataset class); the bank's image ids are looked up among its items. `parts(i)` gives the
+    ground-truth part masks ("class/part" -> bool mask) of banks with a part vocabulary.
 
     A bank is data, possibly someone else's: an image id of a folder or CSV bank must lie inside the recorded root
     (the folder; the CSV's folder), else it is refused (give ``root=`` a folder that holds them, if the bank is
     trusted); sizes in its record are bounded (`MAX_SIDE`) before anything is allocated.
     """
 
-    def __init__(self, bank, root=None, cache: int = 64):
+    def __init__(self, bank, root=None, cache: int = 64, dataset=None):
         self.bank = bank
         self.dataset = dict(bank.dataset)
         self.kind = self.dataset.get("kind")
@@ -68,6 +69,9 @@ class BankImages:
         self.offsets = "floor" if (bank.protocol or {}).get("crop_offsets") == "floor" else "round"
         self._root_given = root
         self._items = None
+        if dataset is not None:  # the dataset itself (a user's own class, which no record can open again)
+            self._items = as_items(dataset)
+            self._where = {item_id(self._items, j): j for j in range(len(self._items))}
         if root is not None:
             self.root = Path(root)
         elif self.kind == "folder":  # absolute as recorded (a bank opened from another directory), else as typed
@@ -86,7 +90,8 @@ class BankImages:
 
     @property
     def has_parts(self) -> bool:
-        return self.kind in ("partsworld",) + tuple(READERS) and bool(self.bank.part_vocabulary)
+        known = self.kind in ("partsworld",) + tuple(READERS) or self._items is not None
+        return known and bool(self.bank.part_vocabulary)
 
     @property
     def items(self):
@@ -131,7 +136,7 @@ class BankImages:
             for p in scene.parts:
                 key = f"{scene.objects[p.object].label}/{p.name}"
                 parts[key] = parts[key] | p.mask if key in parts else p.mask
-        elif self.kind in READERS:
+        elif self.kind in READERS or self._items is not None:
             items = self.items  # the bank's image ids are looked up (a bank given its parts by attach_parts may
             ident = self.ids.get(i)  # number its images in another order than the dataset)
             if ident is not None and ident not in self._where:

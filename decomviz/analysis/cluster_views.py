@@ -111,11 +111,12 @@ VIEW_COLUMNS = ["image_index", "labels", "prompt", "prompt_index", "component", 
 
 
 def cluster_report_figures(bank, clusters, n_exemplars: int = 6, layout: str = "pca", by: str = "weight",
-                           root=None, max_points: int = 20_000, seed: int = 0) -> List[go.Figure]:
+                           root=None, max_points: int = 20_000, seed: int = 0, dataset=None) -> List[go.Figure]:
     """The figures of a clustering report: the 2-D scatter (a random `max_points` of the components, when there
     are more), the cluster-by-part heat map (banks with ground-truth parts), and one exemplar grid per cluster
     (its top `n_exemplars` by weight, or by="centre"). Reads the bank's scalar columns, and vectors only for the
-    exemplars shown."""
+    exemplars shown. ``root`` / ``dataset``: where the images are, when the bank's record cannot say (see
+    `BankImages`)."""
     if not hasattr(clusters, "labels_"):
         raise RuntimeError("Fit the clusters first: clusters.fit(bank).")
     df = bank.to_pandas(VIEW_COLUMNS)
@@ -133,7 +134,7 @@ def cluster_report_figures(bank, clusters, n_exemplars: int = 6, layout: str = "
     if bank.part_vocabulary:
         table, parts = clusters.cluster_part_table()
         figs.append(cluster_part_figure(table, parts, names))
-    images = BankImages(bank, root=root)
+    images = BankImages(bank, root=root, dataset=dataset)
     weights, image_index = df["weight"].to_numpy(), df["image_index"].to_numpy()
     for c in sorted(names, key=lambda c: (c < 0, c)):
         rows = cluster_exemplars(bank, clusters, c, n_exemplars, by=by, weights=weights,

@@ -62,6 +62,7 @@ class ClusterGallery(widgets.VBox):
     n_exemplars : gallery size. by : "weight" or "centre". root : where the bank's images are now, when they
         moved (banks record their dataset: PartsWorld, folders, CSVs, COCO and mask folders open without it).
         In a bank with ground-truth parts, the clicked component is shown beside its image's parts.
+    dataset : the dataset itself, for a bank of a user's own dataset class (which its record cannot open again).
 
     Plain methods: `select_cluster(c)`, `select_point(i)` (i: position in `clusters.rows_`), `set_order(by)`,
     `exemplars(c, n)`. State: `cluster`, `point`, `shown_rows` (bank rows in the gallery, in order).
@@ -69,7 +70,7 @@ class ClusterGallery(widgets.VBox):
     """
 
     def __init__(self, bank, clusters, layout: Union[str, np.ndarray] = "pca", n_exemplars: int = 8,
-                 by: str = "weight", root=None, cluster: Optional[int] = None):
+                 by: str = "weight", root=None, cluster: Optional[int] = None, dataset=None):
         _check(bank, clusters, "ClusterGallery")
         if by not in ORDERS.values():
             raise ValueError(f"by must be 'weight' or 'centre'; got {by!r}.")
@@ -80,7 +81,7 @@ class ClusterGallery(widgets.VBox):
         self.df = bank.to_pandas(VIEW_COLUMNS)  # scalars for the hover texts; vectors only for rows shown
         self._weights = self.df["weight"].to_numpy()
         self._image_index = self.df["image_index"].to_numpy()
-        self.images = BankImages(bank, root=root)
+        self.images = BankImages(bank, root=root, dataset=dataset)
         self.names = cluster_names(clusters)
         self.labels = np.asarray(clusters.labels_, int)
         self.rows = np.asarray(clusters.rows_, int)
@@ -263,18 +264,20 @@ class PartInspector(widgets.VBox):
     Click a heat-map cell to jump to an image whose component falls in that cluster and part; or choose an image.
     Needs a bank with ground-truth parts (extracted from `dv.PartsWorld`, a `dv.datasets.COCOParts` or `MaskFolder`,
     or given them by `dv.attach_parts`) for the table and the part masks; other banks show the OSSMs only. The
-    images and masks are shown as the model saw them (cropped or squashed).
+    images and masks are shown as the model saw them (cropped or squashed). ``root``: where the images are now,
+    when they moved; ``dataset``: the dataset itself, for a bank of a user's own dataset class.
 
     Plain methods: `select_image(i)` (a bank image index), `select_cell(c, part)`. State: `image`, `cell`.
     Figures: `table_figure`, `image_figure` (plotly FigureWidgets).
     """
 
-    def __init__(self, bank, clusters, image: Optional[int] = None, root=None, min_share: float = 0.1):
+    def __init__(self, bank, clusters, image: Optional[int] = None, root=None, min_share: float = 0.1,
+                 dataset=None):
         _check(bank, clusters, "PartInspector")
         self.bank, self.clusters = bank, clusters
         self.min_share = min_share
         self.df = bank.to_pandas(VIEW_COLUMNS)  # scalars; OSSMs are read for the image shown only
-        self.images = BankImages(bank, root=root)
+        self.images = BankImages(bank, root=root, dataset=dataset)
         self.names = cluster_names(clusters)
         self.has_parts = bool(bank.part_vocabulary)
         # cluster of each bank row (None: filtered out before clustering)
