@@ -136,3 +136,11 @@ def test_masks_as_seen_follows_the_models_crop_rounding(tiny_rn, flooring):
         np.testing.assert_array_equal(seen[model.crop_offsets],
                                       to_model_view(mask, model.image_size, "crop", offsets=model.crop_offsets))
     assert not np.array_equal(seen["round"], seen["floor"])  # one column apart: the rounding was read right
+
+
+def test_part_mass_refuses_masks_of_another_shape_than_the_maps():
+    maps = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="masks_as_seen"):
+        dv.metrics.part_mass(maps, np.ones((1, 64, 256), bool))
+    shares = dv.metrics.part_mass(maps, np.ones((1, 32, 32), bool))  # same shape, finer: resized, accepted
+    np.testing.assert_allclose(shares.numpy(), 1.0, rtol=0, atol=1e-6)

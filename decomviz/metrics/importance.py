@@ -62,10 +62,16 @@ def part_mass(saliency: ArrayLike, part_masks: ArrayLike) -> torch.Tensor:
     """Share of each map's mass on each part.
 
     saliency : (..., H, W) maps (negative values and NaN, "not seen", count as 0); part_masks : (P, H, W) bool,
-    resized (nearest) to the maps' size if needed. Returns (..., P); an all-zero map has all shares 0.
+    resized (nearest) to the maps' size if needed, which needs the maps' shape: masks of a photo of another
+    shape go through `masks_as_seen` first. Returns (..., P); an all-zero map has all shares 0.
     """
     s = torch.nan_to_num(as_maps(saliency, "saliency").float(), nan=0.0).clamp_min(0)
-    m = resize_masks(as_maps(part_masks, "part_masks"), s.shape[-2:]).float()
+    m = as_maps(part_masks, "part_masks")
+    (mh, mw), (sh, sw) = m.shape[-2:], s.shape[-2:]
+    if abs(mh * sw - mw * sh) > 0.02 * mw * sh:  # another aspect: a stretch would put the parts elsewhere
+        raise ValueError(f"part_masks are {mh}x{mw} and the maps {sh}x{sw}, another shape: masks given in the photo's "
+                         "geometry must be laid on the explained image first, dv.metrics.masks_as_seen(exp, masks).")
+    m = resize_masks(m, s.shape[-2:]).float()
     total = s.sum(dim=(-2, -1))
     inside = torch.einsum("...hw,phw->...p", s, m)
     return torch.where(total[..., None] > 0, inside / total.clamp_min(1e-12)[..., None], torch.zeros_like(inside))
