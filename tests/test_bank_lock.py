@@ -74,7 +74,7 @@ def test_a_killed_writer_leaves_no_stale_lock(tiny_rn, world, tmp_path):
             "WriterLock(sys.argv[1]).__enter__(); os._exit(9)")
     run = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 9, run.stderr[-2000:]
-    assert (out / ".decomviz-writer.lock").exists()  # the file stays; the OS lock went with the process
+    assert (out / ".decomviz-writer.lock").exists()  # left by the kill; the OS lock went with the process
     assert dv.extract(_cam(tiny_rn), world, PROMPT, out=out, progress=False).complete
 
 
@@ -103,3 +103,10 @@ def test_two_writers_started_together_leave_one_clean_bank(tiny_rn, tiny_dirs, t
     clean = dv.extract(dv.DecomCAM(tiny_rn, n_components=2, top_channels=16), world, PROMPT,
                        out=tmp_path / "clean", shard_size=2, progress=False)
     _same_bank(dv.OSSMBank(out), clean)
+
+
+def test_a_finished_extraction_leaves_no_lock_file(tiny_rn, world, tmp_path):
+    out = tmp_path / "bank"
+    dv.extract(_cam(tiny_rn), world, PROMPT, out=out, progress=False)
+    assert not (out / ".decomviz-writer.lock").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.parquet"]

@@ -69,17 +69,29 @@ class WriterLock:
             import fcntl
         except ImportError:  # no flock (Windows): a lock file made exclusively, its holder checked for life
             return self._enter_portable()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not self.wait:
-                os.close(fd)
-                raise BankLocked(self._busy()) from None
-            import sys
-            print(f"[decomviz] '{self.folder}' is being written by {self.holder()}; waiting for it to finish.",
-                  file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        told = False
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not self.wait:
+                    os.close(fd)
+                    raise BankLocked(self._busy()) from None
+                if not told:
+                    import sys
+                    print(f"[decomviz] '{self.folder}' is being written by {self.holder()}; waiting for it to "
+                          "finish.", file=sys.stderr, flush=True)
+                    told = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            # the holder removes the lock file when it ends: a lock taken on a file no longer at the path is stale
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
         self._fd = fd
         self._write_holder()
         return self
@@ -129,7 +141,7 @@ class WriterLock:
             return
         try:
             import fcntl
-            os.ftruncate(self._fd, 0)
+            self.path.unlink(missing_ok=True)  # while still held: a waiter sees the file gone and takes a new one
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
         except ImportError:
