@@ -2,7 +2,6 @@
 `saliency_on_original` with a mask in the photo's geometry scores as the explained map with the mask as the model
 saw it (`images.to_model_view`)."""
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st

@@ -116,11 +116,11 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
     where = _component_places(scene, dec, 0)
     blocks.append(f"<h3>What each DecomCAM component adds: “{html.escape(dec.prompts[0])}”</h3>")
     blocks.append(f'<p class="note">Top row: each component on its own colour scale, to see its shape (a faint '
-                  f"component looks as strong as a large one). Bottom row: w<sub>k</sub>·OSSM<sub>k</sub> on one "
-                  f"scale for all, which is what each adds to DecomCAM's map. w<sub>k</sub> = max(d<sub>k</sub>, 0) / "
-                  f"max<sub>j</sub> d<sub>j</sub>: a component whose region alone restores no score (d ≤ 0) gets "
-                  f"w = 0, and one that restores little beside the best gets w near 0 (shown as 0.00); both are "
-                  f"blank on the shared scale. Under each: where the component peaks.</p>")
+                  "component looks as strong as a large one). Bottom row: w<sub>k</sub>·OSSM<sub>k</sub> on one "
+                  "scale for all, which is what each adds to DecomCAM's map. w<sub>k</sub> = max(d<sub>k</sub>, 0) / "
+                  "max<sub>j</sub> d<sub>j</sub>: a component whose region alone restores no score (d ≤ 0) gets "
+                  "w = 0, and one that restores little beside the best gets w near 0 (shown as 0.00); both are "
+                  "blank on the shared scale. Under each: where the component peaks.</p>")
     blocks.append(sr.components_row(dec, 0, 0, labels=where, spectrum=False))
     blocks.append(sr.components_row(dec, 0, 0, scale="shared"))
     # object against part prompts: which part, among this object's parts (softmax over them)

@@ -289,7 +289,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
             return None
         return dict(self.explanations) if self.last_error is None else None
 
-    def _compute(self, job: Job) -> Dict[str, Explanation]:  # noqa: the BackgroundRuns hook
+    def _compute(self, job: Job) -> Dict[str, Explanation]:  # the BackgroundRuns hook
         """The engine calls of one run (in the worker thread). Checks between methods whether it was superseded."""
         out: Dict[str, Explanation] = {}
         self._progress(job, 1, f"Run {job.generation}: preparing the image…")
