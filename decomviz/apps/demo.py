@@ -115,7 +115,7 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
     dec = exps["decomcam"]
     where = _component_places(scene, dec, 0)
     blocks.append(f"<h3>What each DecomCAM component adds: “{html.escape(dec.prompts[0])}”</h3>")
-    blocks.append(f'<p class="note">Top row: each component on its own colour scale, to see its shape (a faint '
+    blocks.append('<p class="note">Top row: each component on its own colour scale, to see its shape (a faint '
                   "component looks as strong as a large one). Bottom row: w<sub>k</sub>·OSSM<sub>k</sub> on one "
                   "scale for all, which is what each adds to DecomCAM's map. w<sub>k</sub> = max(d<sub>k</sub>, 0) / "
                   "max<sub>j</sub> d<sub>j</sub>: a component whose region alone restores no score (d ≤ 0) gets "
