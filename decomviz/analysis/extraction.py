@@ -297,9 +297,11 @@ def _write_shard(path: Path, table) -> tuple:
             digest, size = sha256_file(tmp), os.path.getsize(tmp)
         return digest, size
     except OSError as err:
-        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        full = err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+        reason = "the disk is full" if full else (err.strerror or str(err))
+        fix = "free space (or choose another out=)" if full else "fix that (or choose another out=)"
         raise OSError(err.errno, f"Writing {path.name} failed: {reason}. The shards completed so far are intact; "
-                                 "free space (or choose another out=) and rerun to resume.") from None
+                                 f"{fix} and rerun to resume.") from None
 
 
 __all__ = ["extract", "explain_batch", "ENGINES"]
