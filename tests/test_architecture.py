@@ -177,3 +177,16 @@ def test_one_function_writes_the_protocol_record():
     writers = [p.relative_to(ROOT).as_posix() for p in sorted(ROOT.rglob("*.py"))
                if '"open_clip": open_clip.__version__' in p.read_text() and "apps" not in p.parts]
     assert writers == ["methods/base.py"], writers
+
+
+def test_the_code_is_lint_clean():
+    """`ruff check` with the configuration in pyproject.toml (pycodestyle errors and warnings, pyflakes)."""
+    import shutil
+    import subprocess
+    import sys
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install 'decomviz[test]' installs it)")
+    run = subprocess.run([ruff, "check", "--output-format", "concise", str(ROOT.parent)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-1000:]
