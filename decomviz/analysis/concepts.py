@@ -201,12 +201,17 @@ class ConceptBasis:
         """Concepts against ground-truth parts on ``dataset`` (items or scenes with part masks): each object pixel
         labelled by its strongest concept, scored within image, within class and pooled, beside the controls of
         `decomviz.metrics.part_study` (position partition with as many regions as concepts, shuffled labels,
-        an even map, the class alone, the true parts at the layer's grid)."""
+        an even map, the class alone, the true parts at the layer's grid). With ``per_class``, images of a class
+        the concepts were not fitted on are left out; ``report.skipped_unknown_class`` counts them."""
         self._check_fitted()
         objects, images, classes = [], [], []
+        unknown = 0
         for item in dataset:
             image, cls, parts = _image_class_parts(item)
             if image is None or not parts:
+                continue
+            if self.per_class and cls not in self.components_:  # no concepts of this class were fitted
+                unknown += 1
                 continue
             objects.append(PartObject.from_masks(cls, parts, RESOLUTION))
             images.append(image)
@@ -218,7 +223,9 @@ class ConceptBasis:
         for i in range(0, len(images), self.batch_size):
             maps.extend(self.transform(images[i:i + self.batch_size],
                                        classes[i:i + self.batch_size] if self.per_class else None, size="grid"))
-        return part_study(objects, {"concepts": maps}, self.n_concepts, self.grid_, random_state)
+        study = part_study(objects, {"concepts": maps}, self.n_concepts, self.grid_, random_state)
+        study.skipped_unknown_class = unknown  # images of classes the per-class concepts were not fitted on
+        return study
 
     def name_parts(self, vocabulary: Sequence[str], images: Sequence[Any], template: str = "a photo of a {}",
                    part_template: str = "the {part} of a {class}") -> List[Dict]:

@@ -1,0 +1,286 @@
+"""Do DecomCAM's components follow object parts? The paper's SVD, the NMF split and dataset-level concepts, on
+unseen PartsWorld scenes, against the controls of `decomviz.metrics.part_study`; and do part prompts move the map?
+
+Everything that is chosen (the number of components of each split, the concepts' count and whether they are fitted
+per class) is chosen on scenes of ``--choose-seed`` and reported on scenes of ``--seed``, which nothing chose on.
+
+    python benchmarks/bench_part_splits.py --models parts-rn parts-rn-dense parts-vit --scenes 60 \\
+        --out benchmarks/results/part-splits.json
+
+Prints one markdown table per question and writes every figure, with the command, date, commit and machine, as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+import decomviz as dv
+from decomviz.analysis.concepts import ConceptBasis
+from decomviz.metrics.part_study import PartObject, part_study
+from decomviz.ops import resize_masks
+
+CLASS_TEMPLATE = "a photo of a {}"
+PART_TEMPLATE = "the {part} of a {label}"
+POINTING_METHODS = ("decomcam", "decomcam-nmf", "gradcam", "gradcam++", "layercam", "occlusion",
+                    "legrad", "grad-eclip", "chefer", "rollout")
+
+
+def single_object_scenes(n: int, seed: int) -> list:
+    return list(dv.PartsWorld(n, seed=seed, n_objects=1))
+
+
+def own_parts(scene):
+    return [p for p in scene.parts if p.object == 0 and p.mask.any()]
+
+
+def objects_of(scenes) -> List[PartObject]:
+    out = []
+    for s in scenes:
+        label = s.objects[0].label
+        out.append(PartObject.from_masks(label, {f"{label}/{p.name}": p.mask for p in own_parts(s)}))
+    return out
+
+
+def split_maps(model, scenes, decomposition: str, k: int):
+    """The class prompt's low-resolution component maps of every scene, and the layer's grid."""
+    cam = dv.DecomCAM(model, decomposition=decomposition, n_components=k)
+    maps, grid = [], None
+    for s in scenes:
+        e = cam(s.image, CLASS_TEMPLATE.format(s.objects[0].label))
+        maps.append(e.ossms_lowres[0, 0].numpy())
+        grid = tuple(e.params["grid"])
+    return maps, grid
+
+
+def within_image_study(model, scenes, ks: Dict[str, int]):
+    """The part study of each split at its own number of components, with the controls at the first split's."""
+    objects = objects_of(scenes)
+    rows = {}
+    for split, k in ks.items():
+        maps, grid = split_maps(model, scenes, split, k)
+        study = part_study(objects, {split: maps}, k, grid)
+        rows[split] = study[split]
+        for name, row in study.items():
+            if name.startswith("control:") and "shuffled" not in name:
+                rows[f"{name} [k={k}]" if "position" in name else name] = row
+    return rows
+
+
+def choose_components(model, scenes, choices=(4, 6, 8)) -> Dict[str, Dict]:
+    """Per split, the number of components with the largest margin over the position partition (same k) in
+    within-image part NMI, on the choosing scenes."""
+    objects = objects_of(scenes)
+    out = {}
+    for split in ("svd", "nmf"):
+        margins = {}
+        for k in choices:
+            maps, grid = split_maps(model, scenes, split, k)
+            study = part_study(objects, {split: maps}, k, grid)
+            margins[k] = study[split]["within_image_nmi"] - study[f"control: position partition (k={k})"][
+                "within_image_nmi"]
+        best = max(margins, key=margins.get)
+        out[split] = {"k": best, "margins": {str(k): round(v, 4) for k, v in margins.items()}}
+    return out
+
+
+def choose_concepts(model, fit_scenes, eval_scenes, choices=(4, 6, 8)) -> Dict:
+    best, margins = None, {}
+    for per_class in (False, True):
+        for k in choices:
+            basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0).fit(fit_scenes)
+            rep = basis.part_report(eval_scenes)
+            m = rep["concepts"]["within_class_nmi"] - rep[f"control: position partition (k={k})"]["within_class_nmi"]
+            margins[f"{'per class' if per_class else 'shared'}, k={k}"] = round(m, 4)
+            if best is None or m > best[0]:
+                best = (m, per_class, k)
+    return {"per_class": best[1], "n_concepts": best[2], "margins": margins}
+
+
+def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int) -> Dict:
+    basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0).fit(fit_scenes)
+    rep = basis.part_report(report_scenes)
+    return dict(rep)
+
+
+def part_pointing(model, scenes, names, ks: Dict[str, int], log) -> Dict[str, Dict]:
+    """Per method: how often the map of "the {part} of a {class}" peaks inside the named part (15 px at 224 px),
+    and how often the class prompt's map does on the same part."""
+    out = {}
+    for name in names:
+        if name not in dv.METHODS:
+            continue
+        knobs = {}
+        if name == "decomcam":
+            knobs["n_components"] = ks["svd"]
+        if name == "decomcam-nmf":
+            knobs["n_components"] = ks["nmf"]
+        try:
+            method = dv.make_method(name, model, **knobs)
+        except (ValueError, TypeError) as err:  # a method that does not apply to this tower
+            log(f"  {name}: not run ({str(err).splitlines()[0][:100]})")
+            continue
+        part_hits, class_hits, seconds, pairs = [], [], 0.0, 0
+        for s in scenes:
+            label = s.objects[0].label
+            parts = own_parts(s)
+            prompts = [CLASS_TEMPLATE.format(label)] + [PART_TEMPLATE.format(part=p.name, label=label) for p in parts]
+            t0 = time.perf_counter()
+            sal = method(s.image, prompts).saliency[0]
+            seconds += time.perf_counter() - t0
+            pairs += len(prompts)
+            masks = resize_masks(np.stack([p.mask for p in parts]), sal.shape[-2:])
+            for i in range(len(parts)):
+                part_hits.append(float(dv.metrics.pointing_game(sal[1 + i], masks[i]).values))
+                class_hits.append(float(dv.metrics.pointing_game(sal[0], masks[i]).values))
+        out[name] = {"part_prompt_pointing": float(np.mean(part_hits)),
+                     "class_prompt_pointing_same_part": float(np.mean(class_hits)),
+                     "lift": float(np.mean(part_hits) - np.mean(class_hits)),
+                     "standard_error": float(np.std(part_hits) / np.sqrt(len(part_hits))),
+                     "part_prompts": len(part_hits), "seconds_per_pair": seconds / max(pairs, 1)}
+        log(f"  {name:16s} part prompt {out[name]['part_prompt_pointing']:.3f}  class prompt "
+            f"{out[name]['class_prompt_pointing_same_part']:.3f}  lift {out[name]['lift']:+.3f}  "
+            f"({len(part_hits)} parts, {out[name]['seconds_per_pair']:.3f} s/pair)")
+    return out
+
+
+def split_timing(model, scenes, ks: Dict[str, int], repeats: int = 3) -> Dict:
+    """Seconds of one DecomCAM call (one image, two prompts) with each split, calls interleaved so that both see
+    the same machine load; medians."""
+    cams = {split: dv.DecomCAM(model, decomposition=split, n_components=max(ks.values())) for split in ("svd", "nmf")}
+    times = {split: [] for split in cams}
+    for s in scenes:
+        prompts = [CLASS_TEMPLATE.format(s.objects[0].label), "a photo of a tree"]
+        for _ in range(repeats):
+            for split, cam in cams.items():
+                t0 = time.perf_counter()
+                cam(s.image, prompts)
+                times[split].append(time.perf_counter() - t0)
+    med = {split: float(np.median(v)) for split, v in times.items()}
+    return {"svd_seconds": med["svd"], "nmf_seconds": med["nmf"], "ratio": med["nmf"] / med["svd"],
+            "calls": len(times["svd"]), "n_components": max(ks.values())}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_model(name: str, args, log) -> Dict:
+    model = dv.load_model(name)
+    log(f"== {name} (layer {model.default_layer})")
+    choose = single_object_scenes(args.scenes, args.choose_seed)
+    fit = single_object_scenes(args.fit_scenes, args.fit_seed)
+    report = single_object_scenes(args.scenes, args.seed)
+    chosen = choose_components(model, choose)
+    ks = {split: chosen[split]["k"] for split in ("svd", "nmf")}
+    log(f"  chosen on seed {args.choose_seed}: {chosen}")
+    concept_choice = choose_concepts(model, fit, choose)
+    log(f"  concepts chosen on seed {args.choose_seed}: {concept_choice}")
+    entry = {"layer": model.default_layer, "chosen": {"components": chosen, "concepts": concept_choice}}
+    entry["within_image"] = within_image_study(model, report, ks)
+    for row, r in entry["within_image"].items():
+        log(f"  {row:52s} within image {r['within_image_nmi']:.3f}  within class {r['within_class_nmi']:.3f}  "
+            f"pooled {r['pooled_nmi']:.3f}  best part {r['best_part_share']:.3f}")
+    entry["concepts"] = concepts_study(model, fit, report, concept_choice["per_class"], concept_choice["n_concepts"])
+    for row, r in entry["concepts"].items():
+        log(f"  concepts: {row:42s} within image {r['within_image_nmi']:.3f}  within class "
+            f"{r['within_class_nmi']:.3f}  pooled {r['pooled_nmi']:.3f}")
+    entry["pointing"] = part_pointing(model, report[:args.pointing_scenes], args.methods, ks, log)
+    entry["timing"] = split_timing(model, report[:args.timing_scenes], ks)
+    log(f"  NMF / SVD call: {entry['timing']['ratio']:.2f}x ({entry['timing']['nmf_seconds']:.3f} s against "
+        f"{entry['timing']['svd_seconds']:.3f} s)")
+    return entry
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["parts-rn", "parts-rn-dense", "parts-vit"])
+    p.add_argument("--scenes", type=int, default=60, help="single-object scenes to choose on, and to report on")
+    p.add_argument("--fit-scenes", type=int, default=120, help="scenes the concepts are fitted on")
+    p.add_argument("--pointing-scenes", type=int, default=40, help="scenes of the part-prompt pointing")
+    p.add_argument("--timing-scenes", type=int, default=6)
+    p.add_argument("--seed", type=int, default=2027, help="the scenes reported on (nothing is chosen on them)")
+    p.add_argument("--choose-seed", type=int, default=2026, help="the scenes the knobs are chosen on")
+    p.add_argument("--fit-seed", type=int, default=2025, help="the scenes the concepts are fitted on")
+    p.add_argument("--methods", nargs="+", default=list(POINTING_METHODS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results/part-splits.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+
+    def log(msg):
+        print(msg, flush=True)
+
+    results = {"meta": {"command": "python benchmarks/bench_part_splits.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                        else argv),
+                        "date": datetime.date.today().isoformat(), "commit": commit(), "machine": machine(),
+                        "seeds": {"report": args.seed, "choose": args.choose_seed, "fit": args.fit_seed}},
+               "models": {}}
+    for name in args.models:
+        results["models"][name] = run_model(name, args, log)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    print()
+    print(markdown(results))
+    return 0
+
+
+def markdown(results: Dict) -> str:
+    """The tables of BENCHMARKS.md's parts section, from the JSON this script writes."""
+    lines = ["| model | split (k) | within-image part NMI | position partition (same k) | margin | within-class NMI "
+             "| ceiling (true parts at the grid) |", "|---|---|---|---|---|---|---|"]
+    for name, e in results["models"].items():
+        wi = e["within_image"]
+        ceiling = next(r for n, r in wi.items() if "ceiling" in n)["within_image_nmi"]
+        for split in ("svd", "nmf"):
+            k = e["chosen"]["components"][split]["k"]
+            pos = wi[f"control: position partition (k={k}) [k={k}]"]["within_image_nmi"]
+            lines.append(f"| {name} | {split} ({k}) | {wi[split]['within_image_nmi']:.3f} | {pos:.3f} | "
+                         f"{wi[split]['within_image_nmi'] - pos:+.3f} | {wi[split]['within_class_nmi']:.3f} | "
+                         f"{ceiling:.3f} |")
+    lines += ["", "| model | concepts (fitted on other scenes) | within-class part NMI | position partition | margin "
+              "| class only (pooled) | concepts (pooled) |", "|---|---|---|---|---|---|---|"]
+    for name, e in results["models"].items():
+        c, ch = e["concepts"], e["chosen"]["concepts"]
+        pos = next(r for n, r in c.items() if "position" in n)["within_class_nmi"]
+        cls = c["control: class only"]["pooled_nmi"]
+        lines.append(f"| {name} | {ch['n_concepts']} {'per class' if ch['per_class'] else 'shared'} | "
+                     f"{c['concepts']['within_class_nmi']:.3f} | {pos:.3f} | {c['concepts']['within_class_nmi'] - pos:+.3f} "
+                     f"| {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
+    lines += ["", "| model | method | part prompt peaks in the named part | class prompt, same part | lift | parts "
+              "| s / pair |", "|---|---|---|---|---|---|---|"]
+    for name, e in results["models"].items():
+        for m, r in e["pointing"].items():
+            lines.append(f"| {name} | {m} | {r['part_prompt_pointing']:.3f} ± {r['standard_error']:.3f} | "
+                         f"{r['class_prompt_pointing_same_part']:.3f} | {r['lift']:+.3f} | {r['part_prompts']} | "
+                         f"{r['seconds_per_pair']:.3f} |")
+    lines += ["", "| model | SVD call (s) | NMF call (s) | NMF / SVD |", "|---|---|---|---|"]
+    for name, e in results["models"].items():
+        t = e["timing"]
+        lines.append(f"| {name} | {t['svd_seconds']:.3f} | {t['nmf_seconds']:.3f} | {t['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
