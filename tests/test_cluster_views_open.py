@@ -46,3 +46,27 @@ def test_cli_cluster_report_names_clusters_and_what_made_the_bank(tmp_path, caps
     assert "on model parts-rn" in text and "layer visual.layer4" in text and "a photo of a {}" in text
     assert "Clusters, largest first:" in text and "components" in text
     assert "on model parts-rn" in out.read_text(encoding="utf-8")
+
+
+def test_cluster_and_point_picks_redraw_the_same_figure_widgets(tiny_rn, tmp_path):
+    import time
+    import warnings
+
+    import decomviz as dv
+    from decomviz.widgets import ClusterGallery
+    world = dv.PartsWorld(8, seed=5, size=128, n_objects=(1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bank = dv.extract(dv.DecomCAM(tiny_rn, n_components=3), world, "a photo of a {}", out=tmp_path / "b",
+                          progress=False)
+    clusters = dv.ComponentClusters(3, random_state=0, min_weight=None).fit(bank)
+    gallery = ClusterGallery(bank, clusters, n_exemplars=4)
+    widgets_before = (gallery.gallery, gallery.detail)
+    t0 = time.perf_counter()
+    for c in range(3):
+        gallery.select_cluster(c)
+    gallery.select_point(0)
+    per_pick = (time.perf_counter() - t0) / 4
+    assert (gallery.gallery, gallery.detail) == widgets_before        # no new FigureWidget (plotly.js again)
+    assert [d.get("name") for d in gallery.gallery._widget_data] == [tr.name for tr in gallery.gallery.data]
+    assert per_pick < 2.0, per_pick                                   # kernel side; the page redraw comes on top

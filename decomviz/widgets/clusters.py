@@ -17,7 +17,7 @@ from ..analysis.streaming import dominant_parts, row_parts
 from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_figure, component_hover,
                             exemplar_grid_figure, image_components_figure, short_prompt)
 from ..viz.images import part_map
-from ._common import message_html
+from ._common import message_html, replace_figure
 
 ORDERS = {"highest weight": "weight", "closest to centre": "centre"}
 
@@ -30,21 +30,16 @@ def _check(bank, clusters, who: str) -> None:
 
 
 def _swap(owner, attr: str, fig: go.Figure, container: widgets.Box) -> go.FigureWidget:
-    """Show `fig` in a new FigureWidget in place of `owner.<attr>` inside `container`.
-
-    A figure whose subplot grid changes is sent whole: a FigureWidget only forwards edits to views that
-    exist, so rebuilding one before it is displayed would leave the page with the old figure."""
+    """Show `fig` in `owner.<attr>`: the same FigureWidget, redrawn in place (`replace_figure`: its synced state is
+    set too, so a view made later starts from the new figure). A new FigureWidget per pick shipped plotly.js
+    (~5 MB) to the page each time: picks took seconds."""
     old = getattr(owner, attr, None)
-    new = go.FigureWidget(fig)
-    setattr(owner, attr, new)
-    if old is not None:
-        container.children = tuple(new if w is old else w for w in container.children)
-        # Closed one swap later: a view that was just taken off the page may still be talking to its model.
-        retired = owner.__dict__.setdefault("_retired", {})
-        if retired.get(attr) is not None:
-            retired[attr].close()
-        retired[attr] = old
-    return new
+    if old is None:
+        new = go.FigureWidget(fig)
+        setattr(owner, attr, new)
+        return new
+    replace_figure(old, fig)
+    return old
 
 
 class ClusterGallery(widgets.VBox):
