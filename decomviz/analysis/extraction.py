@@ -22,7 +22,7 @@ from ..ops import atomic_write
 from .bank import OSSMBank
 from .datasets import as_items, check_templates, comparable_dataset, fingerprint
 from .extractor import Extractor, explain_batch, protocol_of
-from .folder import (WriterLock, clean_leftovers, new_bank_id, old_manifest, other_files, probe_name,
+from .folder import (WriterLock, clean_leftovers, new_bank_id, old_manifest, other_files, probe_name, ray_files,
                      refuse_other_files, remove_own)
 from .schema import FORMAT_VERSION, MANIFEST
 from .shards import RAY_LEDGER, BankError, own_files, read_manifest, sha256_file, shard_name, shard_problem
@@ -116,9 +116,14 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
               "part_vocabulary": list(getattr(items, "part_vocabulary", []))}
     header = json.loads(json.dumps(header))  # as the manifest holds it (tuples become lists), for comparison
     manifest = {**header, "shards": {}, "complete": False, "files": [], "generation": 1, "bank_id": new_bank_id()}
-    if (out / RAY_LEDGER).exists():
-        raise ValueError(f"'{out}' holds a bank of the Ray engine ({RAY_LEDGER}); resume it with engine='ray', or "
-                         "use another out= folder.")
+    replacing = (out / RAY_LEDGER).exists()  # a Ray bank, which overwrite=True replaces
+    if replacing:
+        if not overwrite:
+            raise ValueError(f"'{out}' holds a bank of the Ray engine ({RAY_LEDGER}); resume it with engine='ray', "
+                             "or use another out= folder, or overwrite=True.")
+        remove_own(out, ray_files(out))  # exactly the Ray bank's own files, then its ledger
+        (out / RAY_LEDGER).unlink()
+        manifest["generation"] = 2  # a reader of the Ray bank sees its ledger gone
     owned: set = set()
     if manifest_path.exists() and not overwrite:
         manifest = _resumable(out, header)
@@ -132,7 +137,7 @@ def _extract_local(cam, items, prompts, out: Path, batch_size, shard_size, num_w
         owned = set(manifest["files"])
     else:  # a new bank
         others = other_files(out)
-        if others and not allow_other_files:
+        if others and not (allow_other_files or replacing):  # replacing a Ray bank: it shared the folder already
             refuse_other_files(out, others)
     extractor = Extractor(cam, prompts, part_vocabulary=header["part_vocabulary"], images_per_call=batch_size)
     manifest["n_items"] = len(items)

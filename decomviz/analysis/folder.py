@@ -213,9 +213,18 @@ def old_manifest(out: Path) -> Dict[str, Any]:
     return {"files": names, "generation": 0}
 
 
+def ray_files(out: Path) -> List[str]:
+    """The files the Ray engine's ledger in ``out`` lists; for a damaged ledger, the files named like its own."""
+    from .shards import read_ledger
+    try:
+        return sorted((read_ledger(out) or {}).get("files") or {})
+    except BankError:
+        return sorted(p.name for p in out.glob("ray-*.parquet"))
+
+
 def probe_name() -> str:
     return f".decomviz-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 __all__ = ["BankLocked", "WriterLock", "LOCK", "RAY_LEDGER", "STAGING_PREFIX", "other_files", "refuse_other_files",
-           "clean_leftovers", "remove_own", "old_manifest", "is_bookkeeping", "new_bank_id", "generation_of"]
+           "clean_leftovers", "remove_own", "old_manifest", "ray_files", "is_bookkeeping", "new_bank_id", "generation_of"]
