@@ -118,10 +118,10 @@ def test_user_files_survive_new_resume_and_overwrite(engine, tiny_rn, world, tmp
     _same_rows(again, clean)
 
 
-@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("engine", ["local", "ray"])
+@pytest.mark.slow
 def test_overwrite_of_a_bank_in_an_empty_folder_keeps_files_added_later(engine, tiny_rn, world, tmp_path, request):
-    if engine == "ray":
-        request.getfixturevalue("local_ray")
+    request.getfixturevalue("local_ray")  # each engine is replaced by the other one at the end
     cam, kw = _cam(tiny_rn), _options(engine)
     out = tmp_path / "bank"
     dv.extract(cam, world, PROMPT, out=out, **kw)
@@ -131,6 +131,12 @@ def test_overwrite_of_a_bank_in_an_empty_folder_keeps_files_added_later(engine, 
     dv.extract(cam, world, PROMPT, out=out, overwrite=True, **kw)
     _survived(out, planted)
     assert dv.OSSMBank(out).n_images == len(world)
+    # the other engine replaces it, exactly its files
+    other = _options("local" if engine == "ray" else "ray")
+    dv.extract(cam, world, PROMPT, out=out, overwrite=True, **other)
+    _survived(out, planted)
+    bank = dv.OSSMBank(out)
+    assert bank.n_images == len(world) and (bank.manifest is None) == (engine == "local")
 
 
 def test_a_file_under_a_shard_name_that_the_bank_did_not_write_is_not_replaced(tiny_rn, world, tmp_path):
