@@ -189,3 +189,16 @@ def test_time_limit_is_shared_by_cost_and_unused_time_passes_on():
     assert first == pytest.approx(3000.0 * 2300 / (2300 + 2.5 * 550))
     assert stage_budget(3000.0 - 0.5 * first, stages[1:]) == pytest.approx(3000.0 - 0.5 * first)
     assert stage_budget(-5.0, stages) == 0.0
+
+
+def test_recipes_are_data_one_file_each(tmp_path):
+    from decomviz.apps.train.recipes import FOLDER, load_recipes
+    assert set(RECIPES) == {p.stem for p in FOLDER.glob("*.json")}
+    for name, recipe in RECIPES.items():
+        assert {"model_cfg", "steps", "batch_size", "lr", "why"} <= set(recipe), name
+    assert RECIPES["parts-rn-dense"]["model_cfg"] == RECIPES["parts-rn"]["model_cfg"]   # extends parts-rn
+    assert RECIPES["parts-rn-dense"]["dense_weight"] == 1.0 and "dense_weight" not in RECIPES["parts-rn"]
+    (tmp_path / "a.json").write_text('{"extends": "b", "steps": 1}')
+    (tmp_path / "b.json").write_text('{"extends": "a", "steps": 2}')
+    with pytest.raises(ValueError, match="extends itself"):
+        load_recipes(tmp_path)
