@@ -68,9 +68,10 @@ def scene_statistics(pixels: np.ndarray) -> Dict[str, float]:
     flat regions of another colour (``flat_other``)."""
     from ..data import PALETTE
     a = np.asarray(pixels, dtype=np.float32)
-    pal = np.asarray(list(PALETTE.values()), np.float32)
-    dist = np.abs(a[:, :, None, :] - pal[None, None]).max(-1).min(-1)
-    in_palette = dist <= _PALETTE_TOL
+    a16 = np.asarray(pixels, dtype=np.int16)
+    in_palette = np.zeros(a.shape[:2], bool)
+    for rgb in PALETTE.values():  # within the tolerance of a palette colour in every channel
+        in_palette |= (np.abs(a16 - np.asarray(rgb, np.int16)) <= _PALETTE_TOL).all(-1)
     high = a - _box(a, 1)
     energy = np.sqrt(np.maximum(_box(high * high, 2), 0))  # local high-pass energy per channel
     texture = (energy.min(-1) > 1.5) & (energy.max(-1) < 16)
