@@ -157,7 +157,9 @@ def embed_plotlyjs(page: str) -> str:
 
 
 def _write_index(out: Path, pages: list) -> None:
-    items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(n)}</a></li>' for n, f, _, _ in pages)
+    """The index lists every notebook page in the folder (also those of an earlier --only build)."""
+    names = sorted({f for _, f, _, _ in pages} | {p.name for p in out.glob("0*.html")})
+    items = "".join(f'<li><a href="{html.escape(f)}">{html.escape(Path(f).stem)}</a></li>' for f in names)
     note = ("Made by <code>python -m decomviz.apps.gallery</code> on the bundled model. Every page works offline: "
             "figures are interactive (plotly.js is embedded in each page); widgets (Explorer, scrubber, "
             "step-through, galleries) show as a snapshot of how they looked after the notebook ran, and their "
