@@ -1,0 +1,103 @@
+"""ConceptBasis: non-negative concepts of one layer, fitted over a dataset and used on other images."""
+import numpy as np
+import pytest
+import torch
+
+import decomviz as dv
+from decomviz.analysis.concepts import _nnls_codes
+from decomviz.ops import blurred_reference, minmax
+
+from .conftest import make_image
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return list(dv.PartsWorld(6, seed=3, n_objects=1, size=128))
+
+
+@pytest.fixture(scope="module")
+def basis(tiny_rn, scenes):
+    return dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4).fit(scenes)
+
+
+def test_concepts_are_non_negative_directions_of_the_layer(basis, tiny_rn):
+    C = dv.tap_activations(tiny_rn, make_image(0), basis.layer_).shape[1]
+    assert basis.components_.shape == (3, C) and (basis.components_ >= 0).all()
+    assert basis.n_images_ == 6 and len(basis.grid_) == 2
+
+
+def test_transform_gives_a_non_negative_map_per_concept(basis, tiny_rn):
+    maps = basis.transform([make_image(0), make_image(1)])
+    assert maps.shape == (2, 3, *tiny_rn.image_size) and (maps >= 0).all()
+    grid = basis.transform(make_image(0), size="grid")
+    assert grid.shape == (1, 3, *basis.grid_)
+
+
+def test_codes_rebuild_cells_made_of_the_concepts():
+    rng = np.random.default_rng(0)
+    basis = rng.random((3, 10))
+    codes = rng.random((20, 3))
+    found = _nnls_codes(codes @ basis, basis, n_iter=500)
+    np.testing.assert_allclose(found @ basis, codes @ basis, rtol=1e-3, atol=1e-3)
+
+
+def test_importance_is_the_score_each_concept_region_restores(basis, tiny_rn):
+    img = make_image(2)
+    out = basis.importance(img, ["a dog", "a cat"])
+    assert out["contributions"].shape == (1, 2, 3)
+    # concept 0 and prompt 1, recomputed by hand: the image masked by the concept over its blurred reference
+    x = tiny_rn.prepare(img).tensor
+    ref = blurred_reference(x, 10.0)
+    m = minmax(torch.from_numpy(basis.transform(img))[:, :1])
+    with torch.no_grad():
+        text = tiny_rn.encode_text(["a dog", "a cat"])
+        masked = (tiny_rn.embed(m * x + (1 - m) * ref) @ text.T)[0, 1]
+        base = (tiny_rn.embed(ref) @ text.T)[0, 1]
+    assert out["contributions"][0, 1, 0] == pytest.approx(float(masked - base), abs=1e-4)
+    gap = out["score"] - out["reference_score"]
+    expected = np.where(gap[..., None] > 0, out["contributions"] / gap[..., None], np.nan)
+    np.testing.assert_allclose(out["shares"], expected, rtol=1e-5)
+
+
+def test_part_report_scores_concepts_beside_the_controls(basis, scenes):
+    report = basis.part_report(scenes)
+    assert "concepts" in report
+    names = list(report)
+    assert any(n.startswith("control: position partition") for n in names)
+    assert any("ceiling" in n for n in names) and "control: class only" in names
+    assert 0 <= report["concepts"]["within_image_nmi"] <= 1
+
+
+def test_saved_concepts_load_without_pickle_and_give_the_same_maps(basis, tiny_rn, tmp_path):
+    path = tmp_path / "concepts.npz"
+    basis.save(path)
+    with np.load(path, allow_pickle=False) as f:
+        assert "meta" in f.files
+    again = dv.ConceptBasis.load(path, tiny_rn)
+    np.testing.assert_array_equal(again.components_, basis.components_)
+    np.testing.assert_allclose(again.transform(make_image(3)), basis.transform(make_image(3)), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=".npz"):
+        basis.save(tmp_path / "concepts.pkl")
+
+
+def test_per_class_concepts_need_each_image_class(tiny_rn, scenes):
+    per_class = dv.ConceptBasis(tiny_rn, n_concepts=2, per_class=True, random_state=0).fit(scenes)
+    assert set(per_class.components_) == {s.objects[0].label for s in scenes}
+    with pytest.raises(ValueError, match="classes="):
+        per_class.transform(scenes[0].image)
+    label = scenes[0].objects[0].label
+    assert per_class.transform(scenes[0].image, classes=[label]).shape[1] == 2
+
+
+def test_name_parts_reads_ground_truth_style_names_as_part_prompts(basis, scenes, tiny_rn):
+    names = basis.name_parts(["car/wheel", "house/roof", "tree"], [s.image for s in scenes[:2]])
+    assert len(names) == 3 and {n["prompt"] for n in names} <= {"the wheel of a car", "the roof of a house",
+                                                                 "a photo of a tree"}
+    assert basis.model_names_ is names
+
+
+def test_unfitted_concepts_say_what_to_do(tiny_rn):
+    with pytest.raises(RuntimeError, match="fit"):
+        dv.ConceptBasis(tiny_rn).transform(make_image(0))
+    with pytest.raises(ValueError, match="n_concepts"):
+        dv.ConceptBasis(tiny_rn, n_concepts=0)
