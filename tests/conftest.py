@@ -89,3 +89,24 @@ def make_image(seed=0, h=150, w=180):
 @pytest.fixture
 def images():
     return [make_image(0), make_image(1)]
+
+
+# ---------------------------------------------------------------------------------------------- test tiers
+#: tests/slow_tests.txt: the tests that `make fast` leaves out, chosen by their measured duration (seconds, then
+#: the test's id without parameters; the header says how it was measured). They are marked `slow` here, beside
+#: the tests marked in their own file.
+SLOW_LIST = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
+
+
+def _slow_ids():
+    if not os.path.exists(SLOW_LIST):
+        return set()
+    with open(SLOW_LIST) as f:
+        return {line.split()[1] for line in f if line.strip() and not line.startswith("#")}
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = _slow_ids()
+    for item in items:
+        if item.nodeid.split("[")[0] in slow:
+            item.add_marker(pytest.mark.slow)
