@@ -109,6 +109,10 @@ def _start(out: Path, overwrite: bool, allow_other_files: bool) -> Dict[str, Any
                          "use another out= folder, or overwrite=True.")
     ledger = read_ledger(out)
     if ledger is not None:
+        pending = [n for n in ledger.pop("pending", None) or [] if isinstance(n, str) and n not in ledger["files"]]
+        if pending:  # moved by a run that stopped before listing them: the engine's own, removed
+            remove_own(out, [n for n in pending if n.startswith("ray-") and n.endswith(".parquet")])
+            _write_ledger(out, ledger)
         return ledger
     others = other_files(out)
     if others and not allow_other_files:
@@ -118,19 +122,21 @@ def _start(out: Path, overwrite: bool, allow_other_files: bool) -> Dict[str, Any
 
 
 def _adopt(out: Path, staging: Path, run: str, ledger: Dict[str, Any]) -> None:
-    """Ray's files of this run, from the staging folder into the bank: checksummed and listed in the ledger
-    first, then moved (a run stopped in between leaves listed files missing, which the next run drops)."""
+    """Ray's files of this run, from the staging folder into the bank: named in the ledger as pending, moved,
+    then listed with their rows and checksums. Readers see them only once listed; a run stopped in between
+    leaves pending names, which the next writer removes (they are the engine's own)."""
     import pyarrow.parquet as pq
     files = sorted(p for p in staging.rglob("*.parquet") if p.is_file())
-    moves = []
-    for k, path in enumerate(files):
-        name = f"ray-{run}-{k:05d}.parquet"
-        ledger["files"][name] = {"rows": pq.read_metadata(path).num_rows, "sha256": sha256_file(path),
-                                 "bytes": path.stat().st_size}
-        moves.append((path, out / name))
+    moves = [(path, f"ray-{run}-{k:05d}.parquet") for k, path in enumerate(files)]
+    records = {name: {"rows": pq.read_metadata(path).num_rows, "sha256": sha256_file(path),
+                      "bytes": path.stat().st_size} for path, name in moves}
+    ledger["pending"] = [name for _, name in moves]
     _write_ledger(out, ledger)
-    for src, dst in moves:
-        os.replace(src, dst)
+    for path, name in moves:
+        os.replace(path, out / name)
+    ledger["files"].update(records)
+    ledger.pop("pending")
+    _write_ledger(out, ledger)
 
 
 def _run(ray, spec, cam, items, prompts, vocabulary, pending, out: Path, batch_size, num_actors, num_gpus, num_cpus,
