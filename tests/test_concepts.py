@@ -101,3 +101,16 @@ def test_unfitted_concepts_say_what_to_do(tiny_rn):
         dv.ConceptBasis(tiny_rn).transform(make_image(0))
     with pytest.raises(ValueError, match="n_concepts"):
         dv.ConceptBasis(tiny_rn, n_concepts=0)
+
+
+def test_concept_gallery_opens_on_the_strongest_concept_and_switches(basis, scenes):
+    from decomviz.widgets import ConceptGallery
+    report = basis.part_report(scenes)
+    g = ConceptGallery(basis, scenes[:3], prompt="a photo of a car", report=report)
+    assert g.concept == int(g.maps.sum(axis=(0, 2, 3)).argmax())
+    assert "position alone" in g.summary.value
+    other = (g.concept + 1) % basis.n_concepts
+    g.dropdown.value = other
+    assert g.concept == other and f"concept {other}" in g.fig.layout.title.text
+    with pytest.raises(ValueError, match="concept must be"):
+        g.select_concept(99)
