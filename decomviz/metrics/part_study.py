@@ -103,8 +103,8 @@ def position_partition(objects: Sequence[PartObject], k: int, random_state: int 
         idx = [i for i, o in enumerate(objects) if o.cls == c]
         pooled = np.concatenate([coords[i] for i in idx])
         rng = np.random.default_rng(random_state)
-        sample = pooled[rng.choice(len(pooled), min(len(pooled), 20000), replace=False)]
-        km = KMeans(min(k, len(np.unique(sample, axis=0))), n_init=4, random_state=random_state).fit(sample)
+        sample = pooled[rng.choice(len(pooled), min(len(pooled), 5000), replace=False)]
+        km = KMeans(min(k, len(np.unique(sample, axis=0))), n_init=3, random_state=random_state).fit(sample)
         for i in idx:
             lab = np.full(objects[i].part_labels.shape, -1, np.int32)
             lab[objects[i].mask] = km.predict(coords[i])
