@@ -56,16 +56,11 @@ class TokenAttribution:
 
 
 def _token_embedding(model: CLIPModel) -> torch.nn.Embedding:
-    net = model.model
-    for path in ("token_embedding", "text.token_embedding", "text_model.embeddings.token_embedding"):
-        try:
-            module = net.get_submodule(path)
-        except AttributeError:
-            continue
-        if isinstance(module, torch.nn.Embedding):
-            return module
-    raise ValueError(f"token_attribution needs an open_clip or Hugging Face text tower with a token embedding; "
-                     f"{model.name}'s text tower ({type(net).__name__}) has none decomviz knows.")
+    module = model.tower.token_embedding()
+    if module is None:
+        raise ValueError(f"token_attribution needs an open_clip or Hugging Face text tower with a token embedding; "
+                         f"{model.name}'s text tower ({type(model.model).__name__}) has none decomviz knows.")
+    return module
 
 
 def _word_positions(model: CLIPModel, ids: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

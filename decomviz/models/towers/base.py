@@ -107,6 +107,15 @@ class Tower:
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.detach().float().exp()
 
+    def token_embedding(self) -> Optional[torch.nn.Embedding]:
+        """The text tower's token embedding (what `token_attribution` integrates over), or None."""
+        for name in ("token_embedding", "text.token_embedding"):  # open_clip's CLIP, CustomTextCLIP
+            module = getattr(self.model, name.split(".")[0], None)
+            module = getattr(module, "token_embedding", None) if "." in name else module
+            if isinstance(module, torch.nn.Embedding):
+                return module
+        return None
+
     # ---------------------------------------------------------------- the tail
     def forward_from(self, layer: str, raw: torch.Tensor) -> torch.Tensor:
         """The embedding (not normalised) from `raw`, the output of `layer` in the tower's layout.

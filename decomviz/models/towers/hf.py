@@ -54,6 +54,9 @@ class HFCLIP(Tower):
     def context_length(self) -> int:
         return int(self.model.config.text_config.max_position_embeddings)
 
+    def token_embedding(self) -> Optional[torch.nn.Embedding]:
+        return self.model.text_model.embeddings.token_embedding
+
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return _pooled(self.model.get_image_features(pixel_values=x))
 
