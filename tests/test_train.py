@@ -102,7 +102,7 @@ def test_bundled_model_loads_offline_and_classifies(name, monkeypatch):
     vis = cfg["model_cfg"]["vision_cfg"]
     with torch.no_grad():
         x = torch.zeros(1, 3, 224, 224)
-        if name == "parts-rn":
+        if isinstance(vis["layers"], list):  # the ResNet towers (parts-rn, parts-rn-dense)
             assert isinstance(vis["layers"], list) and len(vis["layers"]) == 4
             feats = {}
             h = model.visual.layer4.register_forward_hook(lambda m, i, o: feats.setdefault("a", o))

@@ -12,7 +12,7 @@ import torch
 from .wrapper import CLIPModel, ModelLoadError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED = ("parts-rn", "parts-vit")
+BUNDLED = ("parts-rn", "parts-rn-dense", "parts-vit")
 # training recipes that are not shipped, with the reason a user gets when asking for them
 NOT_BUNDLED = {"tiny-rn": "it is a 64-px recipe for tests and smoke runs"}
 DEFAULT_MODEL = "parts-rn"
