@@ -30,6 +30,7 @@ def _plant(folder):
     import pyarrow as pa
     import pyarrow.parquet as pq
     folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.rglob("*"))
     (folder / "data" / "2024").mkdir(parents=True)
     (folder / "results").mkdir()
     pq.write_table(pa.table({"x": [1, 2, 3]}), folder / "data" / "2024" / "train.parquet")
@@ -39,7 +40,7 @@ def _plant(folder):
     (folder / "half_written.parquet").write_bytes(b"PAR1 not really parquet")
     (folder / "notes.txt").write_text("my notes")
     (folder / "_private.parquet").write_bytes(b"\x00" * 10)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in set(folder.rglob("*")) - before if p.is_file()}
 
 
 def _survived(folder, planted):
