@@ -148,7 +148,7 @@ PROMPTS = ["a photo of a {class}", "the {part} of a {class}"]
 
 @pytest.fixture(scope="module")
 def world():
-    return dv.PartsWorld(3, seed=3, size=64, n_objects=1)
+    return dv.PartsWorld(2, seed=3, size=64, n_objects=1)
 
 
 def same_rows(a, b):
@@ -177,6 +177,7 @@ def test_partsworld_exported_to_coco_reads_back_pixel_for_pixel(world, tmp_path)
             np.testing.assert_array_equal(b.parts[key], a.parts[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_extracting_the_exported_coco_gives_the_scenes_bank_and_part_report(world, tiny_rn, tmp_path):
     cam = dv.DecomCAM(tiny_rn, n_components=3)
     direct = dv.extract(cam, world, PROMPTS, out=tmp_path / "direct", progress=False)

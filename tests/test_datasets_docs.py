@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +27,7 @@ def _run(code: str, cwd):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_the_own_dataset_class_of_the_extending_guide_runs_and_gives_part_rows(tmp_path):
     blocks = _section_blocks(ROOT / "docs" / "extending.md", "Add a dataset")
     assert len(blocks) == 1

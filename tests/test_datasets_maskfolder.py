@@ -98,9 +98,10 @@ def test_the_command_line_extracts_a_mask_folder_with_part_templates(tiny_dirs, 
     assert (bank.part_overlap[:, :2].sum(1) > 0).any()
 
 
+@pytest.mark.slow
 def test_partsworld_exported_as_a_mask_folder_reads_back_and_extracts_the_same_bank(tiny_rn, tmp_path):
     from decomviz.datasets import PartsWorldItems
-    world = dv.PartsWorld(3, seed=4, size=64, n_objects=1)
+    world = dv.PartsWorld(2, seed=4, size=64, n_objects=1)
     ds, ref = MaskFolder(world.export(tmp_path / "masks", format="masks")), PartsWorldItems(world)
     assert ds.part_vocabulary == ref.part_vocabulary and len(ds) == len(world)
     for i in range(len(world)):

@@ -1,6 +1,8 @@
 """Ground truth with any part dataset: prompt templates filled from an image's labels and parts, part overlaps
 attached to a bank after the fact, the refusal of parts without a vocabulary, and every part view and part
 metric on a COCO dataset."""
+import json
+
 import numpy as np
 import pytest
 
@@ -151,13 +153,17 @@ def test_every_part_metric_takes_a_coco_items_masks(coco_bank):
 
 def test_the_command_line_extracts_a_coco_dataset_with_part_templates(coco_bank, tiny_dirs, tmp_path):
     root = coco_bank["root"] / "coco"
-    args = ["extract", f"coco:{root / 'annotations.json'}", "--prompt", "the {part} of a {class}",
+    data = json.loads((root / "annotations.json").read_text())  # its first image only: part prompts are many
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"]]
+    data["images"] = data["images"][:1]
+    (tmp_path / "one.json").write_text(json.dumps(data))
+    args = ["extract", f"coco:{tmp_path / 'one.json'}", "--prompt", "the {part} of a {class}",
             "--checkpoint", str(tiny_dirs["rn"]), "--n-components", "2", "--out", str(tmp_path / "bank")]
     assert main(args[:2] + args[4:]) == 2  # no --images: refused, naming the option
     assert main(args + ["--images", str(root / "images")]) == 0
     bank = dv.OSSMBank(tmp_path / "bank")
     assert bank.dataset["kind"] == "coco" and all(p.startswith("the ") for p in bank.to_pandas().prompt)
-    assert bank.part_vocabulary == coco_bank["ds"].part_vocabulary
+    assert bank.part_vocabulary == coco_bank["ds"].part_vocabulary and bank.n_images == 1
 
 
 def test_a_bank_of_a_users_own_dataset_shows_its_parts_given_the_dataset(tiny_rn, tmp_path):
