@@ -29,7 +29,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
 FIRST = ("() => { const w = document.querySelector('.jp-OutputArea-output .jupyter-widgets, "
-         ".jp-OutputArea-output .js-plotly-plot .main-svg'); return !!w && w.getBoundingClientRect().height > 0; }")
+         ".jp-OutputArea-output .js-plotly-plot .main-svg, .jp-OutputArea-output.js-plotly-plot .main-svg'); "
+         "return !!w && w.getBoundingClientRect().height > 0; }")
+FIRST_OUTPUT = "() => !!document.querySelector('.jp-OutputArea-output')"
 
 
 def _free_port() -> int:
@@ -67,7 +69,7 @@ def start_voila():
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     voila = Path(sys.executable).with_name("voila")
-    log = open(ROOT / "benchmarks" / "results" / "voila_bench.log", "wb")
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / "decomviz_voila_bench.log", "wb")
     proc = subprocess.Popen([str(voila), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1", str(NOTEBOOKS)],
                             cwd=str(NOTEBOOKS), stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
@@ -105,9 +107,12 @@ def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False
     page.route("**/*", _block_external)
     t0 = time.perf_counter()
     page.goto(url + f"voila/render/{name}.ipynb", timeout=600_000)
+    page.wait_for_function(FIRST_OUTPUT, timeout=600_000, polling=100)
+    output = time.perf_counter() - t0
     page.wait_for_function(FIRST, timeout=600_000, polling=100)
     first = time.perf_counter() - t0
-    out = {"notebook": name, "first_widget_s": round(first, 1)}
+    out = {"notebook": name, "first_output_s": round(output, 1), "first_widget_s": round(first, 1),
+           "load_average": round(os.getloadavg()[0], 1)}
     if explorer:
         out.update(explorer_run(page))
     time.sleep(2.0)

@@ -53,6 +53,20 @@ def test_outputs_become_static_html_without_dumped_dictionaries():
     assert "Plotly.newPlot" in figure and "<script src" not in figure and "widgets" not in nb.metadata
 
 
+def test_figure_widget_arrays_sent_as_buffers_come_back_in_the_snapshot():
+    import base64
+
+    import numpy as np
+    from decomviz.apps.gallery import widget_snapshot
+    y = np.array([0.5, 0.25], np.float32)
+    state = {"f": {"model_name": "AnyModel",
+                   "state": {"_widget_data": [{"type": "bar", "x": [1, 2], "y": {"dtype": "float32", "shape": [2]}}],
+                             "_widget_layout": {}},
+                   "buffers": [{"path": ["_widget_data", 0, "y", "value"], "encoding": "base64",
+                                "data": base64.b64encode(y.tobytes()).decode()}]}}
+    assert '"y":[0.5,0.25]' in widget_snapshot("f", state).replace(" ", "")
+
+
 def test_plotlyjs_is_embedded_once_before_anything_else_and_never_fetched():
     page = ('<html><head><script src="https://cdn.plot.ly/plotly-4.1.1.min.js"></script>'
             '<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js"></script>'

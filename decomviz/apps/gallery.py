@@ -118,7 +118,7 @@ def _walk(model_id, state: dict, parts: List[str], seen: set) -> None:
     if entry is None or model_id in seen:
         return
     seen.add(model_id)
-    name, st = entry.get("model_name", ""), entry.get("state", {})
+    name, st = entry.get("model_name", ""), _with_buffers(entry)
     if "_widget_data" in st:  # a plotly FigureWidget
         parts.append(figure_div({"data": st.get("_widget_data"), "layout": st.get("_widget_layout")}))
     elif name == "HTMLModel" and st.get("value"):
@@ -143,6 +143,37 @@ def _walk(model_id, state: dict, parts: List[str], seen: set) -> None:
                 parts.append(f"<div>{d['text/html']}</div>")
     for child in st.get("children", []) or []:
         _walk(child, state, parts, seen)
+
+
+def _with_buffers(entry: dict) -> dict:
+    """A widget's state with its binary buffers put back: numpy arrays a FigureWidget sent as
+    {"dtype", "shape", "value": <buffer>} become plain lists (an Image's value stays base64 for its data URI)."""
+    import base64
+    from copy import deepcopy
+
+    import numpy as np
+    st = deepcopy(entry.get("state", {}))
+    for buf in entry.get("buffers", []) or []:
+        path = list(buf.get("path") or [])
+        if not path or path == ["value"]:
+            continue
+        node = st
+        try:
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = base64.b64decode(buf.get("data", ""))
+        except (KeyError, IndexError, TypeError):
+            continue
+
+    def decode(x):
+        if isinstance(x, dict):
+            if {"dtype", "shape", "value"} <= set(x) and isinstance(x["value"], (bytes, bytearray)):
+                return np.frombuffer(x["value"], dtype=x["dtype"]).reshape(x["shape"]).tolist()
+            return {k: decode(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [decode(v) for v in x]
+        return x
+    return decode(st)
 
 
 def embed_plotlyjs(page: str) -> str:
