@@ -62,7 +62,7 @@ def test_figure_widget_arrays_sent_as_buffers_come_back_in_the_snapshot():
     state = {"f": {"model_name": "AnyModel",
                    "state": {"_widget_data": [{"type": "bar", "x": [1, 2], "y": {"dtype": "float32", "shape": [2]}}],
                              "_widget_layout": {}},
-                   "buffers": [{"path": ["_widget_data", 0, "y", "value"], "encoding": "base64",
+                   "buffers": [{"path": ["_widget_data", 0, "y", "buffer"], "encoding": "base64",
                                 "data": base64.b64encode(y.tobytes()).decode()}]}}
     assert '"y":[0.5,0.25]' in widget_snapshot("f", state).replace(" ", "")
 

@@ -120,7 +120,10 @@ def _walk(model_id, state: dict, parts: List[str], seen: set) -> None:
     seen.add(model_id)
     name, st = entry.get("model_name", ""), _with_buffers(entry)
     if "_widget_data" in st:  # a plotly FigureWidget
-        parts.append(figure_div({"data": st.get("_widget_data"), "layout": st.get("_widget_layout")}))
+        try:
+            parts.append(figure_div({"data": st.get("_widget_data"), "layout": st.get("_widget_layout")}))
+        except (TypeError, ValueError) as err:  # never fail a page on one figure: say so in its place
+            parts.append(f"<p><i>(a figure that could not be drawn here: {html.escape(str(err)[:120])})</i></p>")
     elif name == "HTMLModel" and st.get("value"):
         parts.append(f"<div>{st['value']}</div>")
     elif name in ("LabelModel", "HTMLMathModel") and st.get("value"):
@@ -147,7 +150,7 @@ def _walk(model_id, state: dict, parts: List[str], seen: set) -> None:
 
 def _with_buffers(entry: dict) -> dict:
     """A widget's state with its binary buffers put back: numpy arrays a FigureWidget sent as
-    {"dtype", "shape", "value": <buffer>} become plain lists (an Image's value stays base64 for its data URI)."""
+    {"dtype", "shape", "buffer": <bytes>} become plain lists (an Image's value stays base64 for its data URI)."""
     import base64
     from copy import deepcopy
 
@@ -167,12 +170,16 @@ def _with_buffers(entry: dict) -> dict:
 
     def decode(x):
         if isinstance(x, dict):
-            if {"dtype", "shape", "value"} <= set(x) and isinstance(x["value"], (bytes, bytearray)):
-                return np.frombuffer(x["value"], dtype=x["dtype"]).reshape(x["shape"]).tolist()
+            raw = x.get("buffer", x.get("value"))
+            if {"dtype", "shape"} <= set(x) and isinstance(raw, (bytes, bytearray)):
+                try:
+                    return np.frombuffer(raw, dtype=x["dtype"]).reshape(x["shape"]).tolist()
+                except (TypeError, ValueError):
+                    return None
             return {k: decode(v) for k, v in x.items()}
         if isinstance(x, list):
             return [decode(v) for v in x]
-        return x
+        return None if isinstance(x, (bytes, bytearray)) else x   # any other binary: not drawable here
     return decode(st)
 
 
