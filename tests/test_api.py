@@ -72,3 +72,19 @@ def test_the_extending_guide_runs_as_written(tmp_path):
     out = run_blocks(blocks + [check], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "peakcam 1 (1, 1, 224, 224)" in out.stdout and out.stdout.strip().endswith("OK"), out.stdout
+
+
+def test_the_readme_is_a_front_door_that_runs_as_written(tmp_path):
+    """The README: at most 150 lines, a picture, the methods table as the registry makes it, and Python blocks
+    that run offline as written (the first makes a PNG of the map)."""
+    from decomviz.apps.docs import PICTURE, fill_readme
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    assert f"]({PICTURE.as_posix()})" in text and (ROOT / PICTURE).is_file()
+    assert fill_readme(text) == text, "run: python -m decomviz.apps.docs"
+    assert all(f"`{name}`" in text for name in METHODS)
+    blocks = python_blocks(ROOT / "README.md")
+    assert blocks and "dv.load_model()" in blocks[0]
+    out = run_blocks(blocks, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "map.png").is_file() and "the map peaks inside the object: True" in out.stdout

@@ -85,3 +85,17 @@ def test_bench_runs_only_some_sections_with_changed_sizes(tmp_path, capsys):
     assert all(len(r["spearman"]) == 1 for r in res["models"]["parts-rn"]["sanity"].values())
     with pytest.raises(ValueError, match="Unknown bench setting"):
         main(["bench", "--quick", "--only", "sanity", "--set", "nope=1", "--out", str(tmp_path)])
+
+
+def test_benchmarks_md_is_made_from_the_results_and_tells_no_history():
+    """BENCHMARKS.md is generated from benchmarks/results/*.json: a figure added without regenerating fails here.
+    It holds current figures only: no /tmp paths, no story of which sitting made a figure."""
+    import re
+    from pathlib import Path
+
+    from decomviz.apps.bench.reference import benchmarks_markdown, load_sections
+    page = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
+    assert page == benchmarks_markdown(), "run: python -m decomviz.apps.bench.reference"
+    assert "/tmp/" not in page and not re.search(r"(?i)\bsession\b|\bissue \d+", page)
+    sections = load_sections()
+    assert len(sections) >= 7 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", s["date"]) for s in sections)
