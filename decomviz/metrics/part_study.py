@@ -138,10 +138,10 @@ class PartStudy(dict):
     "best_part_share"}; control rows are named "control: ...". ``table()`` prints it."""
 
     def table(self) -> str:
-        lines = [f"{'labelling':44s} {'within image':>12s} {'within class':>12s} {'pooled':>8s} {'best part':>9s}"]
+        lines = [f"{'labelling':52s} {'within image':>12s} {'within class':>12s} {'pooled':>8s} {'best part':>9s}"]
         for name, r in self.items():
             if isinstance(r, dict) and "within_image_nmi" in r:
-                lines.append(f"{name:44s} {r['within_image_nmi']:12.3f} {r['within_class_nmi']:12.3f} "
+                lines.append(f"{name:52s} {r['within_image_nmi']:12.3f} {r['within_class_nmi']:12.3f} "
                              f"{r['pooled_nmi']:8.3f} {r['best_part_share']:9.3f}")
         return "\n".join(lines)
 
