@@ -241,6 +241,29 @@ def run_model(name: str, args, log) -> Dict:
     return entry
 
 
+def write_section(raw_files: List[str], out: str) -> None:
+    """BENCHMARKS.md's section (a ``benchmarks/results/*.json`` with question, command, date, commit, machine and
+    the tables as Markdown blocks) from the raw results of one or more runs of this script."""
+    runs = [json.loads(Path(f).read_text()) for f in raw_files]
+    merged = {"models": {name: e for r in runs for name, e in r["models"].items()}}
+    commands = "\n".join(r["meta"]["command"] for r in runs)
+    seeds = runs[0]["meta"]["seeds"]
+    section = {
+        "order": 3.5, "title": "Do components follow parts? Splits, concepts and part prompts",
+        "question": "Does a split of DecomCAM's evidence (the paper's SVD, the NMF, a hard split of the cells) or a "
+                    "dataset-level concept basis follow object parts better than a split of the object by position "
+                    "alone, and do part prompts move the map onto the named part?",
+        "command": commands, "date": runs[-1]["meta"]["date"], "commit": runs[-1]["meta"]["commit"],
+        "machine": runs[-1]["meta"]["machine"] + " (accuracies; the timing rows say whether the cores were quiet)",
+        "blocks": [f"Single-object PartsWorld scenes. Each split's number of components, and the concepts' count and "
+                   f"whether they are fitted per class, were chosen on scenes of seed {seeds['choose']} (largest "
+                   f"margin over the position partition); the figures are on scenes of seed {seeds['report']}; the "
+                   f"concepts are fitted on scenes of seed {seeds['fit']}. Raw results: "
+                   "`benchmarks/results/part-splits/`.", markdown(merged)],
+    }
+    Path(out).write_text(json.dumps(section, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["parts-rn", "parts-rn-dense", "parts-vit"])
@@ -255,7 +278,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-only", action="store_true", help="measure the NMF / SVD call cost alone (quiet cores)")
     p.add_argument("--out", default="benchmarks/results/part-splits.json")
+    p.add_argument("--section", nargs="+", metavar="RAW.json",
+                   help="write BENCHMARKS.md's section to --out from these raw results, and run nothing")
     args = p.parse_args(argv)
+    if args.section:
+        write_section(args.section, args.out)
+        return 0
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
 
