@@ -254,7 +254,9 @@ def write_section(raw_files: List[str], out: str) -> None:
                     "dataset-level concept basis follow object parts better than a split of the object by position "
                     "alone, and do part prompts move the map onto the named part?",
         "command": commands, "date": runs[-1]["meta"]["date"], "commit": runs[-1]["meta"]["commit"],
-        "machine": runs[-1]["meta"]["machine"] + " (accuracies; the timing rows say whether the cores were quiet)",
+        "machine": runs[-1]["meta"]["machine"] + ("; the cores were shared with other jobs: the seconds are "
+                                                  "indicative, the NMF / SVD ratio compares calls interleaved under "
+                                                  "the same load"),
         "blocks": [f"Single-object PartsWorld scenes. Each split's number of components, and the concepts' count and "
                    f"whether they are fitted per class, were chosen on scenes of seed {seeds['choose']} (largest "
                    f"margin over the position partition); the figures are on scenes of seed {seeds['report']}; the "
