@@ -81,3 +81,23 @@ def test_approximate_svd_driver_agrees_with_the_default(pair):
     top = exact.singular_values[..., :1]
     assert ((fast.singular_values - exact.singular_values).abs() <= 1e-3 * top).all()
     assert fast.params["svd_driver"] == "gesvda" and torch.isfinite(fast.saliency).all()
+
+
+def test_the_nmf_split_runs_on_cuda_and_agrees_with_the_cpu(pair):
+    cpu, gpu = pair
+    images = [make_image(0), make_image(1)]
+    a = dv.DecomCAM(cpu, decomposition="nmf", n_components=4)(images, PROMPTS)
+    b = dv.DecomCAM(gpu, decomposition="nmf", n_components=4)(images, PROMPTS)
+    # the same deterministic start on two devices; float32 rounding differs, so the factors drift a little
+    assert _corr(a.ossms_lowres, b.ossms_lowres) > 0.95
+    assert torch.allclose(a.singular_values, b.singular_values, rtol=5e-2, atol=1e-4)
+
+
+def test_concepts_fit_and_transform_on_cuda(pair):
+    _, gpu = pair
+    scenes = list(dv.PartsWorld(4, seed=1, n_objects=1))
+    basis = dv.ConceptBasis(gpu, n_concepts=3, random_state=0, batch_size=2).fit(scenes)
+    maps = basis.transform([s.image for s in scenes[:2]])
+    assert maps.shape[:2] == (2, 3) and np.isfinite(maps).all() and (maps >= 0).all()
+    out = basis.importance(scenes[0].image, "a photo of a house")
+    assert np.isfinite(out["contributions"]).all()
