@@ -186,3 +186,11 @@ def test_folder_bank_without_parts(tiny_rn, tmp_path):
 def test_needs_fitted_clusters(bank):
     with pytest.raises(RuntimeError, match="fit"):
         ClusterGallery(bank, dv.ComponentClusters(2))
+
+
+def test_part_inspector_shows_the_part_nmi_beside_its_controls(bank, clusters):
+    insp = PartInspector(bank, clusters)
+    report = clusters.part_report()
+    text = insp.controls.value
+    assert f"NMI {report['nmi']:.3f}" in text and "the class alone" in text and "within each class" in text
+    assert f"{report['within_class_nmi']:.3f}" in text

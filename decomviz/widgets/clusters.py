@@ -299,13 +299,31 @@ class PartInspector(widgets.VBox):
         self.image_dropdown = widgets.Dropdown(options=sorted(options, key=lambda o: o[1]), description="image",
                                                layout=widgets.Layout(width="340px"))
         self.info = widgets.HTML()
+        self.controls = widgets.HTML(self.controls_html() if self.has_parts else "")
         self.image_figure = go.FigureWidget(go.Figure())
         self.image_dropdown.observe(self._on_image, names="value")
-        super().__init__([self.table_figure, widgets.HBox([self.image_dropdown]), self.info, self.image_figure])
+        super().__init__([self.table_figure, self.controls, widgets.HBox([self.image_dropdown]), self.info,
+                          self.image_figure])
         self.add_class("decomviz-part-inspector")
         self.select_image(self.image_ids[0] if image is None else image)
 
     # ------------------------------------------------------------------ logic
+    def controls_html(self) -> str:
+        """The clusters-against-parts NMI beside what keeps it honest: within each class, the class alone,
+        shuffled clusters (`cluster_part_controls`)."""
+        from sklearn.metrics import normalized_mutual_info_score
+        from ..analysis.clusters import cluster_part_controls
+        labels = np.asarray(self.clusters.labels_)
+        parts = np.asarray(self.row_part)[np.asarray(self.clusters.rows_)].astype(str)
+        keep = labels >= 0
+        labels, parts = labels[keep], parts[keep]
+        c = cluster_part_controls(labels, parts, self.clusters.random_state)
+        nmi = normalized_mutual_info_score(parts, labels)
+        text = (f"clusters against parts: NMI {nmi:.3f} (shuffled clusters {c['shuffled_nmi']:.3f}; the class alone "
+                f"{c['class_only_nmi']:.3f}, so the pooled NMI rewards knowing the class); within each class "
+                f"{c['within_class_nmi']:.3f} (shuffled {c['shuffled_within_class_nmi']:.3f})")
+        return f'<span class="decomviz-part-controls">{html.escape(text)}</span>'
+
     def components(self, i: int):
         """The bank rows of image `i`, grouped by prompt: [(prompt, rows sorted by component)]."""
         sub = self.df[self.df["image_index"] == int(i)]
