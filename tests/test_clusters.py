@@ -186,7 +186,7 @@ def test_auto_streams_above_the_memory_limit(split_bank, monkeypatch):
     assert not dv.ComponentClusters(3, random_state=0).fit(bank).streaming_
     monkeypatch.setattr(clusters, "IN_MEMORY_BYTES", 100)
     assert dv.ComponentClusters(3, random_state=0, batch_size=32).fit(bank).streaming_
-    with pytest.raises(ValueError, match="needs the features of all 80 components in memory"):
+    with pytest.raises(ValueError, match="clustering of all 80 components in memory needs about"):
         dv.ComponentClusters(3, method="hdbscan").fit(bank)
 
 
