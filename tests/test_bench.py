@@ -1,4 +1,4 @@
-"""`decomviz bench --quick` runs end to end on both bundled models and writes its JSON and markdown tables."""
+"""`decomviz bench --quick` runs end to end on every bundled model and writes its JSON and markdown tables."""
 import json
 import math
 
@@ -6,6 +6,7 @@ import pytest
 
 from decomviz.apps.cli import main
 from decomviz.methods.registry import METHODS
+from decomviz.models import BUNDLED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 def test_bench_quick(tmp_path, capsys):
     assert main(["bench", "--quick", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert set(res["models"]) == {"parts-rn", "parts-vit"}
+    assert set(res["models"]) == set(BUNDLED)                      # every bundled model, parts-rn-dense included
     attention = {"legrad", "grad-eclip", "chefer", "rollout"}     # the methods made for transformers: ViT only
     assert set(res["models"]["parts-vit"]["localisation"]) == set(res["models"]["parts-rn"]["localisation"]) | attention
     entry = res["models"]["parts-rn"]

@@ -38,7 +38,7 @@ def make_methods(names, model, knobs):
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="bundled name (parts-rn, parts-vit) or an open_clip name (RN50, ...)")
+    p.add_argument("--model", default=None, help="bundled name (parts-rn, parts-rn-dense, parts-vit) or an open_clip name (RN50, ...)")
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag (downloads once, then cached)")
     p.add_argument("--checkpoint", default=None, help="local weights file (.safetensors/.pt) or open_clip folder")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "overlay per image and prompt (the --method's map)")
 
     demo = sub.add_parser("demo", help="explain PartsWorld scenes with the bundled model; write an HTML report")
-    demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn or parts-vit (default: parts-rn)")
+    demo.add_argument("--model", default="parts-rn", help="a bundled model: parts-rn, parts-rn-dense or parts-vit (default: parts-rn)")
     demo.add_argument("--scenes", type=int, default=4, help="two-object PartsWorld scenes to explain (default: 4)")
     demo.add_argument("--seed", type=int, default=2024, help="seed of the scenes (default: 2024)")
     demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
