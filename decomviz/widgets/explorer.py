@@ -17,6 +17,7 @@ from ..viz.caveats import CAVEAT_FLAGS, explain_caveats
 from ..viz.explanation_figures import comparison_figure, explanation_figure, spectrum_figure
 from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
+from .prompt_words import PromptWords
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png, replace_figure
 
 #: Method names as shown, by registry name (`decomviz.methods.registry.METHODS`).
@@ -78,6 +79,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
         # the figure widgets every run draws into, made here so that plotly.js reaches the page with the Explorer
         self._figure_pool: List[go.FigureWidget] = [go.FigureWidget() for _ in range(3)]
         self._banner = widgets.HTML()
+        self.words = PromptWords(model)  # the prompt's words shaded by their share of the score
+        self.word_shares = None  # the last run's TokenAttribution (or why there is none)
 
         # ---------------------------------------------------------- widgets
         wide = {"description_width": "110px"}
@@ -124,7 +127,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         left = widgets.VBox([self.image_dropdown, self.upload,
                              widgets.HBox([self.preview, self.image_label], layout=widgets.Layout(align_items="center"))])
         right = widgets.VBox([self.prompts_box, self.method_dropdown, self.compare_select, self.compare_hint,
-                              self.knobs_box])
+                              self.knobs_box, self.words.toggle])
         super().__init__([
             widgets.HTML("<b>decomviz Explorer</b> · explain an image against text prompts"),
             widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap", grid_gap="20px")),
@@ -299,6 +302,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
                                        f"{len(job.methods)}) on {len(job.prompts)} prompt(s)…")
             out[method] = self.make_cam(method, job.knobs[method])(job.image, job.prompts)
         self._check(job)
+        job.words = self.words.compute(job.image, job.prompts)
+        self._check(job)
         return out
 
     def _summary(self, job: Job) -> str:
@@ -334,6 +339,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
             self._setting_options = False
         self.prompt_dropdown.layout.display = None if len(opts) > 1 else "none"
         self._figure_cache = {}
+        self.word_shares = job.__dict__.get("words")
         self.show_prompt(0)
 
     def _deliver(self, job: Job, results: Dict[str, Explanation]) -> bool:
@@ -363,7 +369,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.results.children = ((self._banner,) if banner else ()) + tuple(self._figure_pool[:len(figs)])
 
     def _figures_of(self, t: int) -> tuple:
-        """(caveat banner html, figures) of prompt t of the last run, built once and kept until the next run."""
+        """(caveat banner and shaded prompt html, figures) of prompt t of the last run, built once and kept until the next run."""
         if t not in self._figure_cache:
             self._figure_cache[t] = self._build_figures(self.explanation, t)
         return self._figure_cache[t]
@@ -372,6 +378,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
         figs: List[go.Figure] = [explanation_figure(exp, 0, t)]
         caveats = explain_caveats(exp)
         banner = message_html(" ".join(caveats), "error") if caveats else ""  # above the maps, where all see it
+        banner += self.words.html(self.word_shares, t)
         if exp.n_components:
             spec = spectrum_figure(exp, 0, t)
             spec.update_layout(title="singular-value spectrum σ_k, with weights w_k and contributions d_k",
