@@ -114,3 +114,20 @@ def test_concept_gallery_opens_on_the_strongest_concept_and_switches(basis, scen
     assert g.concept == other and f"concept {other}" in g.fig.layout.title.text
     with pytest.raises(ValueError, match="concept must be"):
         g.select_concept(99)
+
+
+def test_score_masks_on_the_ossms_gives_back_decomcams_own_scores(tiny_rn):
+    """The public stage 2 that `importance` and the scrubber use is the scoring DecomCAM runs on its OSSMs."""
+    cam = dv.DecomCAM(tiny_rn, n_components=3, top_channels=32)
+    img = make_image(1)
+    exp = cam(img, ["a dog", "a cat"])
+    out = cam.score_masks(img, ["a dog", "a cat"], exp.ossms)
+    np.testing.assert_allclose(out["masked_scores"], exp.masked_scores, atol=1e-4)
+    np.testing.assert_allclose(out["contributions"], exp.contributions, atol=1e-4)
+    np.testing.assert_allclose(out["reference_score"], exp.reference_score, atol=1e-4)
+    x = tiny_rn.prepare(img).tensor
+    with torch.no_grad():
+        whole = tiny_rn.embed(x) @ tiny_rn.encode_text(["a dog", "a cat"]).T
+    np.testing.assert_allclose(out["score"], whole.cpu(), atol=1e-4)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        cam.score_masks(img, ["a dog"], exp.ossms)

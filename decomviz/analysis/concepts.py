@@ -17,9 +17,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..methods.decomcam import DecomCAM
 from ..methods.gradients import tap_activations
 from ..metrics.part_study import RESOLUTION, PartObject, PartStudy, part_study
-from ..ops import blurred_reference, embed_masked, minmax, pair_score, upsample
+from ..ops import blurred_reference, embed_masked, minmax, upsample
 
 _FORMAT = "decomviz-concepts-1"
 
@@ -172,29 +173,14 @@ class ConceptBasis:
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         images = images if isinstance(images, (list, tuple)) else [images]
-        maps = torch.from_numpy(self.transform(images, classes))  # (B, K, H, W)
-        model = self.model
-        x = model.prepare(images).tensor
-        text = model.encode_text(prompts).to(x.device)
-        B, K = maps.shape[:2]
-        T = len(prompts)
-        with torch.no_grad():
-            ref = blurred_reference(x, blur_sigma)
-            full = pair_score(model.embed(x).repeat_interleave(T, 0), text,
-                              torch.arange(T, device=x.device).repeat(B), score, model.logit_scale).reshape(B, T)
-            base = pair_score(model.embed(ref).repeat_interleave(T, 0), text,
-                              torch.arange(T, device=x.device).repeat(B), score, model.logit_scale).reshape(B, T)
-            masks = minmax(maps.to(x.device)).reshape(B * K, 1, *maps.shape[-2:])
-            image_of = torch.arange(B, device=x.device).repeat_interleave(K)
-            emb = embed_masked(model.embed, x, ref, masks, image_of, 32)  # (B*K, D)
-            emb = emb.reshape(B, 1, K, -1).expand(B, T, K, emb.shape[-1]).reshape(B * T * K, -1)
-            prompt_of = torch.arange(T, device=x.device).repeat_interleave(K).repeat(B)
-            masked = pair_score(emb, text, prompt_of, score, model.logit_scale).reshape(B, T, K)
-        d = (masked - base[..., None]).cpu().numpy()
-        gap = (full - base).cpu().numpy()[..., None]
+        maps = self.transform(images, classes)  # (B, K, H, W)
+        masks = np.repeat(maps[:, None], len(prompts), axis=1)  # the same regions for every prompt
+        out = DecomCAM(self.model, blur_sigma=blur_sigma, score=score).score_masks(images, prompts, masks)
+        d = out["contributions"].numpy()
+        full, base = out["score"].numpy(), out["reference_score"].numpy()
+        gap = (full - base)[..., None]
         shares = np.where(gap > 0, d / np.where(gap > 0, gap, 1), np.nan)
-        return {"contributions": d, "shares": shares, "score": full.cpu().numpy(),
-                "reference_score": base.cpu().numpy()}
+        return {"contributions": d, "shares": shares, "score": full, "reference_score": base}
 
     # ------------------------------------------------------------------ parts
     def part_report(self, dataset: Iterable, random_state: int = 0) -> PartStudy:

@@ -247,8 +247,9 @@ class DecomCAM(CAM):
     def score_masks(self, images, prompts, masks) -> Dict[str, torch.Tensor]:
         """Stage 2 on masks of your own, with this method's knobs (blend, integration, blur_sigma, score, ...):
         masks (B, T, N, H, W) at the input size, or on the layer's grid with integration="feature", are min-max
-        normalised, blended and scored as OSSMs are. Returns "masked_scores", "contributions" (B, T, N) and
-        "reference_score" (B, T); for the OSSMs themselves, the Explanation's arrays of the same names."""
+        normalised, blended and scored as OSSMs are. Returns "masked_scores", "contributions" (B, T, N),
+        "reference_score" and "score" (B, T), the last of the whole image; for the OSSMs themselves, the
+        Explanation's arrays of the same names."""
         with self.model.lock:
             names, text = target_matrix(self.model, prompts, self.contrast)
             x = self.model.prepare(images).tensor
@@ -260,8 +261,10 @@ class DecomCAM(CAM):
                                  f"integration={self.integration!r}; got {tuple(m.shape)}.")
             _, masked, ref_score = (self._score_masked(x, ref, m, text) if tapped is None
                                     else self._score_masked_features(tapped, ref, m, text))
+            with torch.no_grad():
+                full = self._scores(self._embed(x), text).float().cpu()
         masked, ref_score = masked.float().cpu(), ref_score.float().cpu()
-        return {"masked_scores": masked, "reference_score": ref_score,
+        return {"masked_scores": masked, "reference_score": ref_score, "score": full,
                 "contributions": self.contribution_of(masked, ref_score)}
 
     def _upsampled(self, maps: torch.Tensor, size) -> torch.Tensor:
