@@ -118,20 +118,30 @@ def choose_components(model, scenes, choices=(4, 6, 8)) -> Dict[str, Dict]:
 
 
 def choose_concepts(model, fit_scenes, eval_scenes, choices=(4, 6, 8)) -> Dict:
+    """The concepts' count, whether they are fitted per class and whether on cell directions (normalize_cells),
+    with the largest margin over the position partition (same k) in within-class part NMI, on the choosing scenes."""
     best, margins = None, {}
-    for per_class in (False, True):
-        for k in choices:
-            basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0).fit(fit_scenes)
-            rep = basis.part_report(eval_scenes)
-            m = rep["concepts"]["within_class_nmi"] - rep[f"control: position partition (k={k})"]["within_class_nmi"]
-            margins[f"{'per class' if per_class else 'shared'}, k={k}"] = round(m, 4)
-            if best is None or m > best[0]:
-                best = (m, per_class, k)
-    return {"per_class": best[1], "n_concepts": best[2], "margins": margins}
+    for normalize in (False, True):
+        for per_class in (False, True):
+            for k in choices:
+                basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0,
+                                     normalize_cells=normalize).fit(fit_scenes)
+                rep = basis.part_report(eval_scenes)
+                m = rep["concepts"]["within_class_nmi"] - rep[f"control: position partition (k={k})"][
+                    "within_class_nmi"]
+                margins[concept_label(per_class, k, normalize)] = round(m, 4)
+                if best is None or m > best[0]:
+                    best = (m, per_class, k, normalize)
+    return {"per_class": best[1], "n_concepts": best[2], "normalize_cells": best[3], "margins": margins}
 
 
-def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int) -> Dict:
-    basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0).fit(fit_scenes)
+def concept_label(per_class: bool, k: int, normalize: bool = False) -> str:
+    return f"{'per class' if per_class else 'shared'}, k={k}" + (", cell directions" if normalize else "")
+
+
+def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int, normalize: bool = False) -> Dict:
+    basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0,
+                         normalize_cells=normalize).fit(fit_scenes)
     rep = basis.part_report(report_scenes)
     return dict(rep)
 
@@ -230,7 +240,8 @@ def run_model(name: str, args, log) -> Dict:
     for row, r in entry["within_image"].items():
         log(f"  {row:52s} within image {r['within_image_nmi']:.3f}  within class {r['within_class_nmi']:.3f}  "
             f"pooled {r['pooled_nmi']:.3f}  best part {r['best_part_share']:.3f}")
-    entry["concepts"] = concepts_study(model, fit, report, concept_choice["per_class"], concept_choice["n_concepts"])
+    entry["concepts"] = concepts_study(model, fit, report, concept_choice["per_class"], concept_choice["n_concepts"],
+                                       concept_choice.get("normalize_cells", False))
     for row, r in entry["concepts"].items():
         log(f"  concepts: {row:42s} within image {r['within_image_nmi']:.3f}  within class "
             f"{r['within_class_nmi']:.3f}  pooled {r['pooled_nmi']:.3f}")
@@ -329,7 +340,7 @@ def markdown(results: Dict) -> str:
         c, ch = e["concepts"], e["chosen"]["concepts"]
         pos = next(r for n, r in c.items() if "position" in n)["within_class_nmi"]
         cls = c["control: class only"]["pooled_nmi"]
-        lines.append(f"| {name} | {ch['n_concepts']} {'per class' if ch['per_class'] else 'shared'} | "
+        lines.append(f"| {name} | {concept_label(ch['per_class'], ch['n_concepts'], ch.get('normalize_cells', False))} | "
                      f"{c['concepts']['within_class_nmi']:.3f} | {pos:.3f} | {c['concepts']['within_class_nmi'] - pos:+.3f} "
                      f"| {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
     lines += ["", "| model | method | part prompt peaks in the named part | class prompt, same part | lift | parts "

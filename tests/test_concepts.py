@@ -131,3 +131,18 @@ def test_score_masks_on_the_ossms_gives_back_decomcams_own_scores(tiny_rn):
     np.testing.assert_allclose(out["score"], whole.cpu(), atol=1e-4)
     with pytest.raises(ValueError, match="masks must have shape"):
         cam.score_masks(img, ["a dog"], exp.ossms)
+
+
+def test_normalized_cells_factorize_directions_and_give_maps_at_the_cells_strength(tiny_rn, scenes, tmp_path):
+    basis = dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4, normalize_cells=True).fit(scenes)
+    cells = basis._cells([make_image(4)]).numpy().astype(np.float64)[0]  # (n, C)
+    norm = np.linalg.norm(cells, axis=-1, keepdims=True)
+    expected = (_nnls_codes(cells / np.maximum(norm, 1e-12), basis.components_) * norm).T.reshape(3, *basis.grid_)
+    np.testing.assert_allclose(basis.transform(make_image(4), size="grid")[0], expected, rtol=1e-4, atol=1e-6)
+    # a basis fitted on directions differs from one fitted on the activations as they are
+    plain = dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4).fit(scenes)
+    assert not np.allclose(plain.components_, basis.components_, atol=1e-3)
+    basis.save(tmp_path / "c.npz")
+    again = dv.ConceptBasis.load(tmp_path / "c.npz", tiny_rn)
+    assert again.normalize_cells and "normalize_cells=True" in repr(again)
+    np.testing.assert_allclose(again.transform(make_image(4)), basis.transform(make_image(4)), rtol=1e-5, atol=1e-6)

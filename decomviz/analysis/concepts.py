@@ -53,13 +53,16 @@ class ConceptBasis:
     random_state : seed of the mini-batch NMF.
     batch_size : images per forward pass; the NMF takes one batch's cells per ``partial_fit``.
     n_epochs : passes over the dataset.
+    normalize_cells : factorize each cell's direction (its activations over their L2 norm), so that what a cell
+        holds, not how strongly, decides its concept; a concept's map is then its code times the cell's norm.
 
     After ``fit(dataset)``: ``components_`` (n_concepts, C) (a dict by class with ``per_class``), ``layer_``,
     ``grid_`` (h, w), ``n_images_``, ``classes_``.
     """
 
     def __init__(self, model, n_concepts: int = 12, layer: Optional[str] = None, per_class: bool = False,
-                 random_state: Optional[int] = None, batch_size: int = 16, n_epochs: int = 2):
+                 random_state: Optional[int] = None, batch_size: int = 16, n_epochs: int = 2,
+                 normalize_cells: bool = False):
         if not isinstance(n_concepts, (int, np.integer)) or isinstance(n_concepts, bool) or n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}.")
         for name, value in (("batch_size", batch_size), ("n_epochs", n_epochs)):
@@ -72,10 +75,11 @@ class ConceptBasis:
         self.random_state = random_state
         self.batch_size = int(batch_size)
         self.n_epochs = int(n_epochs)
+        self.normalize_cells = bool(normalize_cells)
 
     def __repr__(self) -> str:
         return (f"ConceptBasis(n_concepts={self.n_concepts}, layer={self.layer!r}, per_class={self.per_class}, "
-                f"random_state={self.random_state})")
+                f"random_state={self.random_state}" + (", normalize_cells=True)" if self.normalize_cells else ")"))
 
     # ------------------------------------------------------------------ fitting
     def _cells(self, images: Sequence[Any]) -> torch.Tensor:
@@ -84,6 +88,14 @@ class ConceptBasis:
         B, C, h, w = acts.shape
         self.grid_ = (int(h), int(w))
         return acts.reshape(B, C, h * w).transpose(1, 2).clamp_min(0).cpu()
+
+    def _directions(self, cells: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows to factorize, the scale to put back on their codes): the cells as they are, or with
+        ``normalize_cells`` their directions and norms."""
+        if not self.normalize_cells:
+            return cells, np.ones(cells.shape[:-1] + (1,))
+        norm = np.linalg.norm(cells, axis=-1, keepdims=True)
+        return cells / np.maximum(norm, 1e-12), norm
 
     def _batches(self, dataset: Iterable) -> Iterable[Tuple[List[Any], List[Optional[str]]]]:
         images, classes = [], []
@@ -108,7 +120,7 @@ class ConceptBasis:
         n_images = 0
         for epoch in range(self.n_epochs):
             for images, classes in self._batches(_images_only(dataset)):
-                cells = self._cells(images).numpy().astype(np.float64)
+                cells = self._directions(self._cells(images).numpy().astype(np.float64))[0]
                 n_images += len(images) if epoch == 0 else 0
                 keys = classes if self.per_class else [None] * len(images)
                 for key in dict.fromkeys(keys):
@@ -151,10 +163,10 @@ class ConceptBasis:
         images = images if isinstance(images, (list, tuple)) else [images]
         if self.per_class and (classes is None or len(classes) != len(images)):
             raise ValueError("Concepts fitted per class need classes=[...], one class per image.")
-        cells = self._cells(images).numpy().astype(np.float64)  # (B, n, C)
+        cells, scale = self._directions(self._cells(images).numpy().astype(np.float64))  # (B, n, C), (B, n, 1)
         h, w = self.grid_
         out = np.stack([_nnls_codes(cells[b], self._basis(classes[b] if self.per_class else None))
-                        for b in range(len(images))])  # (B, n, K)
+                        for b in range(len(images))]) * scale  # (B, n, K)
         maps = out.transpose(0, 2, 1).reshape(len(images), -1, h, w).astype(np.float32)
         if size == "grid":
             return maps
@@ -258,7 +270,8 @@ class ConceptBasis:
                   for i, k in enumerate(keys)}
         meta = {"format": _FORMAT, "n_concepts": self.n_concepts, "layer": self.layer_, "per_class": self.per_class,
                 "classes": self.classes_, "grid": list(self.grid_), "n_images": self.n_images_,
-                "random_state": self.random_state, "model": getattr(self.model, "name", None)}
+                "random_state": self.random_state, "model": getattr(self.model, "name", None),
+                "normalize_cells": self.normalize_cells}
         np.savez(path, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
 
     @classmethod
@@ -272,7 +285,8 @@ class ConceptBasis:
                 raise ValueError(f"'{path}' holds format {meta.get('format')!r}; this decomviz reads {_FORMAT!r}.")
             bases = [f[f"basis_{i}"].astype(np.float32) for i in range(max(1, len(meta["classes"])) if
                                                                         meta["per_class"] else 1)]
-        basis = cls(model, meta["n_concepts"], meta["layer"], meta["per_class"], meta["random_state"])
+        basis = cls(model, meta["n_concepts"], meta["layer"], meta["per_class"], meta["random_state"],
+                    normalize_cells=bool(meta.get("normalize_cells", False)))
         basis.layer_ = model.resolve_layer(meta["layer"])
         basis.grid_ = tuple(meta["grid"])
         basis.n_images_ = meta["n_images"]
