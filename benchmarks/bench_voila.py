@@ -7,7 +7,8 @@ process tree, read from /proc while the page loads).
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_voila.py [--only 01_quickstart 02_component_scrubbing]
 
 With --explorer, notebook 01's Explorer is also run from the page (Run clicked): the seconds until its maps are
-redrawn on screen, beside the time its status line reports.
+redrawn on screen, beside the time its status line reports. With --picks, notebook 04's ClusterGallery is given
+other clusters from its dropdown: the milliseconds from the pick until its exemplar grid shows the new cluster.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def _block_external(route):
     return route.continue_()
 
 
-def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False) -> dict:
+def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False, picks: bool = False) -> dict:
     before = _kernels(voila_pid)
     peak = {"rss": 0}
     stop = threading.Event()
@@ -115,6 +116,8 @@ def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False
            "load_average": round(os.getloadavg()[0], 1)}
     if explorer:
         out.update(explorer_run(page))
+    if picks:
+        out.update(cluster_picks(page))
     time.sleep(2.0)
     stop.set()
     out["kernel_peak_rss_gb"] = round(peak["rss"] / 1e9, 2)
@@ -146,10 +149,33 @@ def explorer_run(page) -> dict:
             "explorer_maps_on_screen_s": round(on_screen, 2)}
 
 
+def cluster_picks(page, n: int = 5) -> dict:
+    """Pick other clusters from the ClusterGallery's dropdown, one after another; per pick, the milliseconds until
+    the exemplar grid (the gallery's last figure) carries a new title."""
+    root = ".decomviz-cluster-gallery"
+    title = (f"() => {{ const p = document.querySelectorAll('{root} .js-plotly-plot'); if (!p.length) return null; "
+             "const t = p[p.length - 1].querySelector('.gtitle'); return t ? t.textContent : null; }")
+    page.wait_for_selector(f"{root} select", timeout=600_000)
+    page.wait_for_function(f"() => ({title})() !== null", timeout=600_000)
+    select = page.locator(f"{root} select").first
+    values = select.evaluate("s => Array.from(s.options).map(o => o.value)")
+    times = []
+    for value in values[1:n + 1]:
+        old = page.evaluate(title)
+        t0 = time.perf_counter()
+        select.select_option(value)
+        page.wait_for_function(f"() => ({title})() !== {old!r}", timeout=60_000, polling=20)
+        times.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.5)
+    times.sort()
+    return {"cluster_pick_ms": [round(t) for t in times], "cluster_pick_median_ms": round(times[len(times) // 2])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", default=None, help="notebook stems (default: all)")
     ap.add_argument("--explorer", action="store_true", help="also time a Run of notebook 01's Explorer")
+    ap.add_argument("--picks", action="store_true", help="also time cluster picks in notebook 04's ClusterGallery")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
     names = args.only or [p.stem for p in sorted(NOTEBOOKS.glob("0*.ipynb"))]
@@ -160,7 +186,8 @@ def main(argv=None) -> int:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for name in names:
-                    row = measure(browser, url, proc.pid, name, explorer=args.explorer and name.startswith("01"))
+                    row = measure(browser, url, proc.pid, name, explorer=args.explorer and name.startswith("01"),
+                                  picks=args.picks and name.startswith("04"))
                     rows.append(row)
                     print(row, flush=True)
             finally:
