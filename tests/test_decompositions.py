@@ -97,11 +97,10 @@ def test_a_decomposition_function_with_the_wrong_shape_is_refused_by_name():
         decompose_with(lambda X: X, A, G, 12, 3)
 
 
-def test_svd_split_is_unchanged_by_the_new_options():
+def test_svd_split_is_unchanged_by_the_new_options(tiny_rn):
     A, G = _activations(3)
     a = decompose(A, G, 8, 3, center=True)
-    b = dv.DecomCAM.__new__(dv.DecomCAM)
-    b.decomposition, b.top_channels, b.n_components, b.center, b.svd_driver, b.sign = "svd", 8, 3, True, "auto", "gradcam"
+    b = dv.DecomCAM(tiny_rn, top_channels=8, n_components=3)  # the defaults: decomposition="svd", center=True
     torch.testing.assert_close(b.decompose(A, G).u, a.u)  # the same function on the same path
 
 
