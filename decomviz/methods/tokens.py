@@ -91,77 +91,84 @@ def _token_text(model: CLIPModel, token_id: int) -> str:
     return text.replace("</w>", "").replace("Ġ", "").replace("▁", "").strip() or text
 
 
+#: (prompt, path point) sequences per text forward and backward: bounds the memory of one pass
+PATH_BATCH = 256
+
+
 def token_attribution(model: CLIPModel, images: Any, prompts: Union[str, Sequence[str]], steps: int = 50,
                       score: str = "cosine") -> TokenAttribution:
     """Each word's share of the score of every (image, prompt) pair, by integrated gradients over the token
-    embeddings (see the module's docstring). ``steps``: points of the midpoint rule along the path."""
+    embeddings (see the module's docstring). ``steps``: points of the midpoint rule along the path. The prompts'
+    paths and their two ends go through the text tower together, ``PATH_BATCH`` sequences a pass."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r} (a softmax over prompts has no "
                          "per-prompt path to integrate).")
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")
     prompts = model.check_prompts(prompts)
     embedding = _token_embedding(model)
     with model.lock:
         image = model.encode_image(images)  # (B, D), normalised
-        B = len(image)
+        B, T = len(image), len(prompts)
         scale = model.logit_scale if score == "logit" else torch.ones((), device=image.device)
         tokens = {k: v.to(model.device) for k, v in model._tokenize(prompts).items()}
-        empty = _path_scores(model, embedding, {k: v for k, v in model._tokenize([" "]).items()}, None,
-                             torch.zeros(1), image, scale, grad=False)[0]  # (B,): a prompt with no words
-        L = tokens["input_ids"].shape[1]
-        shares = torch.full((B, len(prompts), L), float("nan"))
-        words, base, full = [], torch.zeros(B, len(prompts)), torch.zeros(B, len(prompts))
-        for t in range(len(prompts)):
-            one = {k: v[t:t + 1] for k, v in tokens.items()}
-            mask = one["attention_mask"][0].cpu() if "attention_mask" in one else None
-            keep = _word_positions(model, one["input_ids"][0].cpu(), mask).to(model.device)
-            ends = _path_scores(model, embedding, one, keep, torch.tensor([0.0, 1.0]), image, scale, grad=False)
-            base[:, t], full[:, t] = ends[0].cpu(), ends[1].cpu()
-            alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
-            grads, delta = _path_scores(model, embedding, one, keep, alphas, image, scale, grad=True)
-            share = (delta[None] * grads.mean(1)).sum(-1)  # (B, L)
-            idx = keep.nonzero()[:, 0]
-            shares[:, t, :len(idx)] = share[:, idx].cpu()
-            words.append([_token_text(model, i) for i in one["input_ids"][0, idx].tolist()])
-    return TokenAttribution(list(prompts), words, shares, full, base, empty.cpu().expand(len(prompts), B).T.clone(),
+        empty = _path_scores(model, embedding, model._tokenize([" "]), None, torch.zeros(1), image, scale)[0][:, 0, 0]
+        mask = tokens.get("attention_mask")
+        keep = torch.stack([_word_positions(model, tokens["input_ids"][t].cpu(), None if mask is None else mask[t].cpu())
+                            for t in range(T)]).to(model.device)  # (T, L)
+        alphas = torch.cat([(torch.arange(steps, dtype=torch.float32) + 0.5) / steps, torch.tensor([0.0, 1.0])])
+        shares = torch.full((B, T, tokens["input_ids"].shape[1]), float("nan"))
+        base, full, words = torch.zeros(B, T), torch.zeros(B, T), []
+        per = max(1, PATH_BATCH // len(alphas))
+        for start in range(0, T, per):
+            chunk = slice(start, min(start + per, T))
+            scores, grads, delta = _path_scores(model, embedding, {k: v[chunk] for k, v in tokens.items()},
+                                                keep[chunk], alphas, image, scale, grad=True)
+            share = (delta[None] * grads[:, :, :steps].mean(2)).sum(-1).cpu()  # (B, t, L)
+            base[:, chunk], full[:, chunk] = scores[:, :, steps].cpu(), scores[:, :, steps + 1].cpu()
+            for j, t in enumerate(range(chunk.start, chunk.stop)):
+                idx = keep[t].nonzero()[:, 0].cpu()
+                shares[:, t, :len(idx)] = share[:, j, idx]
+                words.append([_token_text(model, i) for i in tokens["input_ids"][t, idx].tolist()])
+    return TokenAttribution(list(prompts), words, shares, full, base, empty.cpu()[:, None].expand(B, T).clone(),
                             {"method": "integrated-gradients", "score": score, "steps": steps,
                              "baseline": "word token embeddings set to zero", "model": model.name})
 
 
-def _path_scores(model, embedding, tokens, keep, alphas, image, scale, grad: bool):
-    """Scores (len(alphas), B) of the prompt with its word embeddings scaled by alpha (keep: (L,) word positions;
-    None: no change); with ``grad``, the gradients (B, len(alphas), L, D) with respect to the embeddings along the
-    path and the difference e - b (L, D)."""
-    n = len(alphas)
-    batch = {k: v.to(model.device).expand(n, -1) for k, v in tokens.items()}
+def _path_scores(model, embedding, tokens, keep, alphas, image, scale, grad: bool = False):
+    """The t prompts of ``tokens`` with their word embeddings (keep: (t, L) word positions; None: no change)
+    scaled by each alpha: their scores (B, t, n); with ``grad``, also the gradients (B, t, n, L, D) of each score
+    with respect to its embeddings and the differences e - b (t, L, D)."""
+    t, n = tokens["input_ids"].shape[0], len(alphas)
+    batch = {k: v.to(model.device).repeat_interleave(n, 0) for k, v in tokens.items()}  # (t * n, L)
     alphas = alphas.to(model.device)
     state = {}
 
     def hook(module, inputs, output):
-        e = output.detach().float()
         if keep is None:
             return output
-        base = e * (~keep)[None, :, None]
-        path = (base + alphas[:, None, None] * (e - base)).requires_grad_(grad)
-        state["path"], state["delta"] = path, (e - base)[0]
+        e = output.detach().float().unflatten(0, (t, n))  # (t, n, L, D)
+        b = e * (~keep)[:, None, :, None]
+        path = (b + alphas[None, :, None, None] * (e - b)).flatten(0, 1).requires_grad_(grad)
+        state["path"], state["delta"] = path, (e - b)[:, 0]
         return path.to(output.dtype)
 
     handle = embedding.register_forward_hook(hook)
     try:
         with torch.set_grad_enabled(grad):
-            text = F.normalize(model.tower.encode_text(batch).float(), dim=-1)  # (n, D)
-            scores = (text @ image.T) * scale  # (n, B)
+            text = F.normalize(model.tower.encode_text(batch).float(), dim=-1)  # (t * n, D)
+            scores = (text @ image.T) * scale  # (t * n, B)
+            out = scores.detach().T.unflatten(1, (t, n))  # (B, t, n)
             if not grad:
-                return scores.detach()
+                return (out,)
             B = image.shape[0]
-            sel = torch.eye(B, device=scores.device)[:, None, :].expand(B, n, B)
             if B == 1:
-                (g,) = torch.autograd.grad(scores, [state["path"]], grad_outputs=sel[0])
+                (g,) = torch.autograd.grad(scores.sum(), [state["path"]])
                 g = g[None]
             else:
+                sel = torch.eye(B, device=scores.device)[:, None, :].expand(B, t * n, B)
                 (g,) = torch.autograd.grad(scores, [state["path"]], grad_outputs=sel, is_grads_batched=True)
-            return g, state["delta"]
+            return out, g.unflatten(1, (t, n)), state["delta"]
     finally:
         handle.remove()
 
