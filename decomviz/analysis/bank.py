@@ -6,6 +6,7 @@ bank folder, and each shard's checksum is verified once, when the bank first rea
 """
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -101,6 +102,13 @@ class OSSMBank:
     @property
     def protocol(self) -> Dict:
         return dict(self._meta.get("protocol") or {})
+
+    def made_with(self, method) -> bool:
+        """Whether this bank is complete and was extracted by a method with ``method``'s knobs, on the same model:
+        what a notebook checks before opening a shipped bank instead of extracting again."""
+        want = {**json.loads(json.dumps(method.get_params())), "model": method.model.name}
+        protocol = self.protocol
+        return self.complete is not False and {k: protocol.get(k) for k in want} == want
 
     @property
     def dataset(self) -> Dict:
