@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import decomviz as dv
-from decomviz.apps.demo import GOOD_FOR, DEMO_METHODS, _empty_reason, _removal_words
+from decomviz.apps.demo import DEMO_METHODS, GOOD_FOR, TRANSFORMER_METHODS, _empty_reason, _removal_words, demo_methods
 from decomviz.viz import static_report as sr
 
 
@@ -32,7 +32,7 @@ def test_an_empty_decomcam_map_says_why_with_its_numbers():
 
 
 def test_every_demo_method_has_a_use_and_components_show_on_a_shared_scale():
-    assert set(GOOD_FOR) == set(DEMO_METHODS.values())
+    assert set(GOOD_FOR) == set(DEMO_METHODS.values()) | set(TRANSFORMER_METHODS.values())
     exp = _exp([0.2, 0.0], False)
     exp.weights = torch.tensor([[[1.0, 0.0]]])
     shared = sr.components_row(exp, scale="shared", labels=["peak on the house", ""])
@@ -52,3 +52,20 @@ def test_demo_report_says_which_method_for_what_and_what_components_add(tmp_path
         assert text in page, text
     assert "lowers its cosine by -" not in page and "raises its cosine by -" not in page
     assert "decomcam: top component" in capsys.readouterr().out
+
+
+def test_the_demo_adds_the_methods_made_for_transformers_on_a_vit_only(tiny_rn, tiny_vit):
+    assert demo_methods(tiny_rn) == DEMO_METHODS
+    assert demo_methods(tiny_vit) == {**DEMO_METHODS, **TRANSFORMER_METHODS}
+
+
+@pytest.mark.slow
+def test_the_demo_on_the_bundled_vit_shows_the_transformer_methods(tmp_path, capsys):
+    from decomviz.apps.cli import main
+    out = tmp_path / "demo.html"
+    assert main(["demo", "--model", "parts-vit", "--scenes", "1", "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    for text in ("Chefer et al.", "Grad-ECLIP", "the methods made for transformers", "(ViTs only)"):
+        assert text in page, text
+    table = capsys.readouterr().out
+    assert "chefer" in table and "grad-eclip" in table

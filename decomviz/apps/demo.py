@@ -13,6 +13,8 @@ from .evaluation import PART_TEMPLATE, LocalisationResult, format_table, localis
 #: scene's prompts (class-discriminative), with occlusion as the model-agnostic reference.
 DEMO_METHODS = {"decomcam": "DecomCAM", "gradcam": "Grad-CAM", "layercam": "LayerCAM",
                 "occlusion": "Occlusion (reference)"}
+#: Methods made for transformers, shown as well when the model is a ViT (they refuse CNN towers).
+TRANSFORMER_METHODS = {"chefer": "Chefer et al.", "grad-eclip": "Grad-ECLIP"}
 SCORE = "softmax"
 TOP_ONE = "decomcam: top component"
 TOP_THREE = "decomcam: any of top 3"
@@ -32,7 +34,18 @@ GOOD_FOR = {
     "Occlusion (reference)": "hides each window in turn and measures the score drop: no gradient and no layer, so "
                              "it is the model-agnostic check when a CAM looks surprising; by far the slowest, and "
                              "as coarse as its window.",
+    "Chefer et al.": "(ViTs only) relevance propagated through every attention block, each weighted by its gradient: "
+                     "made for transformers, where Grad-CAM's single-layer map follows token norms; it changes "
+                     "little when the top blocks are randomised, so check it against occlusion.",
+    "Grad-ECLIP": "(ViTs only) made for CLIP: the last block's values weighted by the gradient of the score and by "
+                  "the class token's attention; one backward pass.",
 }
+
+
+def demo_methods(clip) -> dict:
+    """The demo's methods for this model, by registry name: the four above, and the transformer methods on a ViT."""
+    from ..methods.registry import applies
+    return {**DEMO_METHODS, **{k: v for k, v in TRANSFORMER_METHODS.items() if applies(k, clip)}}
 
 
 def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: str = "demo_report.html",
@@ -56,7 +69,8 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     t0 = time.perf_counter()
     clip = load_model(model, device=device)
     print(f"[decomviz] loaded {clip.name} from {clip.source} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    cams = {name: make_method(name, clip, score=SCORE) for name in DEMO_METHODS}
+    labels = demo_methods(clip)
+    cams = {name: make_method(name, clip, score=SCORE) for name in labels}
     world = PartsWorld(n_scenes, seed=seed, n_objects=2)
     sections, _all_exps = [], []
     parts_of_decomcam = {TOP_ONE: LocalisationResult(TOP_ONE), TOP_THREE: LocalisationResult(TOP_THREE)}
@@ -64,20 +78,22 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     def report(i, scene, exps):
         print(f"[decomviz] scene {i + 1}/{n_scenes}: {scene.caption}", file=sys.stderr, flush=True)
         _score_components(scene, exps["decomcam"], parts_of_decomcam)
-        sections.append(_scene_section(i, scene, exps, cams, clip))
+        sections.append(_scene_section(i, scene, exps, cams, clip, labels))
         _all_exps.extend(exps.values())
 
     results = localise(cams, world, on_scene=report)
     for r in parts_of_decomcam.values():  # read from the same DecomCAM runs: their time is DecomCAM's
         r.seconds, r.pairs = results["decomcam"].seconds, results["decomcam"].pairs
-    table = format_table({**{DEMO_METHODS[k]: r for k, r in results.items()}, **parts_of_decomcam})
+    table = format_table({**{labels[k]: r for k, r in results.items()}, **parts_of_decomcam})
     head = sr.section(
         f"What this report shows ({clip.name}, layer {clip.default_layer})",
         f"<pre>{html.escape(table)}</pre>",
         note=(f"{n_scenes} two-object PartsWorld scenes (seed {seed}). For each object, the prompt 'a photo of a "
               f"{{class}}' is explained with {sr.term('score s(x, t)', 'the softmax score')} over the scene's two "
               "prompts (the class-discriminative question: why this object rather than the other) by DecomCAM, "
-              "Grad-CAM, LayerCAM and occlusion, which needs no gradient and serves as the reference. Then "
+              "Grad-CAM, LayerCAM" + (", the methods made for transformers" if len(labels) > len(DEMO_METHODS)
+                                      else "") + " and occlusion, which needs no gradient and serves as the "
+              "reference. Then "
               f"DecomCAM's components ({sr.term('OSSM', 'OSSMs')}, with the {sr.term('weight w')} and "
               f"{sr.term('contribution d')} of each) and part prompts beside the object prompt, with the ground "
               "truth: each part's mask and how much removing it lowers the prompt's score (the model's own "
@@ -88,7 +104,7 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
               "each part prompt are the model's own evidence of which parts matter to it."))
     splits = _splits_section(world[0], clip)
     sr.write_page(out_path, f"decomviz demo: {clip.name}", [sr.caveat_banner(_all_exps), head, _story(results,
-                  parts_of_decomcam), splits] + sections)
+                  parts_of_decomcam, labels), splits] + sections)
     print(f"\nPointing game on the named object ({clip.name}, {n_scenes} scenes, 'a photo of a {{class}}', "
           f"{SCORE} score):")
     print(table)
@@ -97,7 +113,7 @@ def run_demo(model: str = "parts-rn", n_scenes: int = 4, seed: int = 2024, out: 
     return 0
 
 
-def _scene_section(i, scene, exps, cams, clip) -> str:
+def _scene_section(i, scene, exps, cams, clip, labels) -> str:
     """One scene: every method per object, DecomCAM's components, and object against part prompts."""
     from ..metrics import part_importance
     from ..ops import resize_masks
@@ -110,7 +126,7 @@ def _scene_section(i, scene, exps, cams, clip) -> str:
         panels = [sr.picture(exps["decomcam"].images[0].numpy(), caption="input")]
         for name, exp in exps.items():
             panels.append(sr.picture(exp.images[0].numpy(), exp.saliency[0, t].numpy(),
-                                     html.escape(DEMO_METHODS.get(name, name)), flag=_empty_reason(exp, 0, t)))
+                                     html.escape(labels.get(name, name)), flag=_empty_reason(exp, 0, t)))
         blocks.append(sr.row(panels))
     obj = scene.objects[0]
     dec = exps["decomcam"]
@@ -243,12 +259,12 @@ def _score_components(scene, exp, acc) -> None:
             acc[TOP_THREE].energy.append(0.0)
 
 
-def _story(results, components) -> str:
+def _story(results, components, labels) -> str:
     """What each method is good for, with the table's numbers, and what DecomCAM's components add."""
     from ..viz import static_report as sr
-    point = {DEMO_METHODS[k]: r.pointing for k, r in results.items()}
+    point = {labels[k]: r.pointing for k, r in results.items()}
     items = "".join(f"<li><b>{html.escape(name)}</b> (pointing {point.get(name, float('nan')):.2f}): {text}</li>"
-                    for name, text in GOOD_FOR.items())
+                    for name, text in GOOD_FOR.items() if name in point)
     one, three = components[TOP_ONE].pointing, components[TOP_THREE].pointing
     body = (f"<ul>{items}</ul><p>What the components add: DecomCAM's top-weighted component alone points in the "
             f"named object in {one:.0%} of cases, and one of its three top components in {three:.0%} (the summed "
