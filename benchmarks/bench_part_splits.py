@@ -86,14 +86,27 @@ def split_maps(model, scenes, decomposition: str, k: int):
     return maps, grid
 
 
+def one_colour(scene):
+    """The scene with every part of its object repainted in the colour of its first part: on PartsWorld each part
+    has its own colour, so within one image a split by colour is a split by parts; this control tells them apart."""
+    own = [i for i, p in enumerate(scene.parts) if p.object == 0]
+    for i in own[1:]:
+        scene = scene.with_part_color(i, scene.parts[own[0]].color)
+    return scene
+
+
 def within_image_study(model, scenes, ks: Dict[str, int]):
-    """The part study of each split at its own number of components, with the controls at the first split's."""
+    """The part study of each split at its own number of components, with the controls at the first split's, and
+    each split again on the same objects painted in one colour (row "split, one colour")."""
     objects = objects_of(scenes)
+    plain = [one_colour(s) for s in scenes]
     rows = {}
     for split, k in ks.items():
         maps, grid = split_maps(model, scenes, split, k)
         study = part_study(objects, {split: maps}, k, grid)
         rows[split] = study[split]
+        rows[f"{split}, one colour"] = part_study(objects, {split: split_maps(model, plain, split, k)[0]}, k,
+                                                  grid)[split]
         for name, row in study.items():
             if name.startswith("control:") and "shuffled" not in name:
                 rows[f"{name} [k={k}]" if "position" in name else name] = row
@@ -307,7 +320,10 @@ def write_section(raw_files: List[str], out: str, machine_note: str = "") -> Non
                    "split's part prompts (its cosine alone, or the softmax over the object's prompts: why this part "
                    "rather than the object's other parts or the object as a whole; most part prompts peaking inside "
                    f"their part); the figures are on scenes of seed {seeds['report']}; the concepts are fitted on "
-                   f"scenes of seed {seeds['fit']}. Raw results: `benchmarks/results/part-splits/`.",
+                   f"scenes of seed {seeds['fit']}. \"Each object in one colour\": the same objects with every "
+                   "part repainted in one colour (on PartsWorld each part has its own colour, so within one image a "
+                   "split by colour is also a split by parts; this control tells them apart). Raw results: "
+                   "`benchmarks/results/part-splits/`.",
                    markdown(merged)],
     }
     Path(out).write_text(json.dumps(section, indent=1) + "\n")
@@ -357,8 +373,9 @@ def main(argv=None) -> int:
 
 def markdown(results: Dict) -> str:
     """The tables of BENCHMARKS.md's parts section, from the JSON this script writes."""
-    lines = ["| model | split (k) | within-image part NMI | position partition (same k) | margin | within-class NMI "
-             "| ceiling (true parts at the grid) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | split (k) | within-image part NMI | position partition (same k) | margin | each object in one "
+             "colour | margin | within-class NMI | ceiling (true parts at the grid) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, e in results["models"].items():
         if "within_image" not in e:
             continue
@@ -367,9 +384,10 @@ def markdown(results: Dict) -> str:
         for split in e["chosen"]["components"]:
             k = e["chosen"]["components"][split]["k"]
             pos = wi[f"control: position partition (k={k}) [k={k}]"]["within_image_nmi"]
+            mono = wi.get(f"{split}, one colour", {}).get("within_image_nmi", float("nan"))
             lines.append(f"| {name} | {split} ({k}) | {wi[split]['within_image_nmi']:.3f} | {pos:.3f} | "
-                         f"{wi[split]['within_image_nmi'] - pos:+.3f} | {wi[split]['within_class_nmi']:.3f} | "
-                         f"{ceiling:.3f} |")
+                         f"{wi[split]['within_image_nmi'] - pos:+.3f} | {mono:.3f} | {mono - pos:+.3f} | "
+                         f"{wi[split]['within_class_nmi']:.3f} | {ceiling:.3f} |")
     lines += ["", "| model | concepts (fitted on other scenes) | within-class part NMI | position partition | margin "
               "| class only (pooled) | concepts (pooled) |", "|---|---|---|---|---|---|---|"]
     for name, e in results["models"].items():

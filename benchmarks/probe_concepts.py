@@ -8,7 +8,9 @@ NMI over the position partition with as many regions:
 - directions: the same, each cell over its L2 norm (``normalize_cells=True``);
 - evidence: the activations weighted by the class prompt's channel gradients (Grad-CAM's alpha, as DecomCAM's
   first stage does), clipped at zero, so that cells that do not count for the prompt fade;
-- evidence directions: both.
+- evidence directions: both;
+- standardised: the activations with each channel over its root mean square on the fitting scenes, so that no
+  channel (a colour channel, say) dominates the factorization by its scale alone; and its directions.
 
     python benchmarks/probe_concepts.py --model parts-rn-dense
 """
@@ -45,6 +47,25 @@ class EvidenceBasis(ConceptBasis):
         return x.reshape(B, C, h * w).transpose(1, 2)
 
 
+class StandardisedBasis(ConceptBasis):
+    """Concepts of activations with each channel divided by its RMS over the fitting scenes (a fixed scale)."""
+
+    scale = None
+
+    def _cells(self, images):
+        cells = super()._cells(images)
+        return cells / self.scale
+
+
+def channel_rms(model, scenes, batch: int = 16):
+    total, n = 0.0, 0
+    for i in range(0, len(scenes), batch):
+        acts = dv.tap_activations(model, [s.image for s in scenes[i:i + batch]]).clamp_min(0)
+        total = total + (acts ** 2).sum((0, 2, 3)).cpu()
+        n += acts.shape[0] * acts.shape[2] * acts.shape[3]
+    return (total / n).sqrt().clamp_min(1e-6)
+
+
 def margin(basis, scenes, k):
     rep = basis.part_report(scenes)
     pos = rep[f"control: position partition (k={k})"]["within_class_nmi"]
@@ -59,14 +80,19 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-seed", type=int, default=2025)
     ap.add_argument("--choose-seed", type=int, default=2026)
     ap.add_argument("--ks", type=int, nargs="*", default=[4, 6])
+    ap.add_argument("--variants", nargs="*", default=None, help="default: all")
     args = ap.parse_args(argv)
     model = dv.load_model(args.model)
     fit = single_object_scenes(args.fit_scenes, args.fit_seed)
     choose = single_object_scenes(args.scenes, args.choose_seed)
     EvidenceBasis.classes_of = {id(s.image): s.objects[0].label for s in fit + choose}
+    StandardisedBasis.scale = channel_rms(model, fit)
+    variants = {"activations": (ConceptBasis, False), "directions": (ConceptBasis, True),
+                "evidence": (EvidenceBasis, False), "evidence directions": (EvidenceBasis, True),
+                "standardised": (StandardisedBasis, False), "standardised directions": (StandardisedBasis, True)}
     rows = []
-    for variant, cls, normalize in (("activations", ConceptBasis, False), ("directions", ConceptBasis, True),
-                                    ("evidence", EvidenceBasis, False), ("evidence directions", EvidenceBasis, True)):
+    for variant in args.variants or list(variants):
+        cls, normalize = variants[variant]
         for per_class in (True, False):
             for k in args.ks:
                 t0 = time.perf_counter()
