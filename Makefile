@@ -16,6 +16,13 @@ $(VENV)/.installed-%: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install --quiet -e '.[$*]'
 	touch $@
 
+# the test extra, and legrad-torch (the LeGrad authors' package, that tests/test_transformer_methods.py compares
+# against) without its dependencies: it pins open_clip <= 2.23, and its code runs on the open_clip decomviz uses
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps legrad-torch==1.1
+	touch $@
+
 # without a GPU, torch's CPU wheels first (scripts/install_torch.sh; falls back to the default wheels, saying so)
 $(VENV)/.torch: $(VENV)/.created
 	bash scripts/install_torch.sh $(BIN)/pip
