@@ -8,7 +8,8 @@ process tree, read from /proc while the page loads).
 
 With --explorer, notebook 01's Explorer is also run from the page (Run clicked): the seconds until its maps are
 redrawn on screen, beside the time its status line reports. With --picks, notebook 04's ClusterGallery is given
-other clusters from its dropdown: the milliseconds from the pick until its exemplar grid shows the new cluster.
+other clusters from its dropdown, once every cell has run: the milliseconds from the pick until its exemplar grid
+shows the new cluster.
 """
 from __future__ import annotations
 
@@ -149,6 +150,17 @@ def explorer_run(page) -> dict:
             "explorer_maps_on_screen_s": round(on_screen, 2)}
 
 
+def _wait_until_settled(page, quiet: float = 3.0, limit: float = 600.0) -> None:
+    """Until the page's outputs have not changed for ``quiet`` seconds: the notebook's cells have all run."""
+    count = "() => document.querySelectorAll('.jp-OutputArea-output').length"
+    last, since, t0 = page.evaluate(count), time.perf_counter(), time.perf_counter()
+    while time.perf_counter() - since < quiet and time.perf_counter() - t0 < limit:
+        time.sleep(0.25)
+        now = page.evaluate(count)
+        if now != last:
+            last, since = now, time.perf_counter()
+
+
 def cluster_picks(page, n: int = 5) -> dict:
     """Pick other clusters from the ClusterGallery's dropdown, one after another; per pick, the milliseconds until
     the exemplar grid (the gallery's last figure) carries a new title."""
@@ -157,6 +169,7 @@ def cluster_picks(page, n: int = 5) -> dict:
              "const t = p[p.length - 1].querySelector('.gtitle'); return t ? t.textContent : null; }")
     page.wait_for_selector(f"{root} select", timeout=600_000)
     page.wait_for_function(f"() => ({title})() !== null", timeout=600_000)
+    _wait_until_settled(page)  # a pick waits for the cells that still run after the widget: not the pick's cost
     select = page.locator(f"{root} select").first
     values = select.evaluate("s => Array.from(s.options).map(o => o.value)")
     times = []
