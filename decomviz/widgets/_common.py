@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import io
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -50,12 +51,23 @@ def _skimage_loader(name: str) -> Optional[Callable[[], np.ndarray]]:
 
 
 def _sklearn_images() -> Dict[str, Callable[[], np.ndarray]]:
+    """scikit-learn's sample photos, read from its package folder with PIL: importing sklearn.datasets to list
+    them would add about 140 MB (scipy and more) to a kernel that needs none of it."""
+    import importlib.util
     try:
-        from sklearn.datasets import load_sample_image, load_sample_images
-        names = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in load_sample_images().filenames]
-    except Exception:
+        spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    except (ImportError, ValueError):
         return {}
-    return {f"scikit-learn: {n.rsplit('.', 1)[0]}": (lambda n=n: load_sample_image(n)) for n in names}
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images"
+    return {f"scikit-learn: {p.stem}": (lambda p=p: _read_rgb(p)) for p in sorted(folder.glob("*.jpg"))}
+
+
+def _read_rgb(path) -> np.ndarray:
+    from PIL import Image
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 SKIMAGE_SAMPLES = (("astronaut", "astronaut"), ("chelsea", "cat (chelsea)"), ("coffee", "coffee"),
