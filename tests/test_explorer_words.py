@@ -45,3 +45,16 @@ def test_a_text_tower_without_a_token_embedding_gives_a_note_not_an_error(tiny_r
     assert isinstance(result, str) and "token embedding" in result
     assert "No word shares" in PromptWords.html(result, 0)
 
+
+
+def test_a_failure_of_the_word_shares_never_costs_the_run_its_maps(tiny_rn, monkeypatch):
+    import decomviz.widgets.prompt_words as pw
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+    monkeypatch.setattr(pw, "token_attribution", broken)
+    ex = Explorer(tiny_rn, n_scenes=2)
+    ex.set_prompts("a car")
+    ex.set_knobs(n_components=3, top_channels=32)
+    assert ex.run(wait=True) is not None, ex.status_text
+    assert ex.figures and "No word shares: RuntimeError: out of memory" in ex._banner.value

@@ -369,7 +369,8 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.results.children = ((self._banner,) if banner else ()) + tuple(self._figure_pool[:len(figs)])
 
     def _figures_of(self, t: int) -> tuple:
-        """(caveat banner and shaded prompt html, figures) of prompt t of the last run, built once and kept until the next run."""
+        """(caveat banner and shaded prompt html, figures) of prompt t of the last run, built once and kept until
+        the next run."""
         if t not in self._figure_cache:
             self._figure_cache[t] = self._build_figures(self.explanation, t)
         return self._figure_cache[t]

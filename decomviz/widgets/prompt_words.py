@@ -37,6 +37,8 @@ class PromptWords:
             return token_attribution(self.model, image, list(prompts), steps=self.steps)
         except ValueError as err:  # a text tower without a token embedding decomviz knows
             return f"No word shares: {err}"
+        except Exception as err:  # the shading is an extra: it never costs the run its maps
+            return f"No word shares: {type(err).__name__}: {err}"
 
     @staticmethod
     def html(result: Optional[Any], prompt: int) -> str:
