@@ -94,3 +94,14 @@ def test_the_explain_report_shows_each_prompt_with_its_words_shaded(tmp_path, ti
                  "--method", "legrad", "--out", str(out)]) == 0
     page = out.read_text()
     assert page.count("<span title=") == 3 and ">circle</span>" in page and 'id="g-word-share"' in page
+
+
+def test_prompts_in_one_pass_or_one_by_one_give_the_same_shares(tiny_rn, monkeypatch):
+    import decomviz.methods.tokens as tokens
+    prompts = [PROMPT, "a blue square", "a house"]
+    together = dv.token_attribution(tiny_rn, make_image(5), prompts, steps=8)
+    monkeypatch.setattr(tokens, "PATH_BATCH", 1)  # at least one prompt's path a pass: one prompt at a time
+    alone = dv.token_attribution(tiny_rn, make_image(5), prompts, steps=8)
+    assert together.tokens == alone.tokens
+    torch.testing.assert_close(together.shares, alone.shares, rtol=1e-4, atol=1e-6, equal_nan=True)
+    torch.testing.assert_close(together.score, alone.score, rtol=1e-5, atol=1e-6)

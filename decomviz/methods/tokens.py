@@ -91,8 +91,9 @@ def _token_text(model: CLIPModel, token_id: int) -> str:
     return text.replace("</w>", "").replace("Ġ", "").replace("▁", "").strip() or text
 
 
-#: (prompt, path point) sequences per text forward and backward: bounds the memory of one pass
-PATH_BATCH = 256
+#: (prompt, path point) sequences per text forward and backward, at least one prompt's path: it bounds the memory
+#: of one pass (a large text tower holds every layer's activations of each sequence for the backward)
+PATH_BATCH = 64
 
 
 def token_attribution(model: CLIPModel, images: Any, prompts: Union[str, Sequence[str]], steps: int = 50,
