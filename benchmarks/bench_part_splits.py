@@ -131,30 +131,36 @@ def choose_components(model, scenes, choices=(4, 6, 8)) -> Dict[str, Dict]:
 
 
 def choose_concepts(model, fit_scenes, eval_scenes, choices=(4, 6, 8)) -> Dict:
-    """The concepts' count, whether they are fitted per class and whether on cell directions (normalize_cells),
-    with the largest margin over the position partition (same k) in within-class part NMI, on the choosing scenes."""
+    """The concepts' strategy (one NMF over the dataset's cells, or each image's NMF components clustered), count,
+    whether they are fitted per class and whether on cell directions (normalize_cells), with the largest margin
+    over the position partition (same k) in within-class part NMI, on the choosing scenes."""
     best, margins = None, {}
-    for normalize in (False, True):
+    variants = [("dataset", False), ("dataset", True), ("image-parts", True)]  # image-parts codes directions
+    for strategy, normalize in variants:
         for per_class in (False, True):
             for k in choices:
                 basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0,
-                                     normalize_cells=normalize).fit(fit_scenes)
+                                     normalize_cells=normalize, strategy=strategy).fit(fit_scenes)
                 rep = basis.part_report(eval_scenes)
                 m = rep["concepts"]["within_class_nmi"] - rep[f"control: position partition (k={k})"][
                     "within_class_nmi"]
-                margins[concept_label(per_class, k, normalize)] = round(m, 4)
+                margins[concept_label(per_class, k, normalize, strategy)] = round(m, 4)
                 if best is None or m > best[0]:
-                    best = (m, per_class, k, normalize)
-    return {"per_class": best[1], "n_concepts": best[2], "normalize_cells": best[3], "margins": margins}
+                    best = (m, per_class, k, normalize, strategy)
+    return {"per_class": best[1], "n_concepts": best[2], "normalize_cells": best[3], "strategy": best[4],
+            "margins": margins}
 
 
-def concept_label(per_class: bool, k: int, normalize: bool = False) -> str:
+def concept_label(per_class: bool, k: int, normalize: bool = False, strategy: str = "dataset") -> str:
+    if strategy == "image-parts":
+        return f"{'per class' if per_class else 'shared'}, k={k}, each image's NMF components clustered"
     return f"{'per class' if per_class else 'shared'}, k={k}" + (", cell directions" if normalize else "")
 
 
-def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int, normalize: bool = False) -> Dict:
-    basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0,
-                         normalize_cells=normalize).fit(fit_scenes)
+def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int, normalize: bool = False,
+                   strategy: str = "dataset") -> Dict:
+    basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0, normalize_cells=normalize,
+                         strategy=strategy).fit(fit_scenes)
     rep = basis.part_report(report_scenes)
     return dict(rep)
 
@@ -287,7 +293,8 @@ def run_model(name: str, args, log) -> Dict:
         log(f"  {row:52s} within image {r['within_image_nmi']:.3f}  within class {r['within_class_nmi']:.3f}  "
             f"pooled {r['pooled_nmi']:.3f}  best part {r['best_part_share']:.3f}")
     entry["concepts"] = concepts_study(model, fit, report, concept_choice["per_class"], concept_choice["n_concepts"],
-                                       concept_choice.get("normalize_cells", False))
+                                       concept_choice.get("normalize_cells", False),
+                                       concept_choice.get("strategy", "dataset"))
     for row, r in entry["concepts"].items():
         log(f"  concepts: {row:42s} within image {r['within_image_nmi']:.3f}  within class "
             f"{r['within_class_nmi']:.3f}  pooled {r['pooled_nmi']:.3f}")
@@ -315,7 +322,8 @@ def write_section(raw_files: List[str], out: str, machine_note: str = "") -> Non
         "command": commands, "date": runs[-1]["meta"]["date"], "commit": runs[-1]["meta"]["commit"],
         "machine": runs[-1]["meta"]["machine"] + (f"; {machine_note}" if machine_note else ""),
         "blocks": [f"Single-object PartsWorld scenes. Each split's number of components, and the concepts' count, "
-                   "whether they are fitted per class and whether on cell directions, were chosen on scenes of seed "
+                   "strategy, whether they are fitted per class and whether on cell directions, were chosen on scenes "
+                   "of seed "
                    f"{seeds['choose']} (largest margin over the position partition), and so was the score of each "
                    "split's part prompts (its cosine alone, or the softmax over the object's prompts: why this part "
                    "rather than the object's other parts or the object as a whole; most part prompts peaking inside "
@@ -396,7 +404,7 @@ def markdown(results: Dict) -> str:
         c, ch = e["concepts"], e["chosen"]["concepts"]
         pos = next(r for n, r in c.items() if "position" in n)["within_class_nmi"]
         cls = c["control: class only"]["pooled_nmi"]
-        lines.append(f"| {name} | {concept_label(ch['per_class'], ch['n_concepts'], ch.get('normalize_cells', False))} | "
+        lines.append(f"| {name} | {concept_label(ch['per_class'], ch['n_concepts'], ch.get('normalize_cells', False), ch.get('strategy', 'dataset'))} | "
                      f"{c['concepts']['within_class_nmi']:.3f} | {pos:.3f} | {c['concepts']['within_class_nmi'] - pos:+.3f} "
                      f"| {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
     lines += ["", "| model | method (score of the part prompts) | part prompt peaks in the named part | class prompt "

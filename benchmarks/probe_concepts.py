@@ -10,7 +10,10 @@ NMI over the position partition with as many regions:
   first stage does), clipped at zero, so that cells that do not count for the prompt fade;
 - evidence directions: both;
 - standardised: the activations with each channel over its root mean square on the fitting scenes, so that no
-  channel (a colour channel, say) dominates the factorization by its scale alone; and its directions.
+  channel (a colour channel, say) dominates the factorization by its scale alone; and its directions;
+- image parts, clustered: each fitting image's cells factorized on their own (NMF, as many components as
+  concepts), the components' unit directions pooled (per class) and clustered by k-means; the concepts are the
+  cluster centres, and cells are coded against them on their directions.
 
     python benchmarks/probe_concepts.py --model parts-rn-dense
 """
@@ -21,6 +24,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
 
 import decomviz as dv
@@ -57,6 +61,31 @@ class StandardisedBasis(ConceptBasis):
         return cells / self.scale
 
 
+class ClusteredImageParts(ConceptBasis):
+    """Concepts made of per-image NMF components, clustered across the fitting images."""
+
+    def fit(self, dataset):
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import NMF
+        from decomviz.analysis.concepts import _images_only
+        self.layer_ = self.model.resolve_layer(self.layer)
+        pooled = {}
+        n = 0
+        for images, classes in self._batches(_images_only(dataset)):
+            cells = self._cells(images).numpy().astype(np.float64)
+            for b, cls in enumerate(classes):
+                H = NMF(self.n_concepts, init="nndsvda", max_iter=300, random_state=0).fit(cells[b]).components_
+                H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
+                pooled.setdefault(cls if self.per_class else None, []).append(H)
+                n += 1
+        centres = {k: np.clip(KMeans(self.n_concepts, n_init=4, random_state=0).fit(np.concatenate(v)).cluster_centers_,
+                              0, None).astype(np.float32) for k, v in pooled.items()}
+        self.n_images_ = n
+        self.classes_ = sorted(k for k in centres if k is not None)
+        self.components_ = centres if self.per_class else centres[None]
+        return self
+
+
 def channel_rms(model, scenes, batch: int = 16):
     total, n = 0.0, 0
     for i in range(0, len(scenes), batch):
@@ -89,7 +118,8 @@ def main(argv=None) -> int:
     StandardisedBasis.scale = channel_rms(model, fit)
     variants = {"activations": (ConceptBasis, False), "directions": (ConceptBasis, True),
                 "evidence": (EvidenceBasis, False), "evidence directions": (EvidenceBasis, True),
-                "standardised": (StandardisedBasis, False), "standardised directions": (StandardisedBasis, True)}
+                "standardised": (StandardisedBasis, False), "standardised directions": (StandardisedBasis, True),
+                "image parts, clustered": (ClusteredImageParts, True)}
     rows = []
     for variant in args.variants or list(variants):
         cls, normalize = variants[variant]

@@ -146,3 +146,27 @@ def test_normalized_cells_factorize_directions_and_give_maps_at_the_cells_streng
     again = dv.ConceptBasis.load(tmp_path / "c.npz", tiny_rn)
     assert again.normalize_cells and "normalize_cells=True" in repr(again)
     np.testing.assert_allclose(again.transform(make_image(4)), basis.transform(make_image(4)), rtol=1e-5, atol=1e-6)
+
+
+def test_image_parts_concepts_cluster_each_images_components(tiny_rn, scenes, tmp_path):
+    basis = dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4, strategy="image-parts").fit(scenes)
+    C = basis.components_.shape[1]
+    assert basis.components_.shape == (3, C) and (basis.components_ >= 0).all() and basis.n_images_ == 6
+    # the centres of unit directions: each norm at most 1
+    assert (np.linalg.norm(basis.components_, axis=1) <= 1 + 1e-5).all()
+    maps = basis.transform(make_image(2), size="grid")
+    assert maps.shape == (1, 3, *basis.grid_) and (maps >= 0).all()
+    basis.save(tmp_path / "parts.npz")
+    again = dv.ConceptBasis.load(tmp_path / "parts.npz", tiny_rn)
+    assert again.strategy == "image-parts" and "strategy='image-parts'" in repr(again)
+    np.testing.assert_allclose(again.transform(make_image(2)), basis.transform(make_image(2)), rtol=1e-5, atol=1e-6)
+    per_class = dv.ConceptBasis(tiny_rn, n_concepts=2, per_class=True, random_state=0,
+                                strategy="image-parts").fit(scenes)
+    assert set(per_class.components_) == {s.objects[0].label for s in scenes}
+
+
+def test_a_strategy_is_checked_and_too_few_components_say_what_to_change(tiny_rn, scenes):
+    with pytest.raises(ValueError, match="dataset, image-parts"):
+        dv.ConceptBasis(tiny_rn, strategy="pca")
+    with pytest.raises(ValueError, match="fewer concepts"):
+        dv.ConceptBasis(tiny_rn, n_concepts=1000, random_state=0, strategy="image-parts").fit(scenes[:1])

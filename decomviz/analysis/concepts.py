@@ -23,6 +23,8 @@ from ..metrics.part_study import RESOLUTION, PartObject, PartStudy, part_study
 from ..ops import blurred_reference, embed_masked, minmax, upsample
 
 _FORMAT = "decomviz-concepts-1"
+#: How a basis is fitted (see `ConceptBasis`).
+STRATEGIES = ("dataset", "image-parts")
 
 
 def _image_class_parts(item) -> Tuple[Any, Optional[str], Dict[str, np.ndarray]]:
@@ -55,6 +57,11 @@ class ConceptBasis:
     n_epochs : passes over the dataset.
     normalize_cells : factorize each cell's direction (its activations over their L2 norm), so that what a cell
         holds, not how strongly, decides its concept; a concept's map is then its code times the cell's norm.
+    strategy : "dataset" (default): one mini-batch NMF over every cell of every image, streaming. "image-parts":
+        each image's cells factorized on their own (NMF, ``n_concepts`` components), the components' unit
+        directions pooled (per class with ``per_class``) and clustered by k-means; the concepts are the cluster
+        centres, and cells are coded on their directions (as with ``normalize_cells``). It keeps one
+        (n_concepts, C) array per image until the clustering.
 
     After ``fit(dataset)``: ``components_`` (n_concepts, C) (a dict by class with ``per_class``), ``layer_``,
     ``grid_`` (h, w), ``n_images_``, ``classes_``.
@@ -62,7 +69,7 @@ class ConceptBasis:
 
     def __init__(self, model, n_concepts: int = 12, layer: Optional[str] = None, per_class: bool = False,
                  random_state: Optional[int] = None, batch_size: int = 16, n_epochs: int = 2,
-                 normalize_cells: bool = False):
+                 normalize_cells: bool = False, strategy: str = "dataset"):
         if not isinstance(n_concepts, (int, np.integer)) or isinstance(n_concepts, bool) or n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}.")
         for name, value in (("batch_size", batch_size), ("n_epochs", n_epochs)):
@@ -76,10 +83,14 @@ class ConceptBasis:
         self.batch_size = int(batch_size)
         self.n_epochs = int(n_epochs)
         self.normalize_cells = bool(normalize_cells)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
+        self.strategy = strategy
 
     def __repr__(self) -> str:
         return (f"ConceptBasis(n_concepts={self.n_concepts}, layer={self.layer!r}, per_class={self.per_class}, "
-                f"random_state={self.random_state}" + (", normalize_cells=True)" if self.normalize_cells else ")"))
+                f"random_state={self.random_state}" + (", normalize_cells=True" if self.normalize_cells else "")
+                + (f", strategy={self.strategy!r})" if self.strategy != "dataset" else ")"))
 
     # ------------------------------------------------------------------ fitting
     def _cells(self, images: Sequence[Any]) -> torch.Tensor:
@@ -92,7 +103,7 @@ class ConceptBasis:
     def _directions(self, cells: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(rows to factorize, the scale to put back on their codes): the cells as they are, or with
         ``normalize_cells`` their directions and norms."""
-        if not self.normalize_cells:
+        if not (self.normalize_cells or self.strategy == "image-parts"):
             return cells, np.ones(cells.shape[:-1] + (1,))
         norm = np.linalg.norm(cells, axis=-1, keepdims=True)
         return cells / np.maximum(norm, 1e-12), norm
@@ -116,6 +127,8 @@ class ConceptBasis:
         with ``per_class=False``), streaming: one batch of images' cells in memory at a time."""
         from sklearn.decomposition import MiniBatchNMF
         self.layer_ = self.model.resolve_layer(self.layer)
+        if self.strategy == "image-parts":
+            return self._fit_image_parts(dataset)
         estimators: Dict[Optional[str], Any] = {}
         n_images = 0
         for epoch in range(self.n_epochs):
@@ -140,6 +153,39 @@ class ConceptBasis:
         self.classes_ = sorted(k for k in estimators if k is not None)
         self.components_ = ({k: e.components_.astype(np.float32) for k, e in estimators.items()} if self.per_class
                             else estimators[None].components_.astype(np.float32))
+        return self
+
+    def _fit_image_parts(self, dataset: Iterable) -> "ConceptBasis":
+        """strategy="image-parts": per-image NMF components, their directions clustered across images."""
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import NMF
+        pooled: Dict[Optional[str], List[np.ndarray]] = {}
+        n_images = 0
+        for images, classes in self._batches(_images_only(dataset)):
+            cells = self._cells(images).numpy().astype(np.float64)
+            for b, cls in enumerate(classes):
+                if self.per_class and cls is None:
+                    raise ValueError("per_class=True needs a class for every image (a PartsWorld scene or a "
+                                     "dataset item with labels); this image has none.")
+                k = min(self.n_concepts, *cells[b].shape)
+                H = NMF(k, init="nndsvda", max_iter=300, tol=1e-4, random_state=self.random_state).fit(
+                    cells[b]).components_
+                pooled.setdefault(cls if self.per_class else None, []).append(
+                    H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12))
+                n_images += 1
+        if not pooled:
+            raise ValueError("The dataset has no readable image to fit concepts on.")
+        centres = {}
+        for key, parts in pooled.items():
+            rows = np.concatenate(parts)
+            if len(rows) < self.n_concepts:
+                raise ValueError(f"{len(rows)} image components{'' if key is None else f' of class {key!r}'} "
+                                 f"cannot make {self.n_concepts} concepts: give more images or fewer concepts.")
+            km = KMeans(self.n_concepts, n_init=4, random_state=self.random_state).fit(rows)
+            centres[key] = np.clip(km.cluster_centers_, 0, None).astype(np.float32)
+        self.n_images_ = n_images
+        self.classes_ = sorted(k for k in centres if k is not None)
+        self.components_ = centres if self.per_class else centres[None]
         return self
 
     def _check_fitted(self):
@@ -271,7 +317,7 @@ class ConceptBasis:
         meta = {"format": _FORMAT, "n_concepts": self.n_concepts, "layer": self.layer_, "per_class": self.per_class,
                 "classes": self.classes_, "grid": list(self.grid_), "n_images": self.n_images_,
                 "random_state": self.random_state, "model": getattr(self.model, "name", None),
-                "normalize_cells": self.normalize_cells}
+                "normalize_cells": self.normalize_cells, "strategy": self.strategy}
         np.savez(path, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
 
     @classmethod
@@ -286,7 +332,8 @@ class ConceptBasis:
             bases = [f[f"basis_{i}"].astype(np.float32) for i in range(max(1, len(meta["classes"])) if
                                                                         meta["per_class"] else 1)]
         basis = cls(model, meta["n_concepts"], meta["layer"], meta["per_class"], meta["random_state"],
-                    normalize_cells=bool(meta.get("normalize_cells", False)))
+                    normalize_cells=bool(meta.get("normalize_cells", False)),
+                    strategy=meta.get("strategy", "dataset"))
         basis.layer_ = model.resolve_layer(meta["layer"])
         basis.grid_ = tuple(meta["grid"])
         basis.n_images_ = meta["n_images"]
