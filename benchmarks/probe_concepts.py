@@ -24,7 +24,6 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 import decomviz as dv
@@ -61,31 +60,6 @@ class StandardisedBasis(ConceptBasis):
         return cells / self.scale
 
 
-class ClusteredImageParts(ConceptBasis):
-    """Concepts made of per-image NMF components, clustered across the fitting images."""
-
-    def fit(self, dataset):
-        from sklearn.cluster import KMeans
-        from sklearn.decomposition import NMF
-        from decomviz.analysis.concepts import _images_only
-        self.layer_ = self.model.resolve_layer(self.layer)
-        pooled = {}
-        n = 0
-        for images, classes in self._batches(_images_only(dataset)):
-            cells = self._cells(images).numpy().astype(np.float64)
-            for b, cls in enumerate(classes):
-                H = NMF(self.n_concepts, init="nndsvda", max_iter=300, random_state=0).fit(cells[b]).components_
-                H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
-                pooled.setdefault(cls if self.per_class else None, []).append(H)
-                n += 1
-        centres = {k: np.clip(KMeans(self.n_concepts, n_init=4, random_state=0).fit(np.concatenate(v)).cluster_centers_,
-                              0, None).astype(np.float32) for k, v in pooled.items()}
-        self.n_images_ = n
-        self.classes_ = sorted(k for k in centres if k is not None)
-        self.components_ = centres if self.per_class else centres[None]
-        return self
-
-
 def channel_rms(model, scenes, batch: int = 16):
     total, n = 0.0, 0
     for i in range(0, len(scenes), batch):
@@ -116,17 +90,19 @@ def main(argv=None) -> int:
     choose = single_object_scenes(args.scenes, args.choose_seed)
     EvidenceBasis.classes_of = {id(s.image): s.objects[0].label for s in fit + choose}
     StandardisedBasis.scale = channel_rms(model, fit)
-    variants = {"activations": (ConceptBasis, False), "directions": (ConceptBasis, True),
-                "evidence": (EvidenceBasis, False), "evidence directions": (EvidenceBasis, True),
-                "standardised": (StandardisedBasis, False), "standardised directions": (StandardisedBasis, True),
-                "image parts, clustered": (ClusteredImageParts, True)}
+    variants = {"activations": (ConceptBasis, False, "dataset"), "directions": (ConceptBasis, True, "dataset"),
+                "evidence": (EvidenceBasis, False, "dataset"), "evidence directions": (EvidenceBasis, True, "dataset"),
+                "standardised": (StandardisedBasis, False, "dataset"),
+                "standardised directions": (StandardisedBasis, True, "dataset"),
+                "image parts, clustered": (ConceptBasis, True, "image-parts")}
     rows = []
     for variant in args.variants or list(variants):
-        cls, normalize = variants[variant]
+        cls, normalize, strategy = variants[variant]
         for per_class in (True, False):
             for k in args.ks:
                 t0 = time.perf_counter()
-                basis = cls(model, n_concepts=k, per_class=per_class, random_state=0, normalize_cells=normalize)
+                basis = cls(model, n_concepts=k, per_class=per_class, random_state=0, normalize_cells=normalize,
+                            strategy=strategy)
                 basis.fit(fit)
                 got, pos = margin(basis, choose, k)
                 row = {"variant": variant, "per_class": per_class, "k": k, "within_class_nmi": round(got, 4),

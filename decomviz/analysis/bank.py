@@ -6,7 +6,6 @@ bank folder, and each shard's checksum is verified once, when the bank first rea
 """
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -105,8 +104,11 @@ class OSSMBank:
 
     def made_with(self, method) -> bool:
         """Whether this bank is complete and was extracted by a method with ``method``'s knobs, on the same model:
-        what a notebook checks before opening a shipped bank instead of extracting again."""
-        want = {**json.loads(json.dumps(method.get_params())), "model": method.model.name}
+        what a notebook checks before opening a shipped bank instead of extracting again. It compares the record
+        an extraction by ``method`` would write (`extractor.protocol_of`), all but the library versions and the
+        folder the model was read from."""
+        from .extractor import protocol_of
+        want = {k: v for k, v in protocol_of(method).items() if k not in ("versions", "model_source")}
         protocol = self.protocol
         return self.complete is not False and {k: protocol.get(k) for k in want} == want
 
