@@ -271,6 +271,18 @@ def test_explorer_prompt_switch_and_notebook_screenshots(voila_url, tmp_path):
             assert "the legs of a robot" not in first
             time.sleep(1.0)
             page.screenshot(path=str(tmp_path / "voila_01_quickstart.png"), full_page=True)
+            # Run clicked in the page: the status gives the wait timed by the browser, click to maps painted
+            status = ("() => { const s = document.querySelector('.decomviz-explorer .decomviz-status'); "
+                      "return s ? s.textContent : ''; }")
+            t0 = time.perf_counter()
+            page.locator(".decomviz-explorer button", has_text="Run").first.click()
+            page.wait_for_function(f"() => /from the click to the maps on screen/.test(({status})())",
+                                   timeout=300_000, polling=50)
+            seen = time.perf_counter() - t0
+            text = page.evaluate(status)
+            reported = float(re.search(r"done in ([0-9.]+) s from the click", text).group(1))
+            _record_time("Explorer Run, click to maps on screen as the status reports it", reported)
+            assert 0 < reported <= seen + 0.01, (text, seen)  # timed inside the wait the test saw
             for name in ("02_component_scrubbing", "03_teaching"):
                 other = _open(browser, voila_url + f"voila/render/{name}.ipynb", console, blocked)
                 other.wait_for_selector(".js-plotly-plot", timeout=300_000)

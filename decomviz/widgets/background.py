@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import atexit
+import html
+import re
 import threading
 import time
 import traceback
@@ -102,6 +104,11 @@ class BackgroundRuns:
         self._thread.join(timeout)
         with self._lock:
             return job.generation == self._generation and job.done.is_set()
+
+    @property
+    def status_text(self) -> str:
+        """The status line as plain text."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
 
     def _message(self, text: str, kind: str = "info") -> None:
         self.status.value = message_html(text, kind)

@@ -18,6 +18,7 @@ from ..viz.explanation_figures import comparison_figure, explanation_figure, spe
 from .background import BackgroundRuns, Job
 from .knob_panel import KnobPanel
 from .prompt_words import PromptWords
+from .run_clock import ClockedButton, ClockedRuns
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png, replace_figure
 
 #: Method names as shown, by registry name (`decomviz.methods.registry.METHODS`).
@@ -38,7 +39,7 @@ def _defaults(first: str = "decomcam") -> Dict[str, Any]:
     return out
 
 
-class Explorer(BackgroundRuns, widgets.VBox):
+class Explorer(ClockedRuns, BackgroundRuns, widgets.VBox):
     """Explain an image against prompts with DecomCAM or a baseline, from a notebook.
 
     Parameters
@@ -104,9 +105,9 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.compare_hint = widgets.HTML("<span style='color:#666;font-size:12px;margin-left:114px'>"
                                          "ctrl-click (cmd-click on a Mac) to pick several, again to drop one</span>")
         self.knob_panel = KnobPanel(all_knobs(), _defaults(), model)
-        self.run_button = widgets.Button(description="Run", button_style="primary",
-                                         tooltip="explain the image (a new run replaces one in progress)",
-                                         layout=widgets.Layout(width="120px"))
+        self.run_button = ClockedButton(description="Run", button_style="primary",
+                                        tooltip="explain the image (a new run replaces one in progress)",
+                                        layout=widgets.Layout(width="120px"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
         self.status = widgets.HTML(message_html("Pick an image, type prompts, press Run.", "info"))
         self.prompt_dropdown = widgets.Dropdown(options=[], description="show prompt", style=wide,
@@ -117,15 +118,16 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self.image_dropdown.observe(self._on_image_picked, names="value")
         self.upload.observe(lambda c: self.set_upload(c["new"]) if c["new"] else None, names="value")
         self.prompts_box.observe(self._on_prompts_typed, names="value")
-        self.run_button.on_click(lambda _: self.run(wait=False))
+        self._init_clock(self.run_button, lambda: self.run(wait=False))
         self.prompt_dropdown.observe(self._on_prompt_picked, names="value")
         self.method_dropdown.observe(lambda c: self._on_method_picked(), names="value")
         self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
 
         self.knobs_box = widgets.Accordion([self.knob_panel.box], titles=("knobs",), selected_index=None,
                                            layout=widgets.Layout(width="420px"))
-        left = widgets.VBox([self.image_dropdown, self.upload,
-                             widgets.HBox([self.preview, self.image_label], layout=widgets.Layout(align_items="center"))])
+        centred = widgets.Layout(align_items="center")
+        left = widgets.VBox([self.image_dropdown, self.upload, widgets.HBox([self.preview, self.image_label],
+                                                                             layout=centred)])
         right = widgets.VBox([self.prompts_box, self.method_dropdown, self.compare_select, self.compare_hint,
                               self.knobs_box, self.words.toggle])
         super().__init__([
@@ -287,7 +289,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
             return None
         self.progress.max = len(methods) + 1
         job = self._start(dict(image=self.image.copy(), image_name=self.image_name, prompts=prompts,
-                               methods=methods, knobs=knobs))
+                               methods=methods, knobs=knobs, browser_clock=self._clicked_in_browser))
         if not self._finished(job, wait, timeout):
             return None
         return dict(self.explanations) if self.last_error is None else None
@@ -306,10 +308,16 @@ class Explorer(BackgroundRuns, widgets.VBox):
         self._check(job)
         return out
 
-    def _summary(self, job: Job) -> str:
-        secs = time.perf_counter() - job.started
-        names = ", ".join(METHOD_LABELS[m] for m in job.methods)
-        text = f"Run {job.generation} done in {secs:.1f} s: {names} on {len(job.prompts)} prompt(s)."
+    def _summary(self, job: Job, on_screen: Optional[float] = None) -> str:
+        """A run clicked in a browser says its maps are on their way, then the wait its user saw (`on_screen`)."""
+        secs, what = time.perf_counter() - job.started, f"{', '.join(METHOD_LABELS[m] for m in job.methods)} on " \
+            f"{len(job.prompts)} prompt(s)."
+        if on_screen is not None:
+            text = f"Run {job.generation} done in {on_screen:.2f} s from the click to the maps on screen: {what}"
+        elif job.browser_clock:
+            text = f"Run {job.generation}: maps computed in {secs:.1f} s, on their way to the screen…"
+        else:
+            text = f"Run {job.generation} done in {secs:.1f} s: {what}"
         exp = self.explanation
         if exp is not None:
             flagged = [f for f, v in exp.flags.items() if bool(v.any()) and f in ("no_positive_contribution",
@@ -344,6 +352,7 @@ class Explorer(BackgroundRuns, widgets.VBox):
 
     def _deliver(self, job: Job, results: Dict[str, Explanation]) -> bool:
         delivered = super()._deliver(job, results)
+        self._clock_delivered(job, delivered)
         # then, still in the run's thread, the figures of the other prompts: switching the prompt on show later
         # only swaps them in (no model runs, nothing is rebuilt); a newer run stops this
         for t in range(1, len(job.prompts) if delivered else 0):
@@ -403,12 +412,6 @@ class Explorer(BackgroundRuns, widgets.VBox):
         return ComponentScrubber(exp, model=self.model, prompt=self._shown_prompt if prompt is None else prompt)
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def status_text(self) -> str:
-        """The status line as plain text."""
-        import re
-        return html.unescape(re.sub(r"<[^>]+>", "", self.status.value))
-
     def _set_prompt_text(self, text: str) -> None:
         self._setting_prompts = True
         try:
