@@ -132,35 +132,39 @@ def choose_components(model, scenes, choices=(4, 6, 8)) -> Dict[str, Dict]:
 
 def choose_concepts(model, fit_scenes, eval_scenes, choices=(4, 6, 8)) -> Dict:
     """The concepts' strategy (one NMF over the dataset's cells, or each image's NMF components clustered), count,
-    whether they are fitted per class and whether on cell directions (normalize_cells), with the largest margin
+    whether they are fitted per class and whether on cell directions (normalize_cells), and how a scored image is
+    coded (each cell on the concepts, or the image's own NMF components matched to them), with the largest margin
     over the position partition (same k) in within-class part NMI, on the choosing scenes."""
     best, margins = None, {}
-    variants = [("dataset", False), ("dataset", True), ("image-parts", True)]  # image-parts codes directions
-    for strategy, normalize in variants:
+    variants = [("dataset", False, "cells"), ("dataset", True, "cells"),
+                ("image-parts", True, "cells"), ("image-parts", True, "image-parts")]  # image-parts: directions
+    for strategy, normalize, coding in variants:
         for per_class in (False, True):
             for k in choices:
                 basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0,
-                                     normalize_cells=normalize, strategy=strategy).fit(fit_scenes)
+                                     normalize_cells=normalize, strategy=strategy, coding=coding).fit(fit_scenes)
                 rep = basis.part_report(eval_scenes)
                 m = rep["concepts"]["within_class_nmi"] - rep[f"control: position partition (k={k})"][
                     "within_class_nmi"]
-                margins[concept_label(per_class, k, normalize, strategy)] = round(m, 4)
+                margins[concept_label(per_class, k, normalize, strategy, coding)] = round(m, 4)
                 if best is None or m > best[0]:
-                    best = (m, per_class, k, normalize, strategy)
+                    best = (m, per_class, k, normalize, strategy, coding)
     return {"per_class": best[1], "n_concepts": best[2], "normalize_cells": best[3], "strategy": best[4],
-            "margins": margins}
+            "coding": best[5], "margins": margins}
 
 
-def concept_label(per_class: bool, k: int, normalize: bool = False, strategy: str = "dataset") -> str:
+def concept_label(per_class: bool, k: int, normalize: bool = False, strategy: str = "dataset",
+                  coding: str = "cells") -> str:
+    coded = "; each scored image's own NMF components matched to them" if coding == "image-parts" else ""
     if strategy == "image-parts":
-        return f"{'per class' if per_class else 'shared'}, k={k}, each image's NMF components clustered"
-    return f"{'per class' if per_class else 'shared'}, k={k}" + (", cell directions" if normalize else "")
+        return f"{'per class' if per_class else 'shared'}, k={k}, each image's NMF components clustered{coded}"
+    return f"{'per class' if per_class else 'shared'}, k={k}" + (", cell directions" if normalize else "") + coded
 
 
 def concepts_study(model, fit_scenes, report_scenes, per_class: bool, k: int, normalize: bool = False,
-                   strategy: str = "dataset") -> Dict:
+                   strategy: str = "dataset", coding: str = "cells") -> Dict:
     basis = ConceptBasis(model, n_concepts=k, per_class=per_class, random_state=0, normalize_cells=normalize,
-                         strategy=strategy).fit(fit_scenes)
+                         strategy=strategy, coding=coding).fit(fit_scenes)
     rep = basis.part_report(report_scenes)
     return dict(rep)
 
@@ -294,7 +298,8 @@ def run_model(name: str, args, log) -> Dict:
             f"pooled {r['pooled_nmi']:.3f}  best part {r['best_part_share']:.3f}")
     entry["concepts"] = concepts_study(model, fit, report, concept_choice["per_class"], concept_choice["n_concepts"],
                                        concept_choice.get("normalize_cells", False),
-                                       concept_choice.get("strategy", "dataset"))
+                                       concept_choice.get("strategy", "dataset"),
+                                       concept_choice.get("coding", "cells"))
     for row, r in entry["concepts"].items():
         log(f"  concepts: {row:42s} within image {r['within_image_nmi']:.3f}  within class "
             f"{r['within_class_nmi']:.3f}  pooled {r['pooled_nmi']:.3f}")
@@ -404,7 +409,9 @@ def markdown(results: Dict) -> str:
         c, ch = e["concepts"], e["chosen"]["concepts"]
         pos = next(r for n, r in c.items() if "position" in n)["within_class_nmi"]
         cls = c["control: class only"]["pooled_nmi"]
-        lines.append(f"| {name} | {concept_label(ch['per_class'], ch['n_concepts'], ch.get('normalize_cells', False), ch.get('strategy', 'dataset'))} | "
+        label = concept_label(ch['per_class'], ch['n_concepts'], ch.get('normalize_cells', False),
+                              ch.get('strategy', 'dataset'), ch.get('coding', 'cells'))
+        lines.append(f"| {name} | {label} | "
                      f"{c['concepts']['within_class_nmi']:.3f} | {pos:.3f} | {c['concepts']['within_class_nmi'] - pos:+.3f} "
                      f"| {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
     lines += ["", "| model | method (score of the part prompts) | part prompt peaks in the named part | class prompt "

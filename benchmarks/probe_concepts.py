@@ -13,7 +13,9 @@ NMI over the position partition with as many regions:
   channel (a colour channel, say) dominates the factorization by its scale alone; and its directions;
 - image parts, clustered: each fitting image's cells factorized on their own (NMF, as many components as
   concepts), the components' unit directions pooled (per class) and clustered by k-means; the concepts are the
-  cluster centres, and cells are coded against them on their directions.
+  cluster centres, and cells are coded against them on their directions;
+- image parts, clustered and matched: the same concepts, and each scored image coded by its own NMF components,
+  each component given whole to the concept it matches (``coding="image-parts"``).
 
     python benchmarks/probe_concepts.py --model parts-rn-dense
 """
@@ -90,19 +92,22 @@ def main(argv=None) -> int:
     choose = single_object_scenes(args.scenes, args.choose_seed)
     EvidenceBasis.classes_of = {id(s.image): s.objects[0].label for s in fit + choose}
     StandardisedBasis.scale = channel_rms(model, fit)
-    variants = {"activations": (ConceptBasis, False, "dataset"), "directions": (ConceptBasis, True, "dataset"),
-                "evidence": (EvidenceBasis, False, "dataset"), "evidence directions": (EvidenceBasis, True, "dataset"),
-                "standardised": (StandardisedBasis, False, "dataset"),
-                "standardised directions": (StandardisedBasis, True, "dataset"),
-                "image parts, clustered": (ConceptBasis, True, "image-parts")}
+    variants = {"activations": (ConceptBasis, False, "dataset", "cells"),
+                "directions": (ConceptBasis, True, "dataset", "cells"),
+                "evidence": (EvidenceBasis, False, "dataset", "cells"),
+                "evidence directions": (EvidenceBasis, True, "dataset", "cells"),
+                "standardised": (StandardisedBasis, False, "dataset", "cells"),
+                "standardised directions": (StandardisedBasis, True, "dataset", "cells"),
+                "image parts, clustered": (ConceptBasis, True, "image-parts", "cells"),
+                "image parts, clustered and matched": (ConceptBasis, True, "image-parts", "image-parts")}
     rows = []
     for variant in args.variants or list(variants):
-        cls, normalize, strategy = variants[variant]
+        cls, normalize, strategy, coding = variants[variant]
         for per_class in (True, False):
             for k in args.ks:
                 t0 = time.perf_counter()
                 basis = cls(model, n_concepts=k, per_class=per_class, random_state=0, normalize_cells=normalize,
-                            strategy=strategy)
+                            strategy=strategy, coding=coding)
                 basis.fit(fit)
                 got, pos = margin(basis, choose, k)
                 row = {"variant": variant, "per_class": per_class, "k": k, "within_class_nmi": round(got, 4),

@@ -170,3 +170,38 @@ def test_a_strategy_is_checked_and_too_few_components_say_what_to_change(tiny_rn
         dv.ConceptBasis(tiny_rn, strategy="pca")
     with pytest.raises(ValueError, match="fewer concepts"):
         dv.ConceptBasis(tiny_rn, n_concepts=1000, random_state=0, strategy="image-parts").fit(scenes[:1])
+
+
+def test_image_parts_coding_gives_each_region_whole_to_the_concept_it_matches():
+    from decomviz.analysis.concepts import _matched_image_parts
+    basis = np.eye(6)[[0, 2, 4]] + 0.05  # three non-negative directions over 6 channels
+    cells = np.zeros((30, 6))
+    cells[:10] = 2.0 * basis[2]  # region A is concept 2, region B concept 0, region C concept 1
+    cells[10:20] = 1.0 * basis[0]
+    cells[20:] = 0.5 * basis[1]
+    codes = _matched_image_parts(cells, basis, random_state=0)
+    assert codes.shape == (30, 3)
+    np.testing.assert_array_equal(codes.argmax(1), [2] * 10 + [0] * 10 + [1] * 10)
+    # in the cells' units (coefficient times the component's norm): the region's strength times its direction's norm
+    norms = np.linalg.norm(basis, axis=1)
+    np.testing.assert_allclose(codes[np.arange(30), codes.argmax(1)],
+                               [2.0 * norms[2]] * 10 + [norms[0]] * 10 + [0.5 * norms[1]] * 10, rtol=0.05)
+    assert np.abs(codes - codes.max(1, keepdims=True) * (codes == codes.max(1, keepdims=True))).max() < 0.05
+    assert not _matched_image_parts(np.zeros((30, 6)), basis, 0).any()  # nothing active: no map
+
+
+def test_image_parts_coding_is_saved_and_checked(tiny_rn, scenes, tmp_path):
+    basis = dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4, strategy="image-parts",
+                            coding="image-parts").fit(scenes)
+    maps = basis.transform([s.image for s in scenes[:2]], size="grid")
+    assert maps.shape == (2, 3, *basis.grid_) and (maps >= 0).all()
+    basis.save(tmp_path / "coded.npz")
+    again = dv.ConceptBasis.load(tmp_path / "coded.npz", tiny_rn)
+    assert again.coding == "image-parts" and "coding='image-parts'" in repr(again)
+    np.testing.assert_allclose(again.transform(scenes[0].image), basis.transform(scenes[0].image), rtol=1e-5,
+                               atol=1e-6)
+    cells_coded = dv.ConceptBasis(tiny_rn, n_concepts=3, random_state=0, batch_size=4, strategy="image-parts")
+    cells_coded.components_, cells_coded.grid_, cells_coded.layer_ = basis.components_, basis.grid_, basis.layer_
+    assert not np.allclose(cells_coded.transform(scenes[0].image), basis.transform(scenes[0].image))
+    with pytest.raises(ValueError, match="cells, image-parts"):
+        dv.ConceptBasis(tiny_rn, coding="nearest")

@@ -25,6 +25,8 @@ from ..ops import blurred_reference, embed_masked, minmax, upsample
 _FORMAT = "decomviz-concepts-1"
 #: How a basis is fitted (see `ConceptBasis`).
 STRATEGIES = ("dataset", "image-parts")
+#: How a new image's cells are given to the concepts (see `ConceptBasis`).
+CODINGS = ("cells", "image-parts")
 
 
 def _image_class_parts(item) -> Tuple[Any, Optional[str], Dict[str, np.ndarray]]:
@@ -62,6 +64,11 @@ class ConceptBasis:
         directions pooled (per class with ``per_class``) and clustered by k-means; the concepts are the cluster
         centres, and cells are coded on their directions (as with ``normalize_cells``). It keeps one
         (n_concepts, C) array per image until the clustering.
+    coding : how `transform` gives a new image's cells to the concepts. "cells" (default): each cell's non-negative
+        code on the fixed concepts, as NMF's transform does. "image-parts": the image's own cells factorized (NMF,
+        one component per concept), each component given whole to the concept whose direction it matches, one
+        component per concept (the assignment that maximises the summed cosine); a concept's map is then its
+        component's map. The image's own regions make the maps' edges, and the concepts name the regions.
 
     After ``fit(dataset)``: ``components_`` (n_concepts, C) (a dict by class with ``per_class``), ``layer_``,
     ``grid_`` (h, w), ``n_images_``, ``classes_``.
@@ -69,7 +76,7 @@ class ConceptBasis:
 
     def __init__(self, model, n_concepts: int = 12, layer: Optional[str] = None, per_class: bool = False,
                  random_state: Optional[int] = None, batch_size: int = 16, n_epochs: int = 2,
-                 normalize_cells: bool = False, strategy: str = "dataset"):
+                 normalize_cells: bool = False, strategy: str = "dataset", coding: str = "cells"):
         if not isinstance(n_concepts, (int, np.integer)) or isinstance(n_concepts, bool) or n_concepts < 1:
             raise ValueError(f"n_concepts must be a positive integer, got {n_concepts!r}.")
         for name, value in (("batch_size", batch_size), ("n_epochs", n_epochs)):
@@ -86,11 +93,15 @@ class ConceptBasis:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
         self.strategy = strategy
+        if coding not in CODINGS:
+            raise ValueError(f"coding must be one of {', '.join(CODINGS)}; got {coding!r}.")
+        self.coding = coding
 
     def __repr__(self) -> str:
         return (f"ConceptBasis(n_concepts={self.n_concepts}, layer={self.layer!r}, per_class={self.per_class}, "
                 f"random_state={self.random_state}" + (", normalize_cells=True" if self.normalize_cells else "")
-                + (f", strategy={self.strategy!r})" if self.strategy != "dataset" else ")"))
+                + (f", strategy={self.strategy!r}" if self.strategy != "dataset" else "")
+                + (f", coding={self.coding!r})" if self.coding != "cells" else ")"))
 
     # ------------------------------------------------------------------ fitting
     def _cells(self, images: Sequence[Any]) -> torch.Tensor:
@@ -158,7 +169,6 @@ class ConceptBasis:
     def _fit_image_parts(self, dataset: Iterable) -> "ConceptBasis":
         """strategy="image-parts": per-image NMF components, their directions clustered across images."""
         from sklearn.cluster import KMeans
-        from sklearn.decomposition import NMF
         pooled: Dict[Optional[str], List[np.ndarray]] = {}
         n_images = 0
         for images, classes in self._batches(_images_only(dataset)):
@@ -168,8 +178,7 @@ class ConceptBasis:
                     raise ValueError("per_class=True needs a class for every image (a PartsWorld scene or a "
                                      "dataset item with labels); this image has none.")
                 k = min(self.n_concepts, *cells[b].shape)
-                H = NMF(k, init="nndsvda", max_iter=300, tol=1e-4, random_state=self.random_state).fit(
-                    cells[b]).components_
+                H = _image_nmf(cells[b], k, self.random_state)[1]
                 pooled.setdefault(cls if self.per_class else None, []).append(
                     H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12))
                 n_images += 1
@@ -209,10 +218,14 @@ class ConceptBasis:
         images = images if isinstance(images, (list, tuple)) else [images]
         if self.per_class and (classes is None or len(classes) != len(images)):
             raise ValueError("Concepts fitted per class need classes=[...], one class per image.")
-        cells, scale = self._directions(self._cells(images).numpy().astype(np.float64))  # (B, n, C), (B, n, 1)
+        raw = self._cells(images).numpy().astype(np.float64)  # (B, n, C)
+        bases = [self._basis(classes[b] if self.per_class else None) for b in range(len(images))]
         h, w = self.grid_
-        out = np.stack([_nnls_codes(cells[b], self._basis(classes[b] if self.per_class else None))
-                        for b in range(len(images))]) * scale  # (B, n, K)
+        if self.coding == "image-parts":
+            out = np.stack([_matched_image_parts(raw[b], bases[b], self.random_state) for b in range(len(images))])
+        else:
+            cells, scale = self._directions(raw)  # (B, n, C), (B, n, 1)
+            out = np.stack([_nnls_codes(cells[b], bases[b]) for b in range(len(images))]) * scale  # (B, n, K)
         maps = out.transpose(0, 2, 1).reshape(len(images), -1, h, w).astype(np.float32)
         if size == "grid":
             return maps
@@ -317,7 +330,7 @@ class ConceptBasis:
         meta = {"format": _FORMAT, "n_concepts": self.n_concepts, "layer": self.layer_, "per_class": self.per_class,
                 "classes": self.classes_, "grid": list(self.grid_), "n_images": self.n_images_,
                 "random_state": self.random_state, "model": getattr(self.model, "name", None),
-                "normalize_cells": self.normalize_cells, "strategy": self.strategy}
+                "normalize_cells": self.normalize_cells, "strategy": self.strategy, "coding": self.coding}
         np.savez(path, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8), **arrays)
 
     @classmethod
@@ -333,7 +346,7 @@ class ConceptBasis:
                                                                         meta["per_class"] else 1)]
         basis = cls(model, meta["n_concepts"], meta["layer"], meta["per_class"], meta["random_state"],
                     normalize_cells=bool(meta.get("normalize_cells", False)),
-                    strategy=meta.get("strategy", "dataset"))
+                    strategy=meta.get("strategy", "dataset"), coding=meta.get("coding", "cells"))
         basis.layer_ = model.resolve_layer(meta["layer"])
         basis.grid_ = tuple(meta["grid"])
         basis.n_images_ = meta["n_images"]
@@ -373,3 +386,36 @@ def _nnls_codes(cells: np.ndarray, basis: np.ndarray, n_iter: int = 200) -> np.n
     for _ in range(n_iter):
         W *= XHt / np.maximum(W @ HHt, 1e-12)
     return W
+
+
+def _matched_image_parts(cells: np.ndarray, basis: np.ndarray, random_state: Optional[int]) -> np.ndarray:
+    """Codes (n, K) of one image's cells (n, C): the image's own NMF components (as many as concepts, or fewer
+    where the image has fewer cells or channels), each put whole on the concept it matches by cosine, one component
+    per concept; a component's code is its NMF coefficient times its norm, so codes are in the cells' units."""
+    from scipy.optimize import linear_sum_assignment
+    K = len(basis)
+    k = min(K, *cells.shape)
+    codes = np.zeros((len(cells), K))
+    if not np.any(cells > 0):
+        return codes
+    W, H = _image_nmf(cells, k, random_state)
+    norms = np.linalg.norm(H, axis=1)
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    rows, cols = linear_sum_assignment(-(unit(H) @ unit(basis.astype(np.float64)).T))
+    for i, j in zip(rows, cols):
+        codes[:, j] = W[:, i] * norms[i]
+    return codes
+
+
+def _image_nmf(cells: np.ndarray, k: int, random_state: Optional[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """(W (n, k), H (k, C)) of one image's cells. 300 iterations find an image's few regions; sklearn's warning that
+    they did not converge to its tolerance would come once per image, so it is silenced here."""
+    import warnings
+
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+    nmf = NMF(k, init="nndsvda", max_iter=300, tol=1e-4, random_state=random_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = nmf.fit_transform(cells)
+    return W, nmf.components_
