@@ -205,3 +205,23 @@ def test_image_parts_coding_is_saved_and_checked(tiny_rn, scenes, tmp_path):
     assert not np.allclose(cells_coded.transform(scenes[0].image), basis.transform(scenes[0].image))
     with pytest.raises(ValueError, match="cells, image-parts"):
         dv.ConceptBasis(tiny_rn, coding="nearest")
+
+
+def test_one_class_of_a_per_class_basis_is_a_shared_basis_for_the_gallery_and_naming(tiny_rn, scenes):
+    from decomviz.widgets import ConceptGallery
+    basis = dv.ConceptBasis(tiny_rn, n_concepts=2, per_class=True, random_state=0, batch_size=4).fit(scenes)
+    cls = scenes[0].objects[0].label
+    own = [s for s in scenes if s.objects[0].label == cls]
+    with pytest.raises(ValueError, match=r"for_class\('house'\)"):
+        ConceptGallery(basis, own)
+    with pytest.raises(ValueError, match="for_class"):
+        basis.name_parts(["robot/head"], [s.image for s in own])
+    one = basis.for_class(cls)
+    assert not one.per_class and one.for_class("anything") is one and basis.per_class  # the original is unchanged
+    np.testing.assert_allclose(one.transform([s.image for s in own]),
+                               basis.transform([s.image for s in own], classes=[cls] * len(own)), rtol=1e-6)
+    gallery = ConceptGallery(one, own)
+    assert gallery.maps.shape[:2] == (len(own), 2)
+    assert len(one.name_parts([f"{cls}/{p.name}" for p in own[0].parts if p.object == 0], [own[0].image])) == 2
+    with pytest.raises(ValueError, match="per class"):
+        basis.for_class("no such class")

@@ -9,6 +9,7 @@ by DecomCAM's masked scoring), and can be scored against ground-truth parts (``p
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -197,6 +198,17 @@ class ConceptBasis:
         self.components_ = centres if self.per_class else centres[None]
         return self
 
+    def for_class(self, cls: str) -> "ConceptBasis":
+        """The concepts of one class of a per-class basis, as a shared basis of their own: what `ConceptGallery`,
+        `name_parts` and `transform` without classes take. A shared basis returns itself."""
+        self._check_fitted()
+        if not self.per_class:
+            return self
+        one = copy.copy(self)
+        one.per_class, one.components_, one.classes_ = False, self._basis(cls), []
+        one.__dict__.pop("model_names_", None)
+        return one
+
     def _check_fitted(self):
         if not hasattr(self, "components_"):
             raise RuntimeError("Call fit(dataset) first (or ConceptBasis.load(path)).")
@@ -292,8 +304,8 @@ class ConceptBasis:
         kept in ``model_names_``, apart from any ground-truth naming."""
         self._check_fitted()
         if self.per_class:
-            raise ValueError("name_parts names the concepts of one shared basis; with per_class=True name the "
-                             "concepts of each class from its own images.")
+            raise ValueError("name_parts names the concepts of one shared basis; with per_class=True name each "
+                             "class's concepts from its own images: basis.for_class('house').name_parts(...).")
         if not vocabulary:
             raise ValueError("Give a non-empty vocabulary, e.g. ['car/wheel', 'house/roof'] or ['wheel', 'roof'].")
         prompts = [_prompt(v, template, part_template) for v in vocabulary]

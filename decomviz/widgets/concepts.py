@@ -26,8 +26,8 @@ class ConceptGallery(widgets.VBox):
     def __init__(self, basis, images: Sequence[Any], prompt: Optional[str] = None, report=None, cols: int = 6):
         basis._check_fitted()
         if basis.per_class:
-            raise ValueError("ConceptGallery shows one shared basis; for per-class concepts pass the images of one "
-                             "class to ConceptBasis(per_class=False) fitted on that class.")
+            raise ValueError("ConceptGallery shows one shared basis; for per-class concepts show one class's: "
+                             "ConceptGallery(basis.for_class('house'), images_of_houses).")
         self.basis = basis
         self.images = [getattr(im, "image", im) for im in images]
         if not self.images:
