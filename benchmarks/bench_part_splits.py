@@ -435,9 +435,10 @@ def markdown(results: Dict) -> str:
                               ch.get('strategy', 'dataset'), ch.get('coding', 'cells'))
         got = c['concepts']['within_class_nmi']
         mono = c.get("concepts, one colour", {}).get("within_class_nmi", float("nan"))
-        hue = c.get("concepts against the parts' colours", {}).get("within_class_nmi", float("nan"))
+        hue = c.get("concepts against the parts' colours", {}).get("within_class_nmi")
+        hue = "not measured" if hue is None else f"{hue:.3f}"
         lines.append(f"| {name} | {label} | {got:.3f} | {pos:.3f} | {got - pos:+.3f} | {mono:.3f} | {mono - pos:+.3f} "
-                     f"| {hue:.3f} | {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
+                     f"| {hue} | {cls:.3f} | {c['concepts']['pooled_nmi']:.3f} |")
     lines += ["", "| model | method (score of the part prompts) | part prompt peaks in the named part | class prompt "
               "(cosine), same part | lift | parts | s / pair |", "|---|---|---|---|---|---|---|"]
     for name, e in results["models"].items():
