@@ -40,3 +40,34 @@ def test_runs_and_prompt_switches_reuse_the_explorers_figure_widgets(tiny_rn):
     assert sum(isinstance(tr, go.Heatmap) for tr in ex.figures[-1].data) == 2
     sal = next(tr for tr in ex.figures[0].data if tr.name == "saliency")
     assert np.isfinite(np.asarray(sal.z, float)).all()
+
+
+def _plain(fig):
+    j = fig.to_plotly_json()
+    for tr in j["data"]:
+        tr.pop("uid", None)
+    j["layout"].pop("template", None)
+    return j
+
+
+def test_a_figure_of_the_same_structure_is_sent_as_its_differences_in_one_update():
+    from decomviz.viz.clusters import exemplar_grid_figure
+    from decomviz.widgets._common import _equal
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
+    heats = [rng.random((32, 32)) for _ in range(6)]
+    first = exemplar_grid_figure(imgs[:3], heats[:3], ["a", "b", "c"], n_slots=4, cols=4, title="one", color="#d55e00")
+    second = exemplar_grid_figure(imgs[3:], heats[3:], ["d", "e", "f"], n_slots=4, cols=4, title="two",
+                                  color="#0072b2")
+    w = go.FigureWidget(first)
+    sent = {"update": 0, "addTraces": 0, "relayout": 0, "restyle": 0}
+    for name in sent:
+        w.observe(lambda c, n=name: sent.__setitem__(n, sent[n] + (c["new"] is not None)), names=f"_py2js_{name}")
+    replace_figure(w, second)
+    assert _equal(_plain(w), _plain(second))
+    assert sent == {"update": 1, "addTraces": 0, "relayout": 0, "restyle": 0}  # one message, no trace re-made
+    assert w.data[3].source == first.data[3].source  # the blank slot was not sent again
+    assert w._widget_layout["title"]["text"] == "two"  # a view made later starts from the new figure
+    # a figure of another structure still replaces everything
+    replace_figure(w, exemplar_grid_figure(imgs[:2], heats[:2], ["g", "h"], n_slots=2, cols=2, title="three"))
+    assert len(w.data) == 2 and w.layout.title.text == "three" and sent["addTraces"] == 1

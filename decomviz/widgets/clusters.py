@@ -134,6 +134,11 @@ class ClusterGallery(widgets.VBox):
         if c not in self.names:
             raise ValueError(f"There is no cluster {c}; choose one of {sorted(self.names)}.")
         self.cluster = c
+        rows = self.exemplars(c)  # the new exemplars first: then the page gets every edit of the pick together
+        fig = exemplar_figure_for(self.bank, self.df, self.images, rows, c, self.names,
+                                  self.clusters.n_clusters_, n_slots=self.n_exemplars,
+                                  size=int((self.labels == c).sum()), by=self.by,
+                                  confidence=self._confidence(c), cols=min(self.n_exemplars, 8))
         if self.point is not None and self.labels[self.point] != c:
             self.point = None
             self._draw_point()
@@ -142,11 +147,7 @@ class ClusterGallery(widgets.VBox):
             for tr in self.scatter.data[:-1]:
                 on = tr.meta["cluster"] == c
                 tr.marker.opacity = 0.9 if on else 0.15
-        self.shown_rows = self.exemplars(c)
-        fig = exemplar_figure_for(self.bank, self.df, self.images, self.shown_rows, c, self.names,
-                                  self.clusters.n_clusters_, n_slots=self.n_exemplars,
-                                  size=int((self.labels == c).sum()), by=self.by,
-                                  confidence=self._confidence(c), cols=min(self.n_exemplars, 8))
+        self.shown_rows = rows
         _swap(self, "gallery", fig, self)
         self.info.value = self._info_html(c)
 
