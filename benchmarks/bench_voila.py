@@ -6,6 +6,9 @@ process tree, read from /proc while the page loads).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_voila.py [--only 01_quickstart 02_component_scrubbing]
 
+Each notebook gets a Voila server of its own, stopped after it (with its kernel), so that no notebook measured
+before shares the cores with the next.
+
 With --explorer, notebook 01's Explorer is also run from the page (prompts typed in the other order, Run clicked):
 the seconds from the click until its maps are redrawn, by the page's clock, beside the time its status line reports. With --picks, notebook 04's ClusterGallery is given
 other clusters from its dropdown, once every cell has run: the milliseconds from the pick until its exemplar grid
@@ -214,22 +217,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
     names = args.only or [p.stem for p in sorted(NOTEBOOKS.glob("0*.ipynb"))]
-    proc, url = start_voila()
     rows = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                for name in names:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for name in names:
+                # a Voila of its own per notebook: the kernel of the one before, whose later cells may still be
+                # running, is stopped with its server and does not share the cores
+                proc, url = start_voila()
+                try:
                     row = measure(browser, url, proc.pid, name, explorer=args.explorer and name.startswith("01"),
                                   picks=args.picks and name.startswith("04"))
-                    rows.append(row)
-                    print(row, flush=True)
-            finally:
-                browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+                finally:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=20)
+                rows.append(row)
+                print(row, flush=True)
+        finally:
+            browser.close()
     print(f"cores: {os.cpu_count()}, load average at the end: {os.getloadavg()}")
     return 0
 
