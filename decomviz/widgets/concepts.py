@@ -6,6 +6,7 @@ import html
 from typing import Any, Optional, Sequence
 
 import ipywidgets as widgets
+import numpy as np
 import plotly.graph_objects as go
 
 from ..viz.concepts import concept_figure
@@ -51,7 +52,14 @@ class ConceptGallery(widgets.VBox):
         return f"{k}: {self.names[k]}" if self.names[k] else str(k)
 
     def strongest_concept(self) -> int:
-        """The concept with the most mass over the shown images (the view opens on it)."""
+        """The concept the view opens on: with a prompt, the one whose region restores most of its score over the
+        shown images (the largest mean share); without one, or where no share is defined, the one with the most
+        mass (which is often the background's)."""
+        if self.shares is not None and np.isfinite(self.shares).any():
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(np.where(np.isfinite(self.shares), self.shares, np.nan), axis=0)
+            if np.isfinite(mean).any():
+                return int(np.nanargmax(mean))
         return int(self.maps.sum(axis=(0, 2, 3)).argmax())
 
     def figure(self, k: int):
