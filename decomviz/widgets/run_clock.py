@@ -51,8 +51,9 @@ class ClockedButton(anywidget.AnyWidget):
     """A button (description, tooltip, disabled, button_style, on_click, click) that times, in the browser, the
     wait from its click until the kernel says the result is on screen.
 
-    ``on_click(callback)`` callbacks get ``(button, from_browser)``: True when a person clicked it in a browser,
-    whose clock then answers `mark_drawn(run)` by setting ``browser_seconds`` to ``[run, seconds]``.
+    ``on_click(callback)`` callbacks get the button, as ipywidgets' Button gives it; while they run,
+    ``clicked_in_browser`` says whether a person clicked it in a browser, whose clock then answers
+    `mark_drawn(run)` by setting ``browser_seconds`` to ``[run, seconds]``.
     """
 
     _esm = _ESM
@@ -68,13 +69,14 @@ class ClockedButton(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._callbacks: List[Callable] = []
         self._from_python = False
+        self.clicked_in_browser = False
         self.observe(self._on_clicks, names="clicks")
 
     def on_click(self, callback: Callable) -> None:
         self._callbacks.append(callback)
 
     def click(self) -> None:
-        """Click from Python: the callbacks run with ``from_browser=False`` (no browser clock)."""
+        """Click from Python: the callbacks run with ``clicked_in_browser`` False (no browser clock)."""
         self._from_python = True
         try:
             self.clicks += 1
@@ -88,8 +90,12 @@ class ClockedButton(anywidget.AnyWidget):
     def _on_clicks(self, change) -> None:
         if self.disabled:
             return
-        for callback in list(self._callbacks):
-            callback(self, not self._from_python)
+        self.clicked_in_browser = not self._from_python
+        try:
+            for callback in list(self._callbacks):
+                callback(self)
+        finally:
+            self.clicked_in_browser = False
 
 
 class ClockedRuns:
@@ -105,7 +111,7 @@ class ClockedRuns:
         self._clicked_in_browser = False
         self._clocked_job = None
         self.last_wait = None
-        button.on_click(lambda _b, from_browser: self._clicked(from_browser, start))
+        button.on_click(lambda b: self._clicked(b.clicked_in_browser, start))
         button.observe(self._on_browser_clock, names="browser_seconds")
         self._clock_button = button
 
