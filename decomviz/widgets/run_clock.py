@@ -131,7 +131,7 @@ class ClockedRuns:
         run, seconds = (list(change["new"] or []) + [None, None])[:2]
         job = self._clocked_job
         with self._lock:
-            if job is None or run != job.generation or job.generation != self._generation:
-                return  # an older run's clock
+            if job is None or seconds is None or run != job.generation or job.generation != self._generation:
+                return  # an older run's clock, or no reading
             self.last_wait = float(seconds)
             self._message(self._summary(job, on_screen=float(seconds)), self._summary_kind())
