@@ -65,7 +65,7 @@ def test_gallery_shows_members_of_the_selected_cluster_by_weight(bank, clusters,
         titles = [a.text for a in gallery.gallery.layout.annotations if a.text]
         assert len(titles) == len(rows) and all(t.startswith(f"cluster {c} · w=") for t in titles)
         assert f"{weights[rows[0]]:.2f}" in titles[0]
-        opac = {tr.meta["cluster"]: tr.marker.opacity for tr in gallery.scatter.data[:-1]}
+        opac = {tr.meta["cluster"]: tr.opacity for tr in gallery.scatter.data[:-1]}
         assert opac[c] > 0.5 and all(v < 0.5 for k, v in opac.items() if k != c)
         seen.append(rows)
     assert seen[0] != seen[1]

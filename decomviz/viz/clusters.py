@@ -101,8 +101,9 @@ def cluster_scatter_figure(xy: np.ndarray, labels: np.ndarray, names: Dict[int, 
             meta={"cluster": int(c)}, text=[hover[i] for i in idx] if hover is not None else None,
             hovertemplate=("%{text}" if hover is not None else "point %{customdata}") + "<extra>"
                           + _esc(names[c]) + "</extra>",
+            opacity=0.15 if dim else 0.85,  # the trace's: a view dims a cluster with one style, not one per point
             marker=dict(color=cluster_color(c, n_colors), size=6 if c < 0 else 8, symbol=cluster_symbol(c),
-                        opacity=0.15 if dim else 0.85, line=dict(width=0.5, color="white"))))
+                        line=dict(width=0.5, color="white"))))
     sel = [] if selected_point is None else [int(selected_point)]
     fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name="selected", showlegend=False,
                              hoverinfo="skip", marker=dict(symbol="star", size=18, color="#111",

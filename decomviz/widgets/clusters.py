@@ -146,7 +146,7 @@ class ClusterGallery(widgets.VBox):
         with self.scatter.batch_update():
             for tr in self.scatter.data[:-1]:
                 on = tr.meta["cluster"] == c
-                tr.marker.opacity = 0.9 if on else 0.15
+                tr.opacity = 0.9 if on else 0.15  # the trace's, one style per trace: not one per point
         self.shown_rows = rows
         _swap(self, "gallery", fig, self)
         self.info.value = self._info_html(c)
