@@ -12,7 +12,7 @@ before shares the cores with the next.
 With --explorer, notebook 01's Explorer is also run from the page (prompts typed in the other order, Run clicked):
 the seconds from the click until its maps are redrawn, by the page's clock, beside the time its status line reports. With --picks, notebook 04's ClusterGallery is given
 other clusters from its dropdown, once every cell has run: the milliseconds from the pick until its exemplar grid
-shows the new cluster.
+shows the new cluster, and the page's main-thread tasks over 50 ms during each pick (Chromium's long tasks).
 """
 from __future__ import annotations
 
@@ -197,7 +197,9 @@ def cluster_picks(page, n: int = 5) -> dict:
     _wait_until_settled(page)  # a pick waits for the cells that still run after the widget: not the pick's cost
     select = page.locator(f"{root} select").first
     values = select.evaluate("s => Array.from(s.options).map(o => o.value)")
-    times = []
+    page.evaluate("() => { window.__dvLong = []; new PerformanceObserver(l => { for (const e of l.getEntries()) "
+                  "window.__dvLong.push(Math.round(e.duration)); }).observe({entryTypes: ['longtask']}); }")
+    times, long_tasks = [], []
     for value in values[1:n + 1]:
         old = page.evaluate(title)
         t0 = time.perf_counter()
@@ -205,8 +207,10 @@ def cluster_picks(page, n: int = 5) -> dict:
         page.wait_for_function(f"() => ({title})() !== {old!r}", timeout=60_000, polling=20)
         times.append((time.perf_counter() - t0) * 1000)
         time.sleep(0.5)
+        long_tasks.append(page.evaluate("() => window.__dvLong.splice(0)"))
     return {"cluster_pick_ms": [round(t) for t in times],  # in the order picked
-            "cluster_pick_median_ms": round(sorted(times)[len(times) // 2])}
+            "cluster_pick_median_ms": round(sorted(times)[len(times) // 2]),
+            "cluster_pick_page_long_tasks_ms": long_tasks}  # the page's main-thread tasks over 50 ms, per pick
 
 
 def main(argv=None) -> int:

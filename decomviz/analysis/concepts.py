@@ -117,8 +117,7 @@ class ConceptBasis:
         ``normalize_cells`` their directions and norms."""
         if not (self.normalize_cells or self.strategy == "image-parts"):
             return cells, np.ones(cells.shape[:-1] + (1,))
-        norm = np.linalg.norm(cells, axis=-1, keepdims=True)
-        return cells / np.maximum(norm, 1e-12), norm
+        return _unit_rows(cells), np.linalg.norm(cells, axis=-1, keepdims=True)
 
     def _batches(self, dataset: Iterable) -> Iterable[Tuple[List[Any], List[Optional[str]]]]:
         images, classes = [], []
@@ -180,8 +179,7 @@ class ConceptBasis:
                                      "dataset item with labels); this image has none.")
                 k = min(self.n_concepts, *cells[b].shape)
                 H = _image_nmf(cells[b], k, self.random_state)[1]
-                pooled.setdefault(cls if self.per_class else None, []).append(
-                    H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12))
+                pooled.setdefault(cls if self.per_class else None, []).append(_unit_rows(H))
                 n_images += 1
         if not pooled:
             raise ValueError("The dataset has no readable image to fit concepts on.")
@@ -412,8 +410,7 @@ def _matched_image_parts(cells: np.ndarray, basis: np.ndarray, random_state: Opt
         return codes
     W, H = _image_nmf(cells, k, random_state)
     norms = np.linalg.norm(H, axis=1)
-    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    rows, cols = linear_sum_assignment(-(unit(H) @ unit(basis.astype(np.float64)).T))
+    rows, cols = linear_sum_assignment(-(_unit_rows(H) @ _unit_rows(basis.astype(np.float64)).T))
     for i, j in zip(rows, cols):
         codes[:, j] = W[:, i] * norms[i]
     return codes
@@ -431,3 +428,8 @@ def _image_nmf(cells: np.ndarray, k: int, random_state: Optional[int]) -> Tuple[
         warnings.simplefilter("ignore", ConvergenceWarning)
         W = nmf.fit_transform(cells)
     return W, nmf.components_
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    """Each row (last axis) over its L2 norm; all-zero rows stay zero."""
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)

@@ -150,11 +150,11 @@ def replace_figure(widget, fig) -> None:
     their titles, not the grid); otherwise the traces are replaced, the layout relaid and keys ``fig`` lacks
     dropped."""
     from copy import deepcopy
-    layout = fig.layout.to_plotly_json()
-    if _same_structure(widget, fig, layout):
-        _send_differences(widget, fig, layout)
+    layout, shown = fig.layout.to_plotly_json(), widget.layout.to_plotly_json()
+    if _same_structure(widget, fig, shown, layout):
+        _send_differences(widget, fig, shown, layout)
     else:
-        stale = {k: None for k in widget.layout.to_plotly_json() if k not in layout and k != "template"}
+        stale = {k: None for k in shown if k not in layout and k != "template"}
         if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
             widget.layout.update(stale)
         with widget.batch_update():
@@ -165,13 +165,12 @@ def replace_figure(widget, fig) -> None:
     widget._widget_data = deepcopy(widget._data)
 
 
-def _same_structure(widget, fig, layout: dict) -> bool:
-    shown = widget.layout.to_plotly_json()
+def _same_structure(widget, fig, shown: dict, layout: dict) -> bool:
     return ([tr.type for tr in widget.data] == [tr.type for tr in fig.data] and len(widget.data) > 0
             and set(shown) - {"template"} == set(layout) - {"template"})
 
 
-def _send_differences(widget, fig, layout: dict) -> None:
+def _send_differences(widget, fig, shown: dict, layout: dict) -> None:
     """Replace, in one batch, each trace property and top-level layout key whose value differs from the shown one."""
     with widget.batch_update():
         for old, new in zip(widget.data, fig.data):
@@ -179,7 +178,6 @@ def _send_differences(widget, fig, layout: dict) -> None:
             for key in set(was) | set(now):
                 if key not in ("type", "uid") and not _equal(was.get(key), now.get(key)):
                     old[key] = now.get(key)
-        shown = widget.layout.to_plotly_json()
         for key, value in layout.items():
             if key == "template" or _equal(shown.get(key), value):
                 continue

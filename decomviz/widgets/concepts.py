@@ -3,6 +3,7 @@ prompt's score and, where the images have parts, the part report beside its cont
 from __future__ import annotations
 
 import html
+import warnings
 from typing import Any, Optional, Sequence
 
 import ipywidgets as widgets
@@ -55,9 +56,10 @@ class ConceptGallery(widgets.VBox):
         """The concept the view opens on: with a prompt, the one whose region restores most of its score over the
         shown images (the largest mean share); without one, or where no share is defined, the one with the most
         mass (which is often the background's)."""
-        if self.shares is not None and np.isfinite(self.shares).any():
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(np.where(np.isfinite(self.shares), self.shares, np.nan), axis=0)
+        if self.shares is not None:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a concept whose share is NaN in every image
+                mean = np.nanmean(self.shares, axis=0)
             if np.isfinite(mean).any():
                 return int(np.nanargmax(mean))
         return int(self.maps.sum(axis=(0, 2, 3)).argmax())

@@ -118,7 +118,8 @@ class Explorer(ClockedRuns, BackgroundRuns, widgets.VBox):
         self.image_dropdown.observe(self._on_image_picked, names="value")
         self.upload.observe(lambda c: self.set_upload(c["new"]) if c["new"] else None, names="value")
         self.prompts_box.observe(self._on_prompts_typed, names="value")
-        self._init_clock(self.run_button, lambda: self.run(wait=False))
+        self._init_clock(self.run_button)
+        self.run_button.on_click(lambda _: self.run(wait=False))
         self.prompt_dropdown.observe(self._on_prompt_picked, names="value")
         self.method_dropdown.observe(lambda c: self._on_method_picked(), names="value")
         self.compare_select.observe(lambda c: self._update_knob_visibility(), names="value")
@@ -289,7 +290,7 @@ class Explorer(ClockedRuns, BackgroundRuns, widgets.VBox):
             return None
         self.progress.max = len(methods) + 1
         job = self._start(dict(image=self.image.copy(), image_name=self.image_name, prompts=prompts,
-                               methods=methods, knobs=knobs, browser_clock=self._clicked_in_browser))
+                               methods=methods, knobs=knobs, browser_clock=self.run_button.clicked_in_browser))
         if not self._finished(job, wait, timeout):
             return None
         return dict(self.explanations) if self.last_error is None else None

@@ -68,29 +68,24 @@ class ClockedButton(anywidget.AnyWidget):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._callbacks: List[Callable] = []
-        self._from_python = False
         self.clicked_in_browser = False
-        self.observe(self._on_clicks, names="clicks")
+        self.observe(lambda _change: self._run_callbacks(from_browser=True), names="clicks")  # only a page sets it
 
     def on_click(self, callback: Callable) -> None:
         self._callbacks.append(callback)
 
     def click(self) -> None:
         """Click from Python: the callbacks run with ``clicked_in_browser`` False (no browser clock)."""
-        self._from_python = True
-        try:
-            self.clicks += 1
-        finally:
-            self._from_python = False
+        self._run_callbacks(from_browser=False)
 
     def mark_drawn(self, run: int) -> None:
         """Tell the browser that run ``run``'s result has been sent: its clock stops once that is painted."""
         self.drawn = int(run)
 
-    def _on_clicks(self, change) -> None:
+    def _run_callbacks(self, from_browser: bool) -> None:
         if self.disabled:
             return
-        self.clicked_in_browser = not self._from_python
+        self.clicked_in_browser = from_browser
         try:
             for callback in list(self._callbacks):
                 callback(self)
@@ -101,26 +96,17 @@ class ClockedButton(anywidget.AnyWidget):
 class ClockedRuns:
     """Mixin for a `BackgroundRuns` widget started by a `ClockedButton`: a run clicked in a browser is timed there.
 
-    The widget calls `_init_clock(button, start)` (``start()`` begins a run), passes
-    ``browser_clock=self._clicked_in_browser`` among the run's inputs, calls `_clock_delivered(job, delivered)`
+    The widget calls `_init_clock(button)` and has the button's ``on_click`` start a run, passes
+    ``browser_clock=button.clicked_in_browser`` among the run's inputs, calls `_clock_delivered(job, delivered)`
     once the run's figures are sent, and gives `_summary(job, on_screen=None)` a form for the browser's answer.
     ``last_wait`` holds that answer for the last run (seconds from the click to the result painted).
     """
 
-    def _init_clock(self, button: ClockedButton, start: Callable[[], object]) -> None:
-        self._clicked_in_browser = False
+    def _init_clock(self, button: ClockedButton) -> None:
         self._clocked_job = None
         self.last_wait = None
-        button.on_click(lambda b: self._clicked(b.clicked_in_browser, start))
         button.observe(self._on_browser_clock, names="browser_seconds")
         self._clock_button = button
-
-    def _clicked(self, from_browser: bool, start: Callable[[], object]) -> None:
-        self._clicked_in_browser = from_browser
-        try:
-            start()
-        finally:
-            self._clicked_in_browser = False
 
     def _clock_delivered(self, job, delivered: bool) -> None:
         if delivered and job.inputs.get("browser_clock"):
