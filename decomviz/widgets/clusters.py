@@ -18,6 +18,7 @@ from ..viz.clusters import (cluster_color, cluster_part_figure, cluster_scatter_
                             exemplar_grid_figure, image_components_figure, short_prompt)
 from ..viz.images import part_map
 from ._common import message_html, replace_figure
+from .figure_widget import FigureWidget
 
 ORDERS = {"highest weight": "weight", "closest to centre": "centre"}
 
@@ -35,7 +36,7 @@ def _swap(owner, attr: str, fig: go.Figure, container: widgets.Box) -> go.Figure
     (~5 MB) to the page each time: picks took seconds."""
     old = getattr(owner, attr, None)
     if old is None:
-        new = go.FigureWidget(fig)
+        new = FigureWidget(fig)
         setattr(owner, attr, new)
         return new
     replace_figure(old, fig)
@@ -98,14 +99,14 @@ class ClusterGallery(widgets.VBox):
         real = [c for c in self.names if c >= 0]
         first = int(cluster) if cluster is not None else (opening_cluster(clusters) if real else -1)
         # drawn with the first cluster highlighted: edits made before the widget is on a page do not reach it
-        self.scatter = go.FigureWidget(cluster_scatter_figure(
+        self.scatter = FigureWidget(cluster_scatter_figure(
             self.xy, self.labels, self.names, self.hover, n_colors=clusters.n_clusters_, selected_cluster=first,
             title=f"{len(self.xy)} components · click one to see its cluster"))
         for tr in self.scatter.data[:-1]:
             tr.on_click(self._on_click)
-        self.gallery = go.FigureWidget(exemplar_grid_figure([], [], [], n_slots=self.n_exemplars,
+        self.gallery = FigureWidget(exemplar_grid_figure([], [], [], n_slots=self.n_exemplars,
                                                             cols=min(self.n_exemplars, 8)))
-        self.detail = go.FigureWidget(self._empty_detail())
+        self.detail = FigureWidget(self._empty_detail())
         sizes = Counter(self.labels.tolist())
         options = [(f"{self.names[c]} · {sizes.get(c, 0)} components", c)
                    for c in sorted(self.names, key=lambda c: (c < 0, c))]
@@ -288,11 +289,11 @@ class PartInspector(widgets.VBox):
 
         if self.has_parts:
             self.table, self.part_names = clusters.cluster_part_table(min_share)
-            self.table_figure = go.FigureWidget(cluster_part_figure(self.table, self.part_names, self.names))
+            self.table_figure = FigureWidget(cluster_part_figure(self.table, self.part_names, self.names))
             self.table_figure.data[0].on_click(self._on_cell)
         else:
             self.table, self.part_names = None, []
-            self.table_figure = go.FigureWidget(go.Figure().update_layout(
+            self.table_figure = FigureWidget(go.Figure().update_layout(
                 title="no ground-truth parts in this bank (extract from a dataset with parts: dv.PartsWorld, "
                       "dv.datasets.COCOParts or MaskFolder, or add them with dv.attach_parts)", height=120))
         first = self.df.drop_duplicates("image_index")
@@ -301,7 +302,7 @@ class PartInspector(widgets.VBox):
                                                layout=widgets.Layout(width="340px"))
         self.info = widgets.HTML()
         self.controls = widgets.HTML(self.controls_html() if self.has_parts else "")
-        self.image_figure = go.FigureWidget(go.Figure())
+        self.image_figure = FigureWidget(go.Figure())
         self.image_dropdown.observe(self._on_image, names="value")
         super().__init__([self.table_figure, self.controls, widgets.HBox([self.image_dropdown]), self.info,
                           self.image_figure])

@@ -8,10 +8,10 @@ from typing import Any, Optional, Sequence
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 
 from ..viz.concepts import concept_figure
 from ._common import replace_figure
+from .figure_widget import FigureWidget
 
 
 class ConceptGallery(widgets.VBox):
@@ -46,7 +46,7 @@ class ConceptGallery(widgets.VBox):
                                          value=self.concept, description="concept")
         self.dropdown.observe(lambda change: self.select_concept(change["new"]), names="value")
         self.summary = widgets.HTML(self.summary_html(report))
-        self.fig = go.FigureWidget(self.figure(self.concept))
+        self.fig = FigureWidget(self.figure(self.concept))
         super().__init__([widgets.HBox([self.dropdown]), self.summary, self.fig])
 
     def _label(self, k: int) -> str:

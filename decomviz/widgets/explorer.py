@@ -20,6 +20,7 @@ from .knob_panel import KnobPanel
 from .prompt_words import PromptWords
 from .run_clock import ClockedButton, ClockedRuns
 from ._common import decode_upload, default_gallery, message_html, parse_prompts, preview_png, replace_figure
+from .figure_widget import FigureWidget
 
 #: Method names as shown, by registry name (`decomviz.methods.registry.METHODS`).
 METHOD_LABELS = {name: spec.label for name, spec in METHODS.items()}
@@ -78,7 +79,7 @@ class Explorer(ClockedRuns, BackgroundRuns, widgets.VBox):
         self._setting_dropdown = False
         self._figure_cache: Dict[int, tuple] = {}  # prompt -> its figures, for the last run
         # the figure widgets every run draws into, made here so that plotly.js reaches the page with the Explorer
-        self._figure_pool: List[go.FigureWidget] = [go.FigureWidget() for _ in range(3)]
+        self._figure_pool: List[go.FigureWidget] = [FigureWidget() for _ in range(3)]
         self._banner = widgets.HTML()
         self.words = PromptWords(model)  # the prompt's words shaded by their share of the score
         self.word_shares = None  # the last run's TokenAttribution (or why there is none)
@@ -372,7 +373,7 @@ class Explorer(ClockedRuns, BackgroundRuns, widgets.VBox):
         self._shown_prompt = t
         banner, figs = self._figures_of(t)
         while len(self._figure_pool) < len(figs):
-            self._figure_pool.append(go.FigureWidget())
+            self._figure_pool.append(FigureWidget())
         for widget, fig in zip(self._figure_pool, figs):
             replace_figure(widget, fig)
         self._banner.value = banner

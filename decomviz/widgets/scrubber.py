@@ -6,7 +6,6 @@ from typing import Dict, Iterable, List, Optional, Union
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from ..explanation import Explanation
@@ -14,6 +13,7 @@ from ..viz.caveats import explain_caveats
 from ..viz.explanation_figures import scrubber_figure
 from ..viz.pairs import KEPT_COLOR, OTHER_COLOR
 from ._common import message_html
+from .figure_widget import FigureWidget
 
 #: the knobs of DecomCAM's second stage that decide how a mask is scored (`DecomCAM.score_masks`)
 _SCORING_KNOBS = ("layer", "blur_sigma", "score", "blend", "integration", "contribution", "batch_size", "autocast")
@@ -96,7 +96,7 @@ class ComponentScrubber(widgets.VBox):
                                                      layout=widgets.Layout(width="56px"),
                                                      button_style="danger"))
         self.info = widgets.HTML()
-        self.figure = go.FigureWidget(scrubber_figure(self.pair, 0, 0, self._selected, weighting, opacity,
+        self.figure = FigureWidget(scrubber_figure(self.pair, 0, 0, self._selected, weighting, opacity,
                                                       round_to=_ROUND))
         self._combo_trace = next(self.figure.select_traces(selector=dict(name="combination")))
         self._bars = next(self.figure.select_traces(selector=dict(name="weights")))

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from ..explanation import Explanation
 from ..viz import steps as F
 from ..viz.caveats import explain_caveats
+from .figure_widget import FigureWidget
 
 
 def split_sentence(decomposition: str, K: int) -> str:
@@ -130,7 +131,7 @@ class StepThrough(widgets.VBox):
 
     def _figure(self, i: int) -> go.FigureWidget:
         if i not in self._figures:
-            self._figures[i] = go.FigureWidget(self.steps[i].build())
+            self._figures[i] = FigureWidget(self.steps[i].build())
         return self._figures[i]
 
     # ------------------------------------------------------------------ the steps
