@@ -71,3 +71,36 @@ def test_a_figure_of_the_same_structure_is_sent_as_its_differences_in_one_update
     # a figure of another structure still replaces everything
     replace_figure(w, exemplar_grid_figure(imgs[:2], heats[:2], ["g", "h"], n_slots=2, cols=2, title="three"))
     assert len(w.data) == 2 and w.layout.title.text == "three" and sent["addTraces"] == 1
+
+
+def test_a_grid_given_as_plotly_json_draws_as_its_figure_and_is_sent_as_differences():
+    from decomviz.viz.clusters import exemplar_grid_figure, exemplar_grid_spec
+    from decomviz.widgets._common import _equal
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 255, (40, 30, 3), dtype=np.uint8) for _ in range(5)]
+    heats = [rng.random((40, 30)) for _ in range(5)]
+    metas = [{"row": i} for i in range(5)]
+    spec = exemplar_grid_spec(imgs[:3], heats[:3], ["a", "b<br>x", "c"], n_slots=4, cols=2, title="one",
+                              color="#d55e00", metas=metas[:3])
+    fig = exemplar_grid_figure(imgs[:3], heats[:3], ["a", "b<br>x", "c"], n_slots=4, cols=2, title="one",
+                               color="#d55e00", metas=metas[:3])
+    assert _equal(_plain(go.Figure(spec)), _plain(fig))  # the JSON is the figure, plotly's validation passes it
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["a", "b<br>x", "c", ""]  # a blank slot's too
+    assert [tr["name"] for tr in spec["data"]] == ["exemplar 0", "exemplar 1", "exemplar 2", "empty"]
+    assert [tr["xaxis"] for tr in spec["data"]] == ["x", "x2", "x3", "x4"] and len(spec["layout"]["shapes"]) == 3
+    assert fig.layout.xaxis2.domain[0] > fig.layout.xaxis.domain[1]  # two columns side by side
+    assert fig.layout.width > 0 and fig.layout.title.text == "one"
+
+    w = go.FigureWidget(fig)
+    sent = {"update": 0, "addTraces": 0}
+    for name in sent:
+        w.observe(lambda c, n=name: sent.__setitem__(n, sent[n] + (c["new"] is not None)), names=f"_py2js_{name}")
+    second = exemplar_grid_spec(imgs[2:], heats[2:], ["d", "e", "f"], n_slots=4, cols=2, title="two",
+                                color="#0072b2", metas=metas[2:])
+    replace_figure(w, second)
+    assert sent == {"update": 1, "addTraces": 0}
+    assert _equal(_plain(w), _plain(go.Figure(second)))
+    # JSON of another structure is made a figure and replaces everything
+    replace_figure(w, exemplar_grid_spec(imgs[:1], heats[:1], ["g"], n_slots=1, cols=1, title="three"))
+    assert len(w.data) == 1 and w.layout.title.text == "three" and sent["addTraces"] == 1
+    assert w.layout.template.layout.font is not None  # plotly's template, as for a figure

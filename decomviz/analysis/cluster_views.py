@@ -96,14 +96,16 @@ def exemplar_images(bank, df, images: BankImages, rows: Sequence[int]
 
 def exemplar_figure_for(bank, df, images: BankImages, rows: Sequence[int], c: int, names: Dict[int, str],
                         n_colors: int, n_slots: int, size: int, by: str = "weight",
-                        confidence: Optional[float] = None, cols: int = 8) -> go.Figure:
+                        confidence: Optional[float] = None, cols: int = 8, as_json: bool = False):
     """The exemplar grid of one cluster from bank rows (loads the images, upsamples the OSSMs); in a bank with
-    ground-truth parts each panel also names the part holding most of that component's energy."""
+    ground-truth parts each panel also names the part holding most of that component's energy. A go.Figure, or
+    plotly's JSON with ``as_json`` (for a view that redraws its grid in place)."""
     pix, heats = exemplar_images(bank, df, images, rows)
     vocabulary = bank.part_vocabulary
     overlap = bank.vectors("part_overlap", rows) if vocabulary and len(rows) else None
     return cluster_exemplar_figure(df, rows, pix, heats, c, names, n_colors, n_slots=n_slots, size=size, by=by,
-                                   confidence=confidence, cols=cols, overlap=overlap, vocabulary=vocabulary)
+                                   confidence=confidence, cols=cols, overlap=overlap, vocabulary=vocabulary,
+                                   as_json=as_json)
 
 
 #: Bank columns the views show (the rest of a row is read only for the rows on screen).

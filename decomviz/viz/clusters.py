@@ -5,13 +5,16 @@ The images and OSSMs behind bank rows are fetched by `decomviz.analysis.bank_ima
 
 - `cluster_scatter_figure`: the 2-D layout of the clustered components, one trace per cluster;
 - `cluster_part_figure`: the cluster-by-part table as a heat map (banks with ground-truth parts);
-- `exemplar_grid_figure`: thumbnails (image with an OSSM over it), e.g. the top exemplars of one cluster;
+- `exemplar_grid_figure`: thumbnails (image with an OSSM over it), e.g. the top exemplars of one cluster
+  (`exemplar_grid_spec`: the same as plotly's JSON, for views that redraw a grid in place);
 - `cluster_exemplar_figure`: the exemplar grid of one cluster, titled from the bank's rows;
 - `image_components_figure`: one image's OSSMs (a row per prompt) beside its ground-truth parts.
 """
 from __future__ import annotations
 
+import copy
 import html
+from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +25,7 @@ from .images import heat_overlay, image_uri, part_highlight, part_map
 
 THUMB = 128          # thumbnails are encoded at this size (longer side)
 NOISE_COLOR = "#b0b0b0"
+_BLANK = image_uri(np.full((2, 2, 3), 255, np.uint8))  # an empty slot's picture
 BACKGROUND = "background"
 
 
@@ -138,34 +142,65 @@ def exemplar_grid_figure(images: Sequence[np.ndarray], heats: Sequence[Optional[
 
     There are always `n_slots` panels (default len(images)); the ones past the data are blank (traces named
     "empty"), so a view can update a fixed grid in place. Traces are named "exemplar i" and carry metas[i] in
-    `meta`. `color` frames every filled panel (e.g. the cluster's colour).
+    `meta`. `color` frames every filled panel (e.g. the cluster's colour). The figure of `exemplar_grid_spec`.
+    """
+    return go.Figure(exemplar_grid_spec(images, heats, titles, n_slots=n_slots, cols=cols, title=title, color=color,
+                                        metas=metas, opacity=opacity, thumb=thumb, panel=panel))
+
+
+def exemplar_grid_spec(images: Sequence[np.ndarray], heats: Sequence[Optional[np.ndarray]],
+                       titles: Sequence[str], n_slots: Optional[int] = None, cols: int = 8, title: str = "",
+                       color: Optional[str] = None, metas: Optional[Sequence[Any]] = None,
+                       opacity: float = 0.7, thumb: int = THUMB, panel: int = 136) -> Dict[str, Any]:
+    """`exemplar_grid_figure` as plotly's JSON ({"data", "layout"}), without building plotly objects: a view that
+    redraws a grid of the same shape (`decomviz.widgets._common.replace_figure`) skips plotly's validation of
+    every panel, most of a cluster pick's time in the kernel. Each slot has a title annotation (blank ones empty).
     """
     n = len(images)
     n_slots = max(n, n_slots or n, 1)
     cols = max(1, min(cols, n_slots))
-    rows = -(-n_slots // cols)
-    padded = list(titles) + [""] * (n_slots - n)
     lines = max([t.count("<br>") + 1 for t in titles] + [1])
-    geo = _grid(rows, cols, panel, lines, top=30 + 18 * (title.count("<br>") + 1) if title else 10)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=padded, horizontal_spacing=geo["hs"],
-                        vertical_spacing=geo["vs"])
+    skeleton = _grid_skeleton(n_slots, cols, panel, lines, title.count("<br>") + 1 if title else 0)
+    layout = copy.deepcopy(skeleton)
+    padded = list(titles) + [""] * (n_slots - n)
+    for annotation, text in zip(layout["annotations"], padded):
+        annotation["text"] = text
+    layout["title"]["text"] = title
+    if color and n:
+        layout["shapes"] = [dict(type="rect", xref=f"{_axis('x', j)} domain", yref=f"{_axis('y', j)} domain", x0=0,
+                                 y0=0, x1=1, y1=1, line=dict(color=color, width=3)) for j in range(n)]
+    data = []
     for j in range(n_slots):
-        r, c = 1 + j // cols, 1 + j % cols
+        axes = dict(xaxis=_axis("x", j), yaxis=_axis("y", j))
         if j < n:
             px = np.asarray(images[j], np.uint8)
-            rgb = heat_overlay(px, heats[j], opacity)
             H, W = px.shape[:2]
             scale = max(H, W) / thumb if max(H, W) > thumb else 1.0
-            tr = go.Image(source=image_uri(rgb, thumb), dx=scale, dy=scale, name=f"exemplar {j}", hoverinfo="skip",
-                          meta=(metas[j] if metas is not None else None))
+            trace = dict(type="image", source=image_uri(heat_overlay(px, heats[j], opacity), thumb), dx=scale, dy=scale,
+                         name=f"exemplar {j}", hoverinfo="skip", **axes)
+            if metas is not None and metas[j] is not None:
+                trace["meta"] = metas[j]
         else:
-            tr = go.Image(source=image_uri(np.full((2, 2, 3), 255, np.uint8)), name="empty", hoverinfo="skip")
-        fig.add_trace(tr, r, c)
-        if j < n and color:
-            fig.add_shape(type="rect", xref=f"x{'' if j == 0 else j + 1} domain",
-                          yref=f"y{'' if j == 0 else j + 1} domain", x0=0, y0=0, x1=1, y1=1,
-                          line=dict(color=color, width=3))
-    return _finish_grid(fig, title, geo)
+            trace = dict(type="image", source=_BLANK, name="empty", hoverinfo="skip", **axes)
+        data.append(trace)
+    return {"data": data, "layout": layout}
+
+
+def _axis(letter: str, j: int) -> str:
+    return letter if j == 0 else f"{letter}{j + 1}"
+
+
+@lru_cache(maxsize=32)
+def _grid_skeleton(n_slots: int, cols: int, panel: int, lines: int, title_lines: int) -> Dict[str, Any]:
+    """The layout of an empty grid (plotly's JSON, without the template): axes, one title annotation per slot,
+    size, margins. make_subplots builds it once per shape."""
+    rows = -(-n_slots // cols)
+    geo = _grid(rows, cols, panel, lines, top=30 + 18 * title_lines if title_lines else 10)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["·"] * n_slots + [""] * (rows * cols - n_slots),
+                        horizontal_spacing=geo["hs"], vertical_spacing=geo["vs"])
+    layout = _finish_grid(fig, "·" if title_lines else "", geo).layout.to_plotly_json()
+    layout.pop("template", None)
+    return layout
 
 
 def exemplar_titles(df, rows: Sequence[int], name: str, overlap=None, vocabulary=()) -> List[str]:
@@ -186,8 +221,8 @@ def exemplar_titles(df, rows: Sequence[int], name: str, overlap=None, vocabulary
 def cluster_exemplar_figure(df, rows: Sequence[int], pixels: Sequence[np.ndarray],
                             heats: Sequence[Optional[np.ndarray]], c: int, names: Dict[int, str], n_colors: int,
                             n_slots: int, size: int, by: str = "weight", confidence: Optional[float] = None,
-                            cols: int = 8, overlap=None, vocabulary: Sequence[str] = ()) -> go.Figure:
-    """The exemplar grid of cluster `c`: bank rows `rows` (of the data frame `df`), with pixels[i] and heats[i]
+                            cols: int = 8, overlap=None, vocabulary: Sequence[str] = (), as_json: bool = False):
+    """The exemplar grid of cluster `c` (a go.Figure; plotly's JSON with ``as_json``, see `exemplar_grid_spec`): bank rows `rows` (of the data frame `df`), with pixels[i] and heats[i]
     the image and upsampled OSSM of rows[i]. `size` is the cluster's number of components, `confidence` the text
     match of its name (None: unnamed); `overlap` (len(rows), V) the rows' part shares over `vocabulary`, for banks
     with ground-truth parts. Panels carry {"row", "cluster", "image_index"} in `meta`."""
@@ -196,9 +231,9 @@ def cluster_exemplar_figure(df, rows: Sequence[int], pixels: Sequence[np.ndarray
     conf = f" (text match {confidence:.0%})" if confidence is not None else ""
     order = "by weight" if by == "weight" else "closest to the cluster centre"
     title = f"<b>{_esc(name)}</b>{_esc(conf)} · {size} components · top {len(rows)} {order} (one per image)"
-    return exemplar_grid_figure(pixels, heats, exemplar_titles(df, rows, name, overlap, vocabulary), n_slots=n_slots,
-                                cols=cols,
-                                title=title, color=cluster_color(c, n_colors), metas=metas)
+    build = exemplar_grid_spec if as_json else exemplar_grid_figure
+    return build(pixels, heats, exemplar_titles(df, rows, name, overlap, vocabulary), n_slots=n_slots, cols=cols,
+                 title=title, color=cluster_color(c, n_colors), metas=metas)
 
 
 # ---------------------------------------------------------------------------------------------- parts table

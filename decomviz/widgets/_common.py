@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import plotly.graph_objects as go
 
 STATUS_COLORS = {"info": "#444", "busy": "#1f5fa8", "ok": "#2b7a2b", "error": "#b3261e", "warn": "#8a5a00"}
 STATUS_ICONS = {"info": "", "busy": "⏳ ", "ok": "✓ ", "error": "⚠ ", "warn": "⚠ "}
@@ -140,20 +141,26 @@ def preview_png(pixels: np.ndarray, size: int = 160) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- figures
 def replace_figure(widget, fig) -> None:
-    """Make a plotly FigureWidget show ``fig`` without a new widget (each new FigureWidget ships plotly.js, ~5 MB,
-    to the page: seconds per redraw). Views on the page get the edits; the widget's synced state is set too, so a
-    view made later (the widget put on the page after the edit) starts from the new figure, as plotly does when a
+    """Make a plotly FigureWidget show ``fig`` (a go.Figure, or plotly's JSON: {"data": [...], "layout": {...}})
+    without a new widget. Views on the page get the edits; the widget's synced state is set too, so a view made
+    later (the widget put on the page after the edit) starts from the new figure, as plotly does when a
     FigureWidget is displayed.
 
     Where ``fig`` has the shown figure's structure (the same trace types in order, the same layout keys), only the
     properties that differ are sent, in one update the page applies at once (a cluster pick changes 8 pictures and
     their titles, not the grid); otherwise the traces are replaced, the layout relaid and keys ``fig`` lacks
-    dropped."""
+    dropped. Given as JSON, a figure of the shown structure is never validated as a whole: only the properties
+    that differ pass through plotly."""
     from copy import deepcopy
-    layout, shown = fig.layout.to_plotly_json(), widget.layout.to_plotly_json()
-    if _same_structure(widget, fig, shown, layout):
-        _send_differences(widget, fig, shown, layout)
+    if isinstance(fig, dict):
+        data, layout = list(fig.get("data", [])), dict(fig.get("layout", {}))
     else:
+        data, layout = [tr.to_plotly_json() for tr in fig.data], fig.layout.to_plotly_json()
+    shown = widget.layout.to_plotly_json()
+    if _same_structure(widget, data, shown, layout):
+        _send_differences(widget, data, shown, layout)
+    else:
+        fig = go.Figure(fig) if isinstance(fig, dict) else fig  # plotly's template and defaults, as a Figure has
         stale = {k: None for k in shown if k not in layout and k != "template"}
         if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
             widget.layout.update(stale)
@@ -165,16 +172,16 @@ def replace_figure(widget, fig) -> None:
     widget._widget_data = deepcopy(widget._data)
 
 
-def _same_structure(widget, fig, shown: dict, layout: dict) -> bool:
-    return ([tr.type for tr in widget.data] == [tr.type for tr in fig.data] and len(widget.data) > 0
+def _same_structure(widget, data: list, shown: dict, layout: dict) -> bool:
+    return ([tr.type for tr in widget.data] == [tr.get("type", "scatter") for tr in data] and len(widget.data) > 0
             and set(shown) - {"template"} == set(layout) - {"template"})
 
 
-def _send_differences(widget, fig, shown: dict, layout: dict) -> None:
+def _send_differences(widget, data: list, shown: dict, layout: dict) -> None:
     """Replace, in one batch, each trace property and top-level layout key whose value differs from the shown one."""
     with widget.batch_update():
-        for old, new in zip(widget.data, fig.data):
-            was, now = old.to_plotly_json(), new.to_plotly_json()
+        for old, now in zip(widget.data, data):
+            was = old.to_plotly_json()
             for key in set(was) | set(now):
                 if key not in ("type", "uid") and not _equal(was.get(key), now.get(key)):
                     old[key] = now.get(key)

@@ -139,7 +139,7 @@ class ClusterGallery(widgets.VBox):
         fig = exemplar_figure_for(self.bank, self.df, self.images, rows, c, self.names,
                                   self.clusters.n_clusters_, n_slots=self.n_exemplars,
                                   size=int((self.labels == c).sum()), by=self.by,
-                                  confidence=self._confidence(c), cols=min(self.n_exemplars, 8))
+                                  confidence=self._confidence(c), cols=min(self.n_exemplars, 8), as_json=True)
         if self.point is not None and self.labels[self.point] != c:
             self.point = None
             self._draw_point()
