@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Knob:
     advanced : hidden from the widgets' main panel (engine settings such as batch size).
     callable_ok : a "choice" knob that also takes a function (Python only: the command line and the widgets
         offer the named choices).
+    auto : for a number, (what None means, a function of the model giving the value then): None is then
+        allowed and chosen for the model (e.g. a batch size for its device).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Knob:
     widget: Optional[Tuple[float, float, float]] = None
     advanced: bool = False
     callable_ok: bool = False
+    auto: Optional[Tuple[str, Callable[[Any], Any]]] = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -68,6 +71,8 @@ class Knob:
             if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in texts):
                 raise ValueError(f"{self.name} must be a list of non-empty strings, got {value!r}.")
             return tuple(texts)
+        if value is None and self.auto is not None:
+            return None if model is None else self.auto[1](model)
         if self.kind == "bool":
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{self.name} must be True or False, got {value!r}.")
@@ -114,7 +119,11 @@ class Knob:
         (e.g. where methods differ: "500 for decomcam; 300 for gscorecam")."""
         import argparse
         unset = argparse.SUPPRESS
-        shown = f" (default: {_show(default) if shown_default is None else shown_default})"
+        if default is None and self.auto is not None and shown_default in (None, "none"):
+            shown_default = self.auto[0]
+        elif shown_default is None:
+            shown_default = _show(default)
+        shown = f" (default: {shown_default})"
         if self.kind == "bool":
             parser.add_argument(self.option, action=argparse.BooleanOptionalAction, default=unset,
                                 help=self.help + shown)

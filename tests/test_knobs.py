@@ -34,9 +34,14 @@ def _other_value(knob: Knob, default, model, spec=None):
     if knob.kind == "texts":
         return ("a photo of a cat", "a photo of a dog")
     if knob.kind == "int":
-        return default + 1
+        return (knob.auto[1](model) if default is None else default) + 1
     value = default * 2 if knob.high is None or default * 2 < knob.high else default / 2
     return float(value)
+
+
+def _resolved(knob: Knob, default, model):
+    """A default as the method holds it: a knob chosen for the model (None: `Knob.auto`) as chosen."""
+    return knob.auto[1](model) if default is None and knob is not None and knob.auto is not None else default
 
 
 def _cli_tokens(knob: Knob, value):
@@ -75,7 +80,7 @@ def test_every_knob_reaches_its_method_from_the_command_line(method, knob_name, 
     assert cam.get_params()[knob_name] == value
     for other, v in cam.get_params().items():   # and nothing else moved
         if other != knob_name and other not in NEEDS.get(knob_name, {}):
-            expected = spec.fixed.get(other, spec.defaults.get(other))
+            expected = _resolved(spec.knobs.get(other), spec.fixed.get(other, spec.defaults.get(other)), tiny_rn)
             assert v == (tiny_rn.default_layer if other == "layer" else expected), other
 
 
@@ -119,7 +124,8 @@ def test_each_method_runs_with_its_own_defaults_from_python_the_cli_and_the_expl
         explorer = request.getfixturevalue("explorer_vit")
     model = explorer.model
     python = _python_defaults(method, model)
-    assert python == {k: (model.default_layer if k == "layer" and v is None else v)
+    assert python == {k: (model.default_layer if k == "layer" and v is None else
+                          _resolved(METHODS[method].knobs[k], v, model))
                       for k, v in METHODS[method].defaults.items()}
     args = build_parser().parse_args(["explain", "img.png", "--prompt", "x", "--method", method, "--out", "e.npz"])
     cli = make_methods([method], model, knobs_from_args(args))[method].get_params()
@@ -215,6 +221,35 @@ def test_help_shows_every_knob_with_its_default(capsys):
     for knob in all_knobs().values():
         assert knob.option in text
     assert "(default: 10)" in text and "(default: cosine)" in text
+    assert "(default: 8 on a CPU, 32 on a GPU)" in text  # a knob chosen for the device says how
+
+
+def test_batch_size_is_chosen_for_the_device_unless_given(tiny_rn):
+    from decomviz.methods.base import default_batch_size
+    assert default_batch_size("cpu") == 8 and default_batch_size("cuda") == 32
+    for name in ("decomcam", "gradcam", "occlusion", "scorecam"):
+        method = dv.make_method(name, tiny_rn)
+        assert method.batch_size == default_batch_size(tiny_rn.device), name  # an int, recorded as used
+        assert method.record()["batch_size"] == method.batch_size
+    assert dv.DecomCAM(tiny_rn, batch_size=20).batch_size == 20
+    knob = dv.DecomCAM.knobs()["batch_size"]
+    assert knob.validate(None) is None and knob.validate(None, tiny_rn) == default_batch_size(tiny_rn.device)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        dv.DecomCAM(tiny_rn, batch_size=0)
+
+
+def test_a_bank_is_the_same_bank_at_another_batch_size(tiny_rn, tmp_path):
+    """The batch size changes the speed, not the maps: a bank made at one opens as made with another, and an
+    extraction resumes at another."""
+    world = dv.PartsWorld(3, seed=1, n_objects=1)
+    bank = dv.extract(dv.DecomCAM(tiny_rn, n_components=3, batch_size=32), world, "a photo of a {}",
+                      out=tmp_path / "bank", batch_size=2, shard_size=2, progress=False)
+    assert bank.protocol["batch_size"] == 32
+    assert bank.made_with(dv.DecomCAM(tiny_rn, n_components=3))  # the device's default
+    assert not bank.made_with(dv.DecomCAM(tiny_rn, n_components=4))
+    again = dv.extract(dv.DecomCAM(tiny_rn, n_components=3, batch_size=5), world, "a photo of a {}",
+                       out=tmp_path / "bank", batch_size=2, shard_size=2, progress=False)
+    assert len(again) == len(bank)
 
 
 def test_the_methods_page_of_the_docs_is_current():

@@ -106,9 +106,10 @@ class OSSMBank:
         """Whether this bank is complete and was extracted by a method with ``method``'s knobs, on the same model:
         what a notebook checks before opening a shipped bank instead of extracting again. It compares the record
         an extraction by ``method`` would write (`extractor.protocol_of`), all but the library versions and the
-        folder the model was read from."""
+        folder the model was read from, and the batch size (images per forward pass: it changes the speed, not the
+        maps; its default depends on the device)."""
         from .extractor import protocol_of
-        want = {k: v for k, v in protocol_of(method).items() if k not in ("versions", "model_source")}
+        want = {k: v for k, v in protocol_of(method).items() if k not in ("versions", "model_source", "batch_size")}
         protocol = self.protocol
         return self.complete is not False and {k: protocol.get(k) for k in want} == want
 

@@ -223,12 +223,17 @@ def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"'{out}' holds a bank of format {old.get('format')} (written by an older decomviz; "
                          f"this one writes format {FORMAT_VERSION}): it can be read but not resumed: use another out= "
                          "folder, or overwrite=True to extract it again.")
-    same = {"dataset": lambda a, b: comparable_dataset(a) == comparable_dataset(b)}
+    same = {"dataset": lambda a, b: comparable_dataset(a) == comparable_dataset(b),
+            "protocol": lambda a, b: _without_batch(a) == _without_batch(b)}  # a batch size: speed, not maps
     diff = [k for k in header if not same.get(k, lambda a, b: a == b)(old.get(k), header[k])]
     if diff:
         raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
                          "folder, or overwrite=True to start again.")
     return old
+
+
+def _without_batch(protocol) -> Any:
+    return {k: v for k, v in protocol.items() if k != "batch_size"} if isinstance(protocol, dict) else protocol
 
 
 def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], inputs: Dict[int, Any]):

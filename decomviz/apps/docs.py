@@ -45,7 +45,8 @@ def methods_markdown() -> str:
         lines += ["", f"## `{spec.cls.__name__}`", "", "| knob | default | allowed | meaning |", "|---|---|---|---|"]
         for kname, knob in spec.cls.knobs().items():
             default = spec.defaults.get(kname, spec.fixed.get(kname))
-            lines.append(f"| `{kname}` | {_value(default)} | {_allowed(knob)} | {knob.help} |")
+            shown = knob.auto[0] if default is None and knob.auto is not None else _value(default)
+            lines.append(f"| `{kname}` | {shown} | {_allowed(knob)} | {knob.help} |")
     return "\n".join(lines) + "\n"
 
 

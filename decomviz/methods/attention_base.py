@@ -57,7 +57,7 @@ class AttentionMethod(Method):
     _knobs = (Knob("blocks", "int", "how many of the last transformer blocks enter the map (0: all)", low=0,
                    widget=(0, 48, 1)),)
 
-    def __init__(self, model: CLIPModel, blocks: int = 0, score: str = "cosine", batch_size: int = 32,
+    def __init__(self, model: CLIPModel, blocks: int = 0, score: str = "cosine", batch_size: Optional[int] = None,
                  autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         super().__init__(model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
         self._set_knobs(blocks=blocks)

@@ -81,6 +81,13 @@ def keyword_only(init):
     return wrapper
 
 
+def default_batch_size(device) -> int:
+    """Images per forward pass when a method is not told (``batch_size=None``): 8 on a CPU, 32 on a GPU. On 2 CPU
+    cores 8 was as fast as 32 or faster, and held 0.1-0.4 GB less (DecomCAM and occlusion on parts-rn and RN50,
+    BENCHMARKS.md "Notebooks in Voila"); a GPU fills larger batches."""
+    return 8 if torch.device(device).type == "cpu" else 32
+
+
 class Method:
     """Base class of every attribution method: holds the model and the knobs; subclasses implement `_explain`.
 
@@ -92,7 +99,8 @@ class Method:
     ----------
     model : CLIPModel from `dv.load_model`.
     score : "cosine" (default), "logit", or "softmax" (over the prompts of the same call and ``contrast``).
-    batch_size : images per forward pass when scoring masked inputs.
+    batch_size : images per forward pass when scoring masked inputs; None: `default_batch_size` of the model's
+        device (8 on a CPU, 32 on a GPU).
     autocast : None (fp32), "bf16" or "fp16" for the towers; decompositions always run in fp32.
     contrast : prompts the softmax also runs over, without being explained. A contrast prompt that the call also
         explains competes once, not twice: it is dropped from the contrast for that call (``pairwise`` with
@@ -113,13 +121,13 @@ class Method:
         Knob("contrast", "texts", "prompts the softmax score also competes with, without being explained (e.g. the "
              "other classes); only with score='softmax'"),
         Knob("batch_size", "int", "images per forward pass of the image tower", low=1, widget=(1, 256, 1),
-             advanced=True),
+             advanced=True, auto=("8 on a CPU, 32 on a GPU", lambda model: default_batch_size(model.device))),
         Knob("autocast", "choice", "reduced precision for the towers (the decompositions stay fp32)",
              choices=AUTOCAST, advanced=True),
     )
 
     @keyword_only
-    def __init__(self, model: CLIPModel, score: str = "cosine", batch_size: int = 32,
+    def __init__(self, model: CLIPModel, score: str = "cosine", batch_size: Optional[int] = None,
                  autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         if not isinstance(model, CLIPModel):
             raise TypeError(f"model must be a decomviz CLIPModel (from dv.load_model()), got {type(model).__name__}.")
@@ -264,7 +272,7 @@ class CAM(Method):
     _knobs = (Knob("layer", "layer", "layer to tap (see model.layers); default: the model's default layer"),)
 
     def __init__(self, model: CLIPModel, layer: Optional[str] = None, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+                 batch_size: Optional[int] = None, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         super().__init__(model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
         self._set_knobs(layer=layer)
 

@@ -130,7 +130,7 @@ class GScoreCAM(ScoreCAM):
                    "channel count)", low=1, widget=(1, 2048, 1)),)
 
     def __init__(self, model, top_channels: int = 300, layer: Optional[str] = None, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+                 batch_size: Optional[int] = None, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,
                          contrast=contrast)
         self._set_knobs(top_channels=top_channels)

@@ -93,7 +93,7 @@ class DecomCAM(CAM):
     upsample : "bilinear" or "bicubic" for OSSMs to input resolution.
     blend : "convex" (x_k = M_k x + (1 - M_k) r) or "max" (element-wise max(M_k x, (1 - M_k) r), the authors' code).
     contribution : "gain" (d_k = s(x_k) - s(r)) or "raw" (d_k = s(x_k), the authors' code).
-    batch_size : masked images per forward pass.
+    batch_size : masked images per forward pass (None: 8 on a CPU, 32 on a GPU).
     autocast : None, "bf16" or "fp16" for the towers; the SVD always runs in fp32.
     svd_driver : "auto" (default: "gram" when P >= 2 n, the cells n being much fewer than the channels P,
         else torch's default), "gram" (the SVD through the n x n Gram matrix X X^T, a batched ``eigh``), None
@@ -150,7 +150,7 @@ class DecomCAM(CAM):
                  layer: Optional[str] = None, center: bool = True, sign: str = "gradcam",
                  blur_sigma: float = 10.0, score: str = "cosine", weight_threshold: float = 0.01,
                  weight_norm: str = "max", integration: str = "pixel", upsample: str = "bilinear",
-                 batch_size: int = 32, autocast: Optional[str] = None, svd_driver: Optional[str] = "auto",
+                 batch_size: Optional[int] = None, autocast: Optional[str] = None, svd_driver: Optional[str] = "auto",
                  blend: str = "convex", contribution: str = "gain", contrast: Sequence[str] = (),
                  decomposition="svd", nmf_iter: int = 200, nmf_tol: float = 1e-4):
         super().__init__(model, layer=layer, score=score, batch_size=batch_size, autocast=autocast,

@@ -37,7 +37,7 @@ class LeGrad(AttentionMethod):
                    "'a photo of a' exceeds 0.8 of its range, as legrad-torch does"),)
 
     def __init__(self, model: CLIPModel, blocks: int = 2, empty_correction: bool = False, score: str = "cosine",
-                 batch_size: int = 32, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
+                 batch_size: Optional[int] = None, autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         super().__init__(model, blocks=blocks, score=score, batch_size=batch_size, autocast=autocast,
                          contrast=contrast)
         self._set_knobs(empty_correction=empty_correction)

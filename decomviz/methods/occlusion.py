@@ -57,7 +57,7 @@ class Occlusion(Method):
     blur_sigma : Gaussian sigma of the blurred reference, in pixels at 224 px (used by fill="blur").
     score : "cosine", "logit" or "softmax" (over the prompts of the call and ``contrast``).
     contrast : prompts the softmax score also competes with, without being explained (as for `CAM`).
-    batch_size : occluded images per forward pass.
+    batch_size : occluded images per forward pass (None: 8 on a CPU, 32 on a GPU).
     autocast : None (fp32), "bf16" or "fp16" for the image tower.
 
     Returns an `Explanation` with ``saliency`` (B, T, H, W), ``base_score`` (B, T) = s(x, t), the flag
@@ -81,7 +81,7 @@ class Occlusion(Method):
     )
 
     def __init__(self, model: CLIPModel, window: int = 32, stride: int = 16, fill: str = "blur",
-                 blur_sigma: float = 10.0, score: str = "cosine", batch_size: int = 32,
+                 blur_sigma: float = 10.0, score: str = "cosine", batch_size: Optional[int] = None,
                  autocast: Optional[str] = None, contrast: Sequence[str] = ()):
         super().__init__(model, score=score, batch_size=batch_size, autocast=autocast, contrast=contrast)
         self._set_knobs(window=window, stride=stride, fill=fill, blur_sigma=blur_sigma)

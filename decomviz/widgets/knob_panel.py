@@ -27,6 +27,8 @@ def knob_widget(knob: Knob, default: Any, model=None) -> widgets.Widget:
     if knob.kind == "bool":
         return widgets.Checkbox(value=bool(default), description=knob.name.replace("_", " "), indent=False,
                                 tooltip=knob.help)
+    if default is None and knob.auto is not None:  # chosen for the model (e.g. its device): shown as chosen
+        default = knob.auto[1](model) if model is not None else int(knob.widget[0] if knob.widget else 1)
     lo, hi, step = knob.widget or (knob.low or 0, max(default * 4, 1), 1)
     cls = widgets.IntSlider if knob.kind == "int" else widgets.FloatSlider
     return cls(value=default, min=lo, max=hi, step=step, continuous_update=False, **common)
@@ -79,6 +81,9 @@ class KnobPanel:
 
     def _assign(self, name: str, value: Any) -> None:
         w = self.widgets[name]
+        auto = self.knobs[name].auto
+        if value is None and auto is not None and self.model is not None:
+            value = auto[1](self.model)
         if self.knobs[name].kind == "layer" and value is None and self.model is not None:
             value = self.model.default_layer
         if hasattr(w, "min") and isinstance(value, (int, float)) and not isinstance(value, bool):
