@@ -315,7 +315,7 @@ class ConceptBasis:
             ref = blurred_reference(x, 10.0)
             masks = minmax(maps.to(x.device)).reshape(B * K, 1, *maps.shape[-2:])
             emb = embed_masked(self.model.embed, x, ref, masks, torch.arange(B, device=x.device).repeat_interleave(K),
-                               32).reshape(B, K, -1).mean(0)
+                               self.batch_size).reshape(B, K, -1).mean(0)
             emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             text = self.model.encode_text(prompts).to(emb.device)
             probs = (self.model.logit_scale * emb @ text.T).softmax(-1).cpu()
