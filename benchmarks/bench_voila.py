@@ -83,6 +83,17 @@ def _wait_until_idle(pid: int, quiet: float = 3.0, limit: float = 600.0) -> floa
     return time.perf_counter()
 
 
+def _private_bytes(pid: int) -> int:
+    """Memory only this process holds (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup): what one more
+    kernel costs, since the pages of the libraries it maps from disk are shared with every other kernel."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def _kernels(voila_pid: int) -> set:
     try:
         with open(f"/proc/{voila_pid}/task/{voila_pid}/children") as f:
@@ -148,6 +159,9 @@ def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False
     out["all_cells_run_s"] = round(_wait_until_idle(kernel) - t0, 1) if kernel else None
     stop.set()
     out["kernel_peak_rss_gb"] = round(peak["rss"] / 1e9, 2)  # over the whole notebook, and the clicks above
+    if kernel:
+        out["kernel_rss_at_end_gb"] = round(_tree_rss(kernel) / 1e9, 2)
+        out["kernel_private_at_end_gb"] = round(_private_bytes(kernel) / 1e9, 2)
     page.close()
     return out
 
