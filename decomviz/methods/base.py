@@ -83,8 +83,9 @@ def keyword_only(init):
 
 def default_batch_size(device) -> int:
     """Images per forward pass when a method is not told (``batch_size=None``): 8 on a CPU, 32 on a GPU. On 2 CPU
-    cores 8 was as fast as 32 or faster, and held 0.1-0.4 GB less (DecomCAM and occlusion on parts-rn and RN50,
-    BENCHMARKS.md "Notebooks in Voila"); a GPU fills larger batches."""
+    cores 8 held 0.06-0.24 GB less than 32; RN50 ran faster (DecomCAM 1.31 against 1.70 s per image), the bundled
+    parts-rn as fast for occlusion and 13 % slower for DecomCAM (`benchmarks/bench_batch_size.py`, BENCHMARKS.md
+    "Notebooks in Voila"). A GPU fills larger batches."""
     return 8 if torch.device(device).type == "cpu" else 32
 
 
