@@ -9,13 +9,12 @@ from decomviz.widgets import figure_widget as fw
 
 @pytest.fixture(autouse=True)
 def no_carrier():
-    """Each test starts in a kernel without figures: the carrier of earlier tests is closed."""
-    for ref in fw.FigureWidget._live:
-        w = ref()
-        if w is not None and w.comm is not None:
-            super(fw.FigureWidget, w).close()
+    """Each test starts as a kernel without figures would: the figures of other tests are forgotten here (not
+    closed: their widgets may still be in use)."""
+    saved = fw.FigureWidget._live, fw.FigureWidget._carrier
     fw.FigureWidget._live, fw.FigureWidget._carrier = [], None
     yield
+    fw.FigureWidget._live, fw.FigureWidget._carrier = saved
 
 
 def _sent(widget) -> int:

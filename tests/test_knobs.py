@@ -250,6 +250,10 @@ def test_a_bank_is_the_same_bank_at_another_batch_size(tiny_rn, tmp_path):
     again = dv.extract(dv.DecomCAM(tiny_rn, n_components=3, batch_size=5), world, "a photo of a {}",
                        out=tmp_path / "bank", batch_size=2, shard_size=2, progress=False)
     assert len(again) == len(bank)
+    from decomviz.analysis.ray_engine import _comparable  # the Ray engine's resume compares the same way
+    record = {"protocol": {**bank.protocol, "batch_size": 8}, "dataset": bank.dataset}
+    assert _comparable(record) == _comparable({**record, "protocol": bank.protocol})
+    assert _comparable(record) != _comparable({**record, "protocol": {**bank.protocol, "n_components": 4}})
 
 
 def test_the_methods_page_of_the_docs_is_current():

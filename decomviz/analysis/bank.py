@@ -108,8 +108,9 @@ class OSSMBank:
         an extraction by ``method`` would write (`extractor.protocol_of`), all but the library versions and the
         folder the model was read from, and the batch size (images per forward pass: it changes the speed, not the
         maps; its default depends on the device)."""
-        from .extractor import protocol_of
-        want = {k: v for k, v in protocol_of(method).items() if k not in ("versions", "model_source", "batch_size")}
+        from .extractor import comparable_protocol, protocol_of
+        want = {k: v for k, v in comparable_protocol(protocol_of(method)).items()
+                if k not in ("versions", "model_source")}
         protocol = self.protocol
         return self.complete is not False and {k: protocol.get(k) for k in want} == want
 

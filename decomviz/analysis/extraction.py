@@ -21,7 +21,7 @@ from ..methods.decomcam import DecomCAM
 from ..ops import atomic_write
 from .bank import OSSMBank
 from .datasets import as_items, check_templates, comparable_dataset, fingerprint
-from .extractor import Extractor, explain_batch, protocol_of
+from .extractor import Extractor, comparable_protocol, explain_batch, protocol_of
 from .folder import (WriterLock, clean_leftovers, new_bank_id, old_manifest, other_files, probe_name, ray_files,
                      refuse_other_files, remove_own)
 from .schema import FORMAT_VERSION, MANIFEST
@@ -224,16 +224,12 @@ def _resumable(out: Path, header: Dict[str, Any]) -> Dict[str, Any]:
                          f"this one writes format {FORMAT_VERSION}): it can be read but not resumed: use another out= "
                          "folder, or overwrite=True to extract it again.")
     same = {"dataset": lambda a, b: comparable_dataset(a) == comparable_dataset(b),
-            "protocol": lambda a, b: _without_batch(a) == _without_batch(b)}  # a batch size: speed, not maps
+            "protocol": lambda a, b: comparable_protocol(a) == comparable_protocol(b)}
     diff = [k for k in header if not same.get(k, lambda a, b: a == b)(old.get(k), header[k])]
     if diff:
         raise ValueError(f"'{out}' holds a bank made with different {', '.join(diff)}; use another out= "
                          "folder, or overwrite=True to start again.")
     return old
-
-
-def _without_batch(protocol) -> Any:
-    return {k: v for k, v in protocol.items() if k != "batch_size"} if isinstance(protocol, dict) else protocol
 
 
 def _reconcile(out: Path, manifest: Dict[str, Any], ranges: Dict[int, tuple], inputs: Dict[int, Any]):

@@ -43,6 +43,18 @@ def protocol_of(cam: DecomCAM) -> Dict[str, Any]:
     return {**cam.record(), "resize_mode": view_mode(cam.model), "crop_offsets": crop_offsets(cam.model)}
 
 
+#: Protocol entries that change the speed of an extraction, not its maps: a bank matches a method, and an extraction
+#: resumes, whatever they were (a batch size's default depends on the device).
+SPEED_ONLY = ("batch_size",)
+
+
+def comparable_protocol(protocol: Any) -> Any:
+    """A protocol record without its `SPEED_ONLY` entries, to compare two records by what they make."""
+    if not isinstance(protocol, dict):
+        return protocol
+    return {k: v for k, v in protocol.items() if k not in SPEED_ONLY}
+
+
 def view_mode(model: CLIPModel) -> str:
     """How the model turns a photo into its input: "squash" (the whole image resized, as SigLIP) or "crop"
     (shorter side resized, centre crop): the ``mode`` of `images.to_model_view`."""

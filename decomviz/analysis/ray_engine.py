@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Set
 
 from .bank import OSSMBank
 from .datasets import item_id
-from .extractor import model_spec, protocol_of
+from .extractor import comparable_protocol, model_spec, protocol_of
 from .folder import STAGING_PREFIX, new_bank_id, old_manifest, other_files, refuse_other_files, remove_own
 from .schema import FORMAT_VERSION, MANIFEST, bank_schema, schema_metadata
 from .shards import RAY_LEDGER, BankError, own_files, read_ledger, sha256_file
@@ -207,4 +207,5 @@ def _comparable(meta: Dict[str, Any]) -> Dict[str, Any]:
     from .datasets import comparable_dataset
     out = json.loads(json.dumps({k: meta.get(k) for k in SAME}))
     out["dataset"] = comparable_dataset(out.get("dataset"))
+    out["protocol"] = comparable_protocol(out.get("protocol"))
     return out
