@@ -104,3 +104,21 @@ def test_a_grid_given_as_plotly_json_draws_as_its_figure_and_is_sent_as_differen
     replace_figure(w, exemplar_grid_spec(imgs[:1], heats[:1], ["g"], n_slots=1, cols=1, title="three"))
     assert len(w.data) == 1 and w.layout.title.text == "three" and sent["addTraces"] == 1
     assert w.layout.template.layout.font is not None  # plotly's template, as for a figure
+
+
+def test_a_new_structure_is_laid_out_before_its_traces_arrive():
+    """A page adds a trace on an axis it has not laid out yet to a default axis over the whole figure, and keeps it
+    there: a PartInspector image with more prompts than the one before was drawn garbled in Voila. The layout must
+    reach the page before the traces, and image grids say that their y axes run downwards."""
+    from decomviz.viz.clusters import exemplar_grid_figure
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
+    heats = [rng.random((32, 32)) for _ in range(6)]
+    w = go.FigureWidget(exemplar_grid_figure(imgs[:2], heats[:2], ["a", "b"], n_slots=2, cols=2, title="one"))
+    sent = []
+    for name in ("relayout", "addTraces", "deleteTraces", "update", "restyle"):
+        w.observe(lambda c, n=name: sent.append(n) if c["new"] is not None else None, names=f"_py2js_{name}")
+    replace_figure(w, exemplar_grid_figure(imgs, heats, list("abcdef"), n_slots=6, cols=3, title="two"))
+    assert sent == ["deleteTraces", "relayout", "addTraces"]
+    assert len(w.data) == 6 and w.layout.xaxis6.domain is not None
+    assert {w.layout[f"yaxis{'' if k == 1 else k}"].autorange for k in range(1, 7)} == {"reversed"}

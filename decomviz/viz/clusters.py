@@ -325,7 +325,9 @@ def image_components_figure(pixels: np.ndarray, prompts: Sequence[str], heats: S
 def _finish_grid(fig: go.Figure, title: str, geo: Dict) -> go.Figure:
     """The layout every image grid shares: no axes, small subplot titles, the size `_grid` computed."""
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    # images run top to bottom; said here, not left to plotly, because a view redrawn with a new structure gets
+    # its layout before its traces, and an axis laid out before its image would keep an upward y
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed")
     fig.update_annotations(font_size=10)
     fig.update_layout(title=dict(text=title, font_size=14, y=1, yanchor="top", pad=dict(t=12)),
                       width=geo["width"], height=geo["height"], margin=dict(l=10, r=10, t=geo["top"], b=10),

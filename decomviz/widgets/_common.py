@@ -162,12 +162,13 @@ def replace_figure(widget, fig) -> None:
     else:
         fig = go.Figure(fig) if isinstance(fig, dict) else fig  # plotly's template and defaults, as a Figure has
         stale = {k: None for k in shown if k not in layout and k != "template"}
+        widget.data = ()
         if stale:  # the page drops them (a relayout to null); the setter below replaces the layout in Python
             widget.layout.update(stale)
-        with widget.batch_update():
-            widget.data = ()
-            widget.add_traces(list(fig.data))
+        # the layout before the traces: a trace added first on an axis the page has not laid out yet is drawn on a
+        # default axis over the whole figure, and stays there (a PartInspector image of more prompts was garbled)
         widget.layout = fig.layout
+        widget.add_traces(list(fig.data))
     widget._widget_layout = deepcopy(widget._layout_obj._props)
     widget._widget_data = deepcopy(widget._data)
 
