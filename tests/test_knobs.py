@@ -236,6 +236,15 @@ def test_batch_size_is_chosen_for_the_device_unless_given(tiny_rn):
     assert knob.validate(None) is None and knob.validate(None, tiny_rn) == default_batch_size(tiny_rn.device)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         dv.DecomCAM(tiny_rn, batch_size=0)
+    # an extraction's actors choose again on their own device (a Ray actor on a GPU: 32), unless it was given
+    from decomviz.analysis.extractor import Extractor
+    chosen, given = dv.DecomCAM(tiny_rn), dv.DecomCAM(tiny_rn, batch_size=20)
+    assert chosen.given_params()["batch_size"] is None and chosen.get_params()["batch_size"] == 8
+    assert given.given_params()["batch_size"] == 20
+    assert Extractor(chosen, "a photo of a {}").knobs["batch_size"] is None
+    assert Extractor(given, "a photo of a {}").knobs["batch_size"] == 20
+    chosen.batch_size = 4  # set afterwards: given
+    assert chosen.given_params()["batch_size"] == 4
 
 
 def test_a_bank_is_the_same_bank_at_another_batch_size(tiny_rn, tmp_path):

@@ -98,7 +98,7 @@ class Extractor:
         if isinstance(model, DecomCAM):
             if knobs:
                 raise ValueError("Give the knobs either to the DecomCAM or to the Extractor, not both.")
-            self._cam, knobs = model, model.get_params()
+            self._cam, knobs = model, model.given_params()  # a knob it chose for its device, each actor chooses
             model = model.model
         if not isinstance(model, (CLIPModel, Mapping, str)):
             raise TypeError(f"model must be a CLIPModel, a DecomCAM, a model name or a dict of dv.load_model "

@@ -144,6 +144,15 @@ class Method:
         declared = knobs_of(type(self))
         for name, value in values.items():
             setattr(self, name, declared[name].validate(value, self.model))
+            chosen = value is None and declared[name].auto is not None
+            self._chosen_knobs = (getattr(self, "_chosen_knobs", frozenset()) - {name}) | ({name} if chosen else set())
+
+    def given_params(self) -> Dict[str, Any]:
+        """`get_params` as given: None for the knobs this method chose for its model (a batch size for the
+        device), so that the same method built on another device chooses again (e.g. in a Ray actor on a GPU)."""
+        chosen, declared = getattr(self, "_chosen_knobs", frozenset()), knobs_of(type(self))
+        return {k: (None if k in chosen and v == declared[k].auto[1](self.model) else v)
+                for k, v in self.get_params().items()}
 
     @classmethod
     def knobs(cls) -> Dict[str, Knob]:
