@@ -85,7 +85,7 @@ def _wait_until_idle(pid: int, quiet: float = 3.0, limit: float = 600.0) -> floa
 
 def _private_bytes(pid: int) -> int:
     """Memory only this process holds (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup): what one more
-    kernel costs, since the pages of the libraries it maps from disk are shared with every other kernel."""
+    kernel costs, the pages it shares with other processes (libraries read from disk and not written) left out."""
     total = 0
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -150,7 +150,7 @@ def measure(browser, url: str, voila_pid: int, name: str, explorer: bool = False
     first = time.perf_counter() - t0
     out = {"notebook": name, "first_output_s": round(output, 1), "first_widget_s": round(first, 1),
            "load_average": round(os.getloadavg()[0], 1)}
-    out["kernel_rss_at_first_widget_gb"] = round(peak["rss"] / 1e9, 2)
+    out["kernel_rss_at_first_widget_gb"] = round(peak["rss"] / 1e9, 2)  # the peak up to then
     if explorer:
         out.update(explorer_run(page))
     if picks:
