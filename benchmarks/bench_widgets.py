@@ -5,11 +5,14 @@ in the kernel.
 
 A change is what one slider step or one toggle click does: compute ``exp.combine(selected)``, push the heat map,
 bar colours and thumbnail opacities to the FigureWidget, update the toggles/slider/info label. Each widget is
-given a comm that JSON-encodes every message as the kernel's session would (so serialisation is counted);
+given a comm that JSON-encodes every message as jupyter_client does before sending it (so serialisation is counted);
 the browser's redraw is not included (tests/test_browser.py exercises that). Prints ms per change.
 
 The Explorer's prompt switch (the "show prompt" dropdown after a run of DecomCAM, Grad-CAM and LayerCAM on
 three prompts) runs no model: it swaps in the figures of that prompt, built once after the run.
+
+A cluster pick is `ClusterGallery.select_cluster` on notebook 04's shipped bank, clustered as that notebook does:
+the exemplar grid built and sent as its differences.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class Counter:
 
 
 class JsonComm:
-    """Stands in for a kernel comm: encodes each message to JSON like jupyter_client's session does."""
+    """Stands in for a kernel comm: encodes each message to JSON as jupyter_client does before sending it."""
 
     kernel = object()
 
@@ -131,7 +134,31 @@ def main(argv=None) -> int:
     print(f"  measure button (one model call): {(time.perf_counter() - t0) * 1000:.0f} ms")
     print(f"  budget: 50 ms per change -> {'OK' if np.percentile(np.array(allt) * 1000, 95) < 50 else 'OVER'} (p95)")
     explorer_prompt_switch(model, args.changes // 10 or 1, fmt)
+    cluster_picks(fmt)
     return 0
+
+
+def cluster_picks(fmt) -> None:
+    from pathlib import Path
+
+    import decomviz as dv
+    from decomviz.widgets import ClusterGallery
+    shipped = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "bank-04"
+    if not shipped.is_dir():
+        print("ClusterGallery picks: notebooks/data/bank-04 is missing, skipped")
+        return
+    bank = dv.OSSMBank(shipped)
+    clusters = dv.ComponentClusters(n_clusters=12, feature="embedding", min_weight=0.5, random_state=0).fit(bank)
+    gallery = ClusterGallery(bank, clusters, layout="pca", n_exemplars=8)
+    comm = Counter()
+    attach(gallery, comm)
+    picks = [c for c in sorted(gallery.names) if c >= 0] * 3
+    times = []
+    for c in picks:
+        t0 = time.perf_counter()
+        gallery.select_cluster(c)
+        times.append(time.perf_counter() - t0)
+    print(f"ClusterGallery pick, notebook 04's bank ({len(times)}): {fmt(times[len(times) // 3:])}")
 
 
 def explorer_prompt_switch(model, switches: int, fmt) -> None:

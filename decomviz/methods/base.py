@@ -142,15 +142,19 @@ class Method:
         """Validate knob values against their declarations and set them as attributes."""
         check_declared(type(self), list(values))
         declared = knobs_of(type(self))
+        chosen = set(getattr(self, "_chosen_knobs", ()))  # knobs left to the method (None), as `given_params` says
         for name, value in values.items():
             setattr(self, name, declared[name].validate(value, self.model))
-            chosen = value is None and declared[name].auto is not None
-            self._chosen_knobs = (getattr(self, "_chosen_knobs", frozenset()) - {name}) | ({name} if chosen else set())
+            if value is None and declared[name].auto is not None:
+                chosen.add(name)
+            else:
+                chosen.discard(name)
+        self._chosen_knobs = chosen
 
     def given_params(self) -> Dict[str, Any]:
         """`get_params` as given: None for the knobs this method chose for its model (a batch size for the
         device), so that the same method built on another device chooses again (e.g. in a Ray actor on a GPU)."""
-        chosen, declared = getattr(self, "_chosen_knobs", frozenset()), knobs_of(type(self))
+        chosen, declared = getattr(self, "_chosen_knobs", set()), knobs_of(type(self))
         return {k: (None if k in chosen and v == declared[k].auto[1](self.model) else v)
                 for k, v in self.get_params().items()}
 

@@ -32,8 +32,7 @@ def _check(bank, clusters, who: str) -> None:
 
 def _swap(owner, attr: str, fig: go.Figure, container: widgets.Box) -> go.FigureWidget:
     """Show `fig` in `owner.<attr>`: the same FigureWidget, redrawn in place (`replace_figure`: its synced state is
-    set too, so a view made later starts from the new figure). A new FigureWidget per pick shipped plotly.js
-    (~5 MB) to the page each time: picks took seconds."""
+    set too, so a view made later starts from the new figure, and a pick sends only what differs)."""
     old = getattr(owner, attr, None)
     if old is None:
         new = FigureWidget(fig)

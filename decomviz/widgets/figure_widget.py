@@ -2,8 +2,8 @@
 
 plotly's FigureWidget is an anywidget whose module (plotly.js and the widget, about 5 MB) is part of every
 figure's state: each FigureWidget sends it to the page again, and the page evaluates it again. In Voila on 2 cores
-a page of four figures drew them 3.3-4.8 s after its first output, against 1.4 s for one figure; with this class,
-four figures took 1.5-1.8 s.
+a page of four plotly FigureWidgets was drawn 8.5-8.6 s after it was opened, one of them 5.3-5.8 s; four of this
+class 5.5-5.7 s (`benchmarks/bench_figure_widgets.py`).
 
 Here each figure's module is a small loader. One live figure per kernel, the carrier, also holds plotly's module
 in `_plotly_module`; the page imports it once, and every loader waits for that one import. When the carrier is
