@@ -81,6 +81,18 @@ def keyword_only(init):
     return wrapper
 
 
+@functools.lru_cache(maxsize=None)
+def _open_clip_version() -> str:
+    """The installed open_clip's version, read from its metadata: importing open_clip costs a kernel 0.2 GB (see
+    `models.bundled_clip`)."""
+    from importlib import metadata
+    try:
+        return metadata.version("open_clip_torch")
+    except metadata.PackageNotFoundError:  # a source checkout of open_clip, not installed as a distribution
+        import open_clip
+        return open_clip.__version__
+
+
 def default_batch_size(device) -> int:
     """Images per forward pass when a method is not told (``batch_size=None``): 8 on a CPU, 32 on a GPU. On 2 CPU
     cores 8 held 0.06-0.24 GB less than 32; RN50 ran faster (DecomCAM 1.31 against 1.70 s per image), the bundled
@@ -233,14 +245,13 @@ class Method:
         """The protocol record: the method, its knobs (as JSON keeps them), the model, the input size (default:
         the model's) and the library versions. The one writer of it: an Explanation's ``params`` (`protocol`)
         and a bank's protocol (`decomviz.analysis.extractor.protocol_of`) both start from this record."""
-        import open_clip
         from .._version import __version__
         return {
             "method": self.method,
             **{k: _as_json(v) for k, v in self.get_params().items()},
             "model": self.model.name, "pretrained": self.model.pretrained, "model_source": self.model.source,
             "image_size": list(self.model.image_size if image_size is None else image_size),
-            "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "versions": {"decomviz": __version__, "torch": torch.__version__, "open_clip": _open_clip_version(),
                          "numpy": np.__version__},
         }
 

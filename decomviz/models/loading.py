@@ -2,6 +2,7 @@
 names and tags, local checkpoint files). Everything else takes a `CLIPModel`."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any, List, Optional, Union
 
 import torch
 
+from . import bundled_clip
+from .bpe import BPETokenizer
 from .wrapper import CLIPModel, ModelLoadError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -71,8 +74,6 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
     ``tokenizer``: a Hugging Face tokenizer or processor, or any callable from a list of strings to token ids;
     it replaces the model's own (e.g. offline, where that one would come from the hub).
     """
-    import open_clip
-
     device = resolve_device(device)
     if isinstance(name, torch.nn.Module):
         if pretrained is not None or checkpoint is not None:
@@ -92,7 +93,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         if not (folder / "open_clip_config.json").is_file():
             raise ModelLoadError(f"The bundled model '{name}' is missing from {folder}. Train it with "
                                  f"`decomviz train --model {name} --out {folder}` or reinstall decomviz.")
-        return _load_local_dir(folder, name, device, tokenizer)
+        return _load_local_dir(folder, name, device, tokenizer, bundled=True)
     if name in BUNDLED:  # with pretrained= or a checkpoint file
         raise ModelLoadError(
             f"'{name}' is a bundled model with its own weights: load it with dv.load_model('{name}'), without "
@@ -103,6 +104,7 @@ def load_model(name: Union[None, str, torch.nn.Module] = None, pretrained: Optio
         raise ModelLoadError(f"'{name}' is not bundled with this release: {NOT_BUNDLED[name]}. Train it with "
                              f"`decomviz train --model {name} --out DIR` and load it with "
                              f"dv.load_model(checkpoint='DIR'), or use the bundled 'parts-rn'.")
+    import open_clip  # not before: the bundled models load without it (see bundled_clip)
     if not isinstance(name, str) or not name:
         raise ModelLoadError("Name a model: one of the bundled models "
                              f"{', '.join(BUNDLED)} or an open_clip architecture such as 'RN50'.")
@@ -249,12 +251,30 @@ def _processor_cfg(tokenizer) -> dict:
     return cfg
 
 
-def _load_local_dir(folder: Path, name: str, device: torch.device, tokenizer=None) -> CLIPModel:
+def _load_local_dir(folder: Path, name: str, device: torch.device, tokenizer=None, bundled: bool = False) -> CLIPModel:
     """A checkpoint folder: open_clip_config.json and one weights file. Nothing is ever left at random weights:
-    a folder without weights, or with weights open_clip would not find, is refused."""
-    import open_clip
+    a folder without weights, or with weights open_clip would not find, is refused. A bundled model is built by
+    `bundled_clip` (no open_clip import) when its config allows, by open_clip otherwise."""
     config = _read_config(folder)
     weights = _find_weights(folder)
+    model = _build_bundled(config, weights) if bundled else None
+    if model is not None:
+        model = model.to(device)
+        cfg = model.visual.preprocess_cfg = bundled_clip.preprocess_cfg(model, config.get("preprocess_cfg"))
+        tokenizer = bundled_tokenizer(model.context_length) if tokenizer is None else tokenizer
+    else:
+        model, tokenizer, cfg = _open_clip_local_dir(folder, weights, device, tokenizer)
+    _check_finite(model, weights)
+    extra = config.get("decomviz", {})
+    if not isinstance(extra, dict):
+        raise ModelLoadError(f"'decomviz' in {folder / 'open_clip_config.json'} must be an object, e.g. "
+                             '{"default_layer": "visual.layer4"}.')
+    return CLIPModel(model, tokenizer, name=name, pretrained=None, source=str(folder),
+                     preprocess_cfg=cfg, device=device, default_layer=extra.get("default_layer"))
+
+
+def _open_clip_local_dir(folder: Path, weights: Path, device: torch.device, tokenizer):
+    import open_clip
     ident = f"local-dir:{folder}"
     try:  # open_clip picks the same weights file as _find_weights
         model = open_clip.create_model(ident, device=device)
@@ -264,14 +284,27 @@ def _load_local_dir(folder: Path, name: str, device: torch.device, tokenizer=Non
                              f"{weights.name}): {_reason(err)}. The config's 'model_cfg' "
                              "must describe the architecture whose weights the file holds; weights load only from "
                              "safetensors or plain state dicts (code that runs on unpickling is refused).") from None
-    _check_finite(model, weights)
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    extra = config.get("decomviz", {})
-    if not isinstance(extra, dict):
-        raise ModelLoadError(f"'decomviz' in {folder / 'open_clip_config.json'} must be an object, e.g. "
-                             '{"default_layer": "visual.layer4"}.')
-    return CLIPModel(model, tokenizer, name=name, pretrained=None, source=str(folder),
-                     preprocess_cfg=cfg, device=device, default_layer=extra.get("default_layer"))
+    return model, tokenizer, open_clip.get_model_preprocess_cfg(model)
+
+
+def _build_bundled(config: dict, weights: Path) -> Optional[torch.nn.Module]:
+    """The bundled model built by `bundled_clip` with its weights, or None where open_clip must build it (a config
+    or weights file that module does not take)."""
+    model = bundled_clip.build(config["model_cfg"]) if weights.suffix == ".safetensors" else None
+    if model is None:
+        return None
+    from safetensors.torch import load_file
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError:  # names or shapes of another build: open_clip's loader says what is wrong
+        return None
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def bundled_tokenizer(context_length: int) -> BPETokenizer:
+    """CLIP's tokenizer for the bundled models, one per context length (their tables are shared)."""
+    return BPETokenizer(context_length)
 
 
 def _read_config(folder: Path) -> dict:
