@@ -1,8 +1,8 @@
 """CLIP's byte-level BPE tokenizer for the bundled models, without importing open_clip.
 
 It gives the same token ids as open_clip's `SimpleTokenizer` with its default cleaning (tests/test_bundled_clip.py
-compares the two on many prompts) and reads the merges file that open_clip installs. One tokenizer per process
-serves every bundled model: its tables hold about 20 MB of Python objects.
+compares the two on many prompts) and reads the merges file that open_clip installs. Its tables (about 20 MB of
+Python objects) are built once per process and shared by every tokenizer.
 """
 from __future__ import annotations
 
@@ -54,12 +54,6 @@ class BPETokenizer:
         self._pattern = regex.compile(_PATTERN, regex.IGNORECASE)
         self.sot_token_id, self.eot_token_id = (self._tables.ids[t] for t in SPECIAL)
         self.vocab_size = len(self._tables.words)
-
-    def with_context(self, context_length: int) -> "BPETokenizer":
-        """The same tokenizer (shared tables) for another context length."""
-        twin = object.__new__(BPETokenizer)
-        twin.__dict__.update(self.__dict__, context_length=int(context_length))
-        return twin
 
     def encode(self, text: str) -> List[int]:
         import ftfy  # open_clip's dependency: the same repair of mojibake as open_clip

@@ -296,7 +296,7 @@ def _build_bundled(config: dict, weights: Path) -> Optional[torch.nn.Module]:
     from safetensors.torch import load_file
     try:
         model.load_state_dict(load_file(str(weights)), strict=True)
-    except RuntimeError:  # names or shapes of another build: open_clip's loader says what is wrong
+    except Exception:  # names or shapes of another build, an unreadable file: open_clip's loader says what is wrong
         return None
     return model
 
