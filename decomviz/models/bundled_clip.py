@@ -2,8 +2,8 @@
 
 The bundled models are open_clip CLIPs (a CLIP ResNet or ViT image tower, a causal text transformer) saved as
 open_clip checkpoint folders; open_clip loads them too (``load_model(checkpoint=folder)`` goes through it). Importing
-open_clip imports torchvision, whose ops import ``torch._dynamo`` (and triton with the CUDA build of torch): about
-0.2 GB and 2 s in every kernel that only wants the small bundled model. `build` makes the same modules, with the
+open_clip imports torchvision, whose ops import ``torch._dynamo`` (and triton with the CUDA build of torch): 0.23 GB
+and 3.5 s in every kernel that only wants the small bundled model (BENCHMARKS.md, "Notebooks in Voila"). `build` makes the same modules, with the
 same parameter names and the same forward, from the folder's ``model_cfg``; it returns None for any option it does
 not build, and the loader then uses open_clip. tests/test_bundled_clip.py checks both builds give the same
 embeddings, and the tower adapters (`models.towers`) treat both alike.
@@ -20,7 +20,7 @@ from torch import nn
 
 from .towers.base import OPENAI_MEAN, OPENAI_STD
 
-# the model_cfg keys `build` knows, with the values it builds when they differ from open_clip's defaults
+# the model_cfg keys `build` takes (a missing one has open_clip's default); any other key is an option it does not build
 _TOP = {"embed_dim", "vision_cfg", "text_cfg", "quick_gelu"}
 _VISION = {"image_size", "layers", "width", "head_width", "patch_size", "mlp_ratio"}
 _TEXT = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
