@@ -48,7 +48,9 @@ class BPETokenizer:
     token, zero-padded; a prompt too long for the context is cut and ends with the end token."""
 
     def __init__(self, context_length: int = 77, merges: Optional[Path] = None):
-        import regex  # open_clip's dependency, for the \p{L} classes of CLIP's pattern
+        import ftfy  # open_clip's dependencies: the same repair of mojibake as open_clip, and the \p{L} classes
+        import regex
+        self._fix_text = ftfy.fix_text
         self.context_length = int(context_length)
         self._tables = _tables(str(merges or merges_path()))
         self._pattern = regex.compile(_PATTERN, regex.IGNORECASE)
@@ -56,8 +58,7 @@ class BPETokenizer:
         self.vocab_size = len(self._tables.words)
 
     def encode(self, text: str) -> List[int]:
-        import ftfy  # open_clip's dependency: the same repair of mojibake as open_clip
-        text = " ".join(html.unescape(html.unescape(ftfy.fix_text(text))).split()).lower()
+        text = " ".join(html.unescape(html.unescape(self._fix_text(text))).split()).lower()
         ids: List[int] = []
         bytes_as = self._tables.byte_chars
         for piece in self._pattern.findall(text):

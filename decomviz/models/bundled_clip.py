@@ -3,9 +3,9 @@
 The bundled models are open_clip CLIPs (a CLIP ResNet or ViT image tower, a causal text transformer) saved as
 open_clip checkpoint folders; open_clip loads them too (``load_model(checkpoint=folder)`` goes through it). Importing
 open_clip imports torchvision, whose ops import ``torch._dynamo`` (and triton with the CUDA build of torch): 0.23 GB
-and 3.5 s in every kernel that only wants the small bundled model (BENCHMARKS.md, "Notebooks in Voila"). `build` makes the same modules, with the
-same parameter names and the same forward, from the folder's ``model_cfg``; it returns None for any option it does
-not build, and the loader then uses open_clip. tests/test_bundled_clip.py checks both builds give the same
+and 2 s in every kernel that only wants the small bundled model (BENCHMARKS.md, "Notebooks in Voila"). `build`
+makes the same modules, with the same parameter names and the same forward, from the folder's ``model_cfg``; it
+returns None for any option it does not build, and the loader then uses open_clip. tests/test_bundled_clip.py checks both builds give the same
 embeddings, and the tower adapters (`models.towers`) treat both alike.
 """
 from __future__ import annotations

@@ -104,7 +104,7 @@ class ClusterGallery(widgets.VBox):
         for tr in self.scatter.data[:-1]:
             tr.on_click(self._on_click)
         self.gallery = FigureWidget(exemplar_grid_figure([], [], [], n_slots=self.n_exemplars,
-                                                            cols=min(self.n_exemplars, 8)))
+                                                         cols=min(self.n_exemplars, 8)))
         self.detail = FigureWidget(self._empty_detail())
         sizes = Counter(self.labels.tolist())
         options = [(f"{self.names[c]} · {sizes.get(c, 0)} components", c)

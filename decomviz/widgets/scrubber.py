@@ -97,7 +97,7 @@ class ComponentScrubber(widgets.VBox):
                                                      button_style="danger"))
         self.info = widgets.HTML()
         self.figure = FigureWidget(scrubber_figure(self.pair, 0, 0, self._selected, weighting, opacity,
-                                                      round_to=_ROUND))
+                                                   round_to=_ROUND))
         self._combo_trace = next(self.figure.select_traces(selector=dict(name="combination")))
         self._bars = next(self.figure.select_traces(selector=dict(name="weights")))
         self._thumbs = [next(self.figure.select_traces(selector=dict(name=f"ossm {k}"))) for k in range(K)]
